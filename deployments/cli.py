@@ -1,0 +1,215 @@
+"""`actor-rollback`: plan and run the runbook's phase rollbacks, and the demo.
+
+Exit codes: 0 done, 1 a step or a check failed, 2 bad input (usage, config, repository
+state), 3 a person is needed (approval pending, a check unverified). With --json exactly one
+JSON object goes to stdout; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from runbook.config import ConfigError, RollbackConfig, load_config, normalize_phase
+from runbook.errors import BadInputError
+from runbook.model import RollbackReport
+from runbook.phases import StepSelectionError, select_steps
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Run the ActorScheduler rollback runbook as Prefect flows.")
+out = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+STATUS_STYLE = {"done": "green", "already-done": "green", "pass": "green", "planned": "cyan", "skipped": "dim",
+                "failed": "red", "fail": "red", "needs-human": "yellow", "unverified": "yellow"}
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="rollback.toml (default: <repo>/rollback.toml, then the shipped one)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, logs on stderr")]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _bad_input(message: str, as_json: bool) -> typer.Exit:
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": EXIT_BAD_INPUT}))
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _config(path: Path | None, repo: Path | None) -> RollbackConfig:
+    if path is None and repo is not None and (repo / "rollback.toml").exists():
+        path = repo / "rollback.toml"
+    return load_config(path)
+
+
+def _brief(lines: list[str], keep: int = 4) -> str:
+    shown = lines[:keep] + ([f"… {len(lines) - keep} more (--json shows all)"] if len(lines) > keep else [])
+    return escape("\n".join(shown))
+
+
+def _print_report(report: RollbackReport, title: str) -> None:
+    table = Table(title=title, show_lines=False, expand=False)
+    for column in ("step", "name", "status", "seconds", "evidence"):
+        table.add_column(column, overflow="fold")
+    for step in report.steps:
+        style = STATUS_STYLE.get(step.status, "")
+        table.add_row(step.id, step.name, f"[{style}]{step.status}[/{style}]", f"{step.seconds:.1f}",
+                      _brief(step.evidence))
+    out.print(table)
+    if report.checklist:
+        checks = Table(title="Checklist", expand=False)
+        for column in ("item", "status", "evidence"):
+            checks.add_column(column, overflow="fold")
+        for item in report.checklist:
+            style = STATUS_STYLE.get(item.status, "")
+            checks.add_row(escape(f"{item.id} {item.item}"), f"[{style}]{item.status}[/{style}]", _brief(item.evidence, 3))
+        out.print(checks)
+    out.print(f"outcome: [bold]{report.outcome}[/bold] (exit {report.exit_code})")
+
+
+@app.command()
+def plan(
+    phase: Annotated[str, typer.Argument(help="0, 1, 2A, 2B, 3 or 4")],
+    repo: Annotated[Optional[Path], typer.Option("--repo", help="Resolve the plan against this clone (read-only)")] = None,
+    config: ConfigOpt = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Step IDs or names")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Step IDs or names")] = None,
+    merge: Annotated[str, typer.Option("--merge", help="The phase's merge commit")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the phase's steps in order with their exact commands; changes nothing."""
+    from flows.plan import plan_phase
+
+    try:
+        cfg = _config(config, repo)
+        report = plan_phase(cfg, phase, repo, _split(only), _split(skip), merge)
+    except (ConfigError, StepSelectionError, BadInputError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    if as_json:
+        print(json.dumps({**report.public(), "incident": None}))
+    else:
+        _print_report(report, f"Plan: phase {report.phase} rollback ({cfg.phase(report.phase).title})")
+    raise typer.Exit(report.exit_code)
+
+
+def run_phase_flow(phase: str, repo: Path, reason: str, incident: str, dry_run: bool, only: list[str],
+                   skip: list[str], merge: str, config: Path | None, triggered_by: str) -> RollbackReport:
+    """Run a phase's flow in this process (on PREFECT_API_URL, or Prefect's ephemeral server)."""
+    from prefect import tags
+
+    from flows.phases import PHASE_FLOWS
+
+    with tags(f"phase:{phase}", f"incident:{incident}", "actor-rollback"):
+        data = PHASE_FLOWS[phase](
+            reason=reason, repo=str(repo), incident_id=incident, dry_run=dry_run, only=only or None,
+            skip=skip or None, merge=merge, config=str(config) if config else "", triggered_by=triggered_by,
+        )
+    return RollbackReport.model_validate(data)
+
+
+def _quiet_prefect(as_json: bool) -> None:
+    # Prefect reads its settings when first imported: choose its verbosity before that.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if as_json or not sys.stderr.isatty():
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@app.command()
+def run(
+    phase: Annotated[str, typer.Argument(help="0, 1, 2A, 2B, 3 or 4")],
+    repo: Annotated[Path, typer.Option("--repo", help="The workspace's git clone")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in commits and the audit trail)")],
+    incident: Annotated[str, typer.Option("--incident", help="Incident id; reruns with the same id converge")] = "",
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done; change nothing")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Step IDs or names")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Step IDs or names")] = None,
+    merge: Annotated[str, typer.Option("--merge", help="The phase's merge commit, when ambiguous")] = "",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a phase's rollback flow against the workspace."""
+    from flows.runner import new_incident_id
+    from tasks.git_repo import open_workspace
+
+    try:
+        key = normalize_phase(phase)
+        cfg = _config(config, repo)
+        select_steps(key, _split(only), _split(skip))
+        open_workspace(repo)
+        if not reason.strip():
+            raise BadInputError("--reason is empty; say why the rollback is done (it goes into every commit)")
+    except (ConfigError, StepSelectionError, BadInputError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    incident = incident or new_incident_id()
+    if not (yes or dry_run or as_json) and sys.stdin.isatty():
+        typer.confirm(f"Roll back phase {key} ({cfg.phase(key).title}) in {repo} for {incident}?", abort=True)
+    _quiet_prefect(as_json)
+    config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+    with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else _null():
+        report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, _split(only), _split(skip), merge,
+                                config_path, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}")
+    if as_json:
+        print(json.dumps(report.public()))
+    else:
+        _print_report(report, f"Phase {key} rollback {incident}{' (dry run)' if dry_run else ''}")
+    raise typer.Exit(report.exit_code)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+@app.command()
+def demo(
+    dir: Annotated[Optional[Path], typer.Option("--dir", help="Where to create the sample workspace")] = None,
+) -> None:
+    """Create the sample workspace and roll back its Phase 1 end to end, on the embedded default."""
+    import tempfile
+
+    from flows.runner import new_incident_id
+    from tasks.git_repo import open_workspace, run_git
+    from tasks.sample_workspace import create_sample_workspace
+
+    root = dir or Path(tempfile.mkdtemp(prefix="actor-rollback-demo-"))
+    try:
+        sample = create_sample_workspace(root)
+    except FileExistsError as exc:
+        raise _bad_input(str(exc), False) from None
+    out.print(f"sample workspace: {sample.repo}\nits remote:       {sample.origin}")
+    _quiet_prefect(False)
+    incident = "demo-" + new_incident_id().removeprefix("inc-")
+    with err.status("phase 1 rollback running (flag off, revert, push, CI, deploy)…", spinner="dots") if err.is_terminal else _null():
+        report = run_phase_flow("1", sample.repo, "demo: ReadyQueueCoordinator throughput regression", incident,
+                                False, [], [], "", None, triggered_by="demo")
+    _print_report(report, f"Phase 1 rollback {incident}")
+    remote_log = run_git(open_workspace(sample.repo), "log", "--oneline", "-3", "origin/main")
+    out.print(f"\nThe remote's main now:\n{remote_log}")
+    where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
+    out.print(f"\nAudit trail: flow run rollback-phase-1-{incident} ({report.flow_run_id}) on {where}; "
+              f"artifacts rollback-phase-1-{incident}-checklist and -steps.")
+    failed = report.outcome in ("failed", "bad-input")
+    raise typer.Exit(1 if failed else 0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""One flow per phase of the runbook (section 2), each reading like its page.
+
+Every flow takes the same parameters, which the Prefect UI shows as a form; the run is named
+`rollback-phase-<P>-<incident>` and is itself the audit record of what was done and why.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.runner import PhaseRun, default_incident_id
+
+
+def _run_name() -> str:
+    phase = flow_run.flow_name.removeprefix("rollback-phase-")
+    return f"rollback-phase-{phase}-{flow_run.parameters.get('incident_id') or default_incident_id()}"
+
+
+def rollback_flow(phase: str):
+    """The decorator every phase flow shares: its name, run name and retries policy."""
+    return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
+                validate_parameters=True, persist_result=False)
+
+
+PARAMETER_DOCS = """
+    Args:
+        reason: Why the rollback is done (required; recorded in every commit and in the audit trail).
+        repo: Path of the target workspace's git clone.
+        incident_id: The incident this rollback belongs to; reruns with the same id converge.
+        dry_run: Show the plan and change nothing.
+        only: Run only these steps (step IDs or names).
+        skip: Skip these steps (step IDs or names).
+        merge: The phase's merge commit, when its message does not match the runbook's patterns.
+        config: Path of a rollback.toml; the shipped one when empty.
+        triggered_by: Who or what started the run (a person, an alert, a schedule).
+"""
+
+
+@rollback_flow("0")
+def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                     config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
+    run = PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("archive")  # P0.1
+    run.step("review")  # P0.2 (a person)
+    run.step("adr")  # P0.3
+    run.step("redesign")  # P0.4 (a person)
+    return run.finish()
+
+
+@rollback_flow("1")
+def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                     config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
+    run = PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("flag")  # P1.1  flag off, immediately
+    run.step("gating")  # P1.1b the old ReadyQueueScheduler path is still there
+    run.step("find-merge")  # P1.2a
+    run.step("revert")  # P1.2b git revert -m 1
+    run.step("push")  # P1.2b
+    run.step("ci")  # P1.2c
+    run.step("deploy")  # P1.3a
+    run.step("monitor")  # P1.3b
+    run.step("logs")  # P1.3c
+    run.step("benchmarks")  # P1.C3 within ±2 %
+    return run.finish()
+
+
+@rollback_flow("2A")
+def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                      config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
+    run = PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("flag")  # P2A.1
+    run.step("find-merge")  # P2A.2
+    run.step("revert")  # P2A.2
+    run.step("config")  # P2A.3 [scheduler] back to the Phase 1 settings
+    run.step("push")  # P2A.2
+    run.step("ci")
+    run.step("deploy")
+    run.step("monitor")  # P2A.4 worker tasks, P2A.5 pending messages
+    run.step("logs")
+    run.step("benchmarks")
+    return run.finish()
+
+
+@rollback_flow("2B")
+def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                      config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
+    run = PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("flag")  # P2B.1
+    run.step("find-merge")  # P2B.2
+    run.step("revert")  # P2B.2
+    run.step("code-checks")  # P2B.2 invoke_message back, P2B.3 no middleware chain
+    run.step("push")
+    run.step("ci")
+    run.step("deploy")
+    run.step("monitor")
+    run.step("logs")
+    run.step("benchmarks")
+    return run.finish()
+
+
+@rollback_flow("3")
+def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                     config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
+    run = PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("flag")  # P3.2 the cfg(not) Tokio path
+    run.step("gating")  # P3.2
+    run.step("ci-file")  # P3.3 no_std build disabled in CI
+    run.step("push")
+    run.step("build")  # P3.1 pinned to Tokio
+    run.step("ci")
+    run.step("deploy")
+    run.step("monitor")
+    run.step("logs")
+    run.step("embedded")  # P3.4 (a person)
+    return run.finish()
+
+
+@rollback_flow("4")
+def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
+                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
+                     config: str = "", triggered_by: str = "manual") -> dict:
+    """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy."""
+    run = PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config)
+    run.step("find-merge")  # P4.1
+    run.step("revert")  # P4.1
+    run.step("flag")  # P4.2
+    run.step("push")
+    run.step("ci")
+    run.step("deploy")
+    run.step("monitor")
+    run.step("logs")
+    run.step("benchmarks")
+    if any(spec.name == "reset" for spec, _ in run.selection):
+        run.step("reset")  # P4.3 last resort, only when asked for and approved
+    return run.finish()
+
+
+for _flow in (rollback_phase_0, rollback_phase_1, rollback_phase_2a, rollback_phase_2b, rollback_phase_3,
+              rollback_phase_4):
+    _flow.fn.__doc__ = (_flow.fn.__doc__ or "") + PARAMETER_DOCS
+
+PHASE_FLOWS = {
+    "0": rollback_phase_0, "1": rollback_phase_1, "2A": rollback_phase_2a, "2B": rollback_phase_2b,
+    "3": rollback_phase_3, "4": rollback_phase_4,
+}

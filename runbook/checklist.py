@@ -1,0 +1,54 @@
+"""The runbook's verification checklists, judged from the steps' own results.
+
+An item passes only on evidence from a step that ran; a step that did not run, or that is not
+automated yet, leaves it `unverified` with the reason — never `pass`.
+"""
+
+from __future__ import annotations
+
+from runbook.config import ChecklistSpec
+from runbook.model import ChecklistItem, StepResult
+
+# Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed).
+EVIDENCE_SOURCES: dict[str, tuple[str, str | None]] = {
+    "P1.C1": ("flag", None),
+    "P1.C2": ("gating", "old_path"),
+    "P1.C3": ("benchmarks", None),
+    "P1.C4": ("monitor", "error_rate"),
+    "P1.C5": ("ci", None),
+    "P2A.4": ("monitor", "worker_tasks"),
+    "P2A.5": ("monitor", "pending_messages"),
+    "P2B.C1": ("code-checks", "present"),
+    "P2B.C2": ("code-checks", "absent"),
+}
+
+
+def judge_item(spec: ChecklistSpec, steps: list[StepResult], dry_run: bool = False) -> ChecklistItem:
+    def item(status: str, *evidence: str) -> ChecklistItem:
+        return ChecklistItem(id=spec.id, item=spec.item, status=status, evidence=list(evidence))
+
+    if dry_run:
+        return item("unverified", "dry run: nothing was changed, so nothing is verified")
+    source = EVIDENCE_SOURCES.get(spec.id)
+    if source is None:
+        return item("unverified", "no automated check for this item: verify it by hand and record it")
+    name, fact = source
+    step = next((s for s in reversed(steps) if s.name == name), None)
+    if step is None:
+        return item("unverified", f"the '{name}' step is not part of this run")
+    evidence = [f"{step.id} {step.name}: {step.status}", *step.evidence]
+    if step.status == "failed":
+        return item("fail", *evidence)
+    if step.status not in ("done", "already-done"):
+        return item("unverified", *evidence)
+    if fact is not None:
+        verdict = step.data.get(fact)
+        if verdict == "fail":
+            return item("fail", *evidence)
+        if verdict != "pass":
+            return item("unverified", f"{step.id} {step.name} did not establish '{fact}'", *evidence)
+    return item("pass", *evidence)
+
+
+def judge_checklist(specs: list[ChecklistSpec], steps: list[StepResult], dry_run: bool = False) -> list[ChecklistItem]:
+    return [judge_item(spec, steps, dry_run) for spec in specs]

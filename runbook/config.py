@@ -1,0 +1,289 @@
+"""The runbook's configuration (`rollback.toml`), validated into typed models.
+
+Unknown keys are errors: a misspelt key silently ignored is a rollback that does something
+other than what the file says.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PHASES = ("0", "1", "2A", "2B", "3", "4")
+ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
+SEVERITIES = ("critical", "high", "medium", "low")
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "rollback.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message names the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChecklistSpec(_Strict):
+    id: str = Field(pattern=r"^P(0|1|2A|2B|3|4)\.[A-Za-z0-9]+$")
+    item: str = Field(min_length=1)
+
+
+class RestoreSpec(_Strict):
+    file: str
+    table: str
+    values: dict[str, str | int | float | bool]
+
+
+class CodeChecks(_Strict):
+    file: str
+    present: list[str] = []
+    absent: list[str] = []
+
+
+class PhaseConfig(_Strict):
+    title: str
+    branch: str = Field(min_length=1)
+    merged: bool = True
+    merge_patterns: list[str] = []
+    old_path: str = ""
+    new_path: str = ""
+    deploy_version: str = ""
+    checklist: list[ChecklistSpec] = []
+    restore: RestoreSpec | None = None
+    code_checks: CodeChecks | None = None
+    tokio_build: str = ""
+    ci_file: str = ".github/workflows/ci.yml"
+    ci_disable_targets: list[str] = []
+    baseline_commit_pattern: str = ""
+    baseline_tag: str = ""
+
+    @model_validator(mode="after")
+    def _merged_phases_have_patterns(self) -> PhaseConfig:
+        if self.merged and not self.merge_patterns:
+            raise ValueError("a merged phase needs merge_patterns (the runbook's --grep strings)")
+        return self
+
+
+class GitConfig(_Strict):
+    push: Literal["direct", "branch"] = "direct"
+    push_attempts: int = Field(default=3, ge=1, le=20)
+    commit_author: str = "actor-rollback <actor-rollback@localhost>"
+
+    @field_validator("commit_author")
+    @classmethod
+    def _author_has_email(cls, value: str) -> str:
+        if not re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>\s]*>", value):
+            raise ValueError("expected 'Name <email>'")
+        return value
+
+
+class CiConfig(_Strict):
+    check: Literal["command", "commit-status"] = "command"
+    command: str = "cargo test --workspace"
+    timeout_seconds: int = Field(default=1800, gt=0)
+    status_url: str = ""
+    token_env: str = "GITHUB_TOKEN"
+
+
+class KubernetesConfig(_Strict):
+    namespace: str = "default"
+    deployment: str = "actor-system"
+    container: str = "actor-system"
+    image: str = "registry.example.com/actor-system:{version}"
+    label_selector: str = "app=actor-system"
+    rollout_timeout_seconds: int = Field(default=600, gt=0)
+
+
+class DeployConfig(_Strict):
+    backend: Literal["command", "kubernetes"] = "command"
+    command: str = "./scripts/deploy.sh production --version={version}"
+    timeout_seconds: int = Field(default=900, gt=0)
+    kubernetes: KubernetesConfig = KubernetesConfig()
+
+
+class MonitoringThresholds(_Strict):
+    error_rate_max: float = Field(default=0.01, ge=0)
+    latency_p99_max_seconds: float = Field(default=0.05, gt=0)
+
+
+class MonitoringConfig(_Strict):
+    prometheus_url: str = ""
+    metrics_url: str = ""
+    window_seconds: int = Field(default=300, gt=0)
+    baseline_offset_seconds: int = Field(default=3600, ge=0)
+    queries: dict[str, str] = {}
+    thresholds: MonitoringThresholds = MonitoringThresholds()
+
+
+class LogsConfig(_Strict):
+    tail_lines: int = Field(default=1000, gt=0)
+    error_pattern: str = "(?i)error"
+    max_error_lines: int = Field(default=0, ge=0)
+
+    @field_validator("error_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from exc
+        return value
+
+
+class BenchmarksConfig(_Strict):
+    commands: list[str] = Field(min_length=1)
+    baseline: str
+    criterion_dir: str = "target/criterion"
+    tolerance_pct: float = Field(default=2.0, gt=0, lt=100)
+    timeout_seconds: int = Field(default=1800, gt=0)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'0s', '90m', '1h', '24h', '7d', '1w' → timedelta."""
+    match = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if not match:
+        raise ValueError(f"expected a duration like '0s', '1h', '24h', '7d', got {text!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+class SeverityConfig(_Strict):
+    high_regression_pct: float = 10.0
+    medium_regression_pct: float = 5.0
+    deadlines: dict[Literal["critical", "high", "medium", "low"], str]
+    owners: dict[Literal["critical", "high", "medium", "low"], str]
+
+    @field_validator("deadlines")
+    @classmethod
+    def _durations(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            parse_duration(text)
+        return value
+
+    @model_validator(mode="after")
+    def _complete_and_ordered(self) -> SeverityConfig:
+        for name, table in (("deadlines", self.deadlines), ("owners", self.owners)):
+            missing = [s for s in SEVERITIES if s not in table]
+            if missing:
+                raise ValueError(f"{name} needs every severity; missing {', '.join(missing)}")
+        if not 0 < self.medium_regression_pct < self.high_regression_pct:
+            raise ValueError("expected 0 < medium_regression_pct < high_regression_pct")
+        return self
+
+    def deadline(self, severity: str) -> timedelta:
+        return parse_duration(self.deadlines[severity])  # type: ignore[index]
+
+
+class Contact(_Strict):
+    name: str = "TBD"
+    channels: list[str] = []
+    notify: list[str] = []  # Prefect notification block names that reach this person
+
+
+class DashboardsConfig(_Strict):
+    grafana: str = ""
+    prometheus: str = ""
+    logs: str = ""
+
+
+class AfterConfig(_Strict):
+    postmortem_hours: int = Field(default=48, gt=0)
+    postmortem_dir: str = "docs/postmortem"
+    adr_dir: str = "docs/adr"
+    retry_lock_days: int = Field(default=7, ge=0)
+
+
+class RollbackConfig(_Strict):
+    flag: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_+.-]*$")
+    main_branch: str = "main"
+    remote: str = "origin"
+    git: GitConfig = GitConfig()
+    phases: dict[str, PhaseConfig]
+    ci: CiConfig = CiConfig()
+    deploy: DeployConfig = DeployConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    logs: LogsConfig = LogsConfig()
+    benchmarks: BenchmarksConfig
+    severity: SeverityConfig
+    contacts: dict[str, Contact] = {}
+    dashboards: DashboardsConfig = DashboardsConfig()
+    after: AfterConfig = AfterConfig()
+    source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _every_phase_and_role(self) -> RollbackConfig:
+        missing = [p for p in PHASES if p not in self.phases]
+        unknown = [p for p in self.phases if p not in PHASES]
+        if unknown:
+            raise ValueError(f"unknown phase {', '.join(unknown)}; the runbook's phases are {', '.join(PHASES)}")
+        if missing:
+            raise ValueError(
+                f"missing phase {', '.join(missing)}; the runbook has phases {', '.join(PHASES)}: "
+                f"add [phases.{missing[0]}]"
+            )
+        roles = [r for r in self.contacts if r not in ROLES]
+        if roles:
+            raise ValueError(f"unknown contact role {', '.join(roles)}; the runbook's roles are {', '.join(ROLES)}")
+        return self
+
+    def phase(self, phase: str) -> PhaseConfig:
+        key = normalize_phase(phase)
+        return self.phases[key]
+
+
+def normalize_phase(text: str) -> str:
+    """'1', 'phase1', 'Phase 2a', '2a' → the runbook's phase key."""
+    key = re.sub(r"(?i)^phase[\s_-]*", "", str(text).strip()).upper()
+    if key not in PHASES:
+        raise ConfigError(f"unknown phase {text!r}; choose one of {', '.join(PHASES)}")
+    return key
+
+
+def _describe(value: Any) -> str:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{shown} ({type(value).__name__})"
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: {where}: unknown key; remove it or fix its spelling (see the shipped rollback.toml)")
+        elif item["type"] == "missing":
+            lines.append(f"{source}: {where}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            got = f"; got {_describe(item['input'])}" if item["type"] != "value_error" or not isinstance(item.get("input"), dict) else ""
+            lines.append(f"{source}: {where}: {message}{got}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "rollback.toml") -> RollbackConfig:
+    try:
+        return RollbackConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_config(path: Path | str | None = None) -> RollbackConfig:
+    """Read and validate a rollback.toml; the shipped one when no path is given."""
+    file = Path(path) if path else SHIPPED_CONFIG
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file; pass --config FILE or copy the shipped rollback.toml") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(file))

@@ -1,0 +1,117 @@
+"""The objects that travel from trigger to postmortem: one object per idea."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StepStatus = Literal["done", "already-done", "skipped", "planned", "failed", "needs-human"]
+CheckStatus = Literal["pass", "fail", "unverified"]
+Severity = Literal["critical", "high", "medium", "low"]
+IncidentKind = Literal[
+    "service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs", "deploy-failure",
+]
+
+# How a failed step failed: bad input (exit 2) is the operator's to fix; a fault (exit 1) is the system's.
+FailureKind = Literal["bad-input", "fault"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Incident(_Model):
+    """What happened: where it came from, which phase, what kind, with its evidence."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    source: str = "manual"  # manual | alertmanager | grafana | schedule | cli
+    phase: str
+    kind: IncidentKind | None = None
+    regression_pct: float | None = None
+    summary: str = ""
+    labels: dict[str, str] = {}
+    evidence: list[str] = []
+    started_at: datetime | None = None
+
+
+class Decision(_Model):
+    """The severity policy's answer for an incident."""
+
+    severity: Severity
+    action: str
+    deadline: datetime
+    owner: str  # the runbook role that decides
+    notify: list[str] = []  # roles
+    rule: str = ""  # the matrix row (S.x / F.x) that decided it
+    decided_by: str = "policy"
+
+
+class StepResult(_Model):
+    """One runbook step as it ran: its ID from STEPS.md, what happened, and the proof."""
+
+    id: str
+    name: str
+    status: StepStatus
+    evidence: list[str] = []
+    seconds: float = 0.0
+    failure: FailureKind | None = None
+    data: dict[str, str] = {}  # machine-readable facts later steps use (e.g. the revert SHA)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "already-done", "skipped", "planned")
+
+    def public(self) -> dict:
+        return {"id": self.id, "name": self.name, "status": self.status,
+                "evidence": self.evidence, "seconds": round(self.seconds, 3)}
+
+
+class ChecklistItem(_Model):
+    id: str
+    item: str
+    status: CheckStatus
+    evidence: list[str] = []
+
+    def public(self) -> dict:
+        return {"id": self.id, "item": self.item, "status": self.status, "evidence": self.evidence}
+
+
+class RollbackReport(_Model):
+    """What a phase flow returns; the CLI prints it and the artifacts are made from it."""
+
+    phase: str
+    incident: str
+    dry_run: bool
+    reason: str = ""
+    steps: list[StepResult] = []
+    checklist: list[ChecklistItem] = []
+    flow_run_id: str | None = None
+
+    @property
+    def outcome(self) -> Literal["done", "failed", "bad-input", "needs-human"]:
+        failed = [s for s in self.steps if s.status == "failed"]
+        if any(s.failure == "bad-input" for s in failed):
+            return "bad-input"
+        if self.dry_run:  # a plan verifies nothing, so its unverified checklist is no finding
+            return "failed" if failed else "done"
+        if failed or any(c.status == "fail" for c in self.checklist):
+            return "failed"
+        if any(s.status == "needs-human" for s in self.steps) or any(
+            c.status == "unverified" for c in self.checklist
+        ):
+            return "needs-human"
+        return "done"
+
+    @property
+    def exit_code(self) -> int:
+        return {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3}[self.outcome]
+
+    def public(self) -> dict:
+        return {
+            "phase": self.phase, "incident": self.incident, "dry_run": self.dry_run,
+            "outcome": self.outcome, "flow_run_id": self.flow_run_id,
+            "steps": [s.public() for s in self.steps],
+            "checklist": [c.public() for c in self.checklist],
+        }

@@ -1,0 +1,208 @@
+"""Each phase's rollback as an ordered list of runbook steps, and what each step will do.
+
+`describe` gives the exact commands, file edits and queries a step performs under a given
+configuration, so that `actor-rollback plan` and dry runs show the truth without touching
+anything. IDs come from STEPS.md; a step ID may cover two named steps (P1.2b is the revert
+and its push).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runbook.config import PhaseConfig, RollbackConfig, normalize_phase
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    id: str
+    name: str  # what --only / --skip accept, besides the ID
+    title: str
+    automated: bool = True  # False: a human does it; the run reports needs-human with the commands
+    pending_issue: int | None = None  # automated by a later issue; until then the run says so
+
+
+def _flag_step(step_id: str) -> StepSpec:
+    return StepSpec(step_id, "flag", "Disable the feature flag in every Cargo.toml's default features")
+
+
+def _revert_steps(find_id: str, revert_id: str | None = None) -> list[StepSpec]:
+    return [
+        StepSpec(find_id, "find-merge", "Find the phase's merge commit on the main branch"),
+        StepSpec(revert_id or find_id, "revert", "Revert the merge with git revert -m 1"),
+    ]
+
+
+def _push_step(step_id: str) -> StepSpec:
+    return StepSpec(step_id, "push", "Push the rollback commits to the remote (never forced)")
+
+
+def _deliver_steps(monitor_id: str = "P1.3b") -> list[StepSpec]:
+    # The runbook spells CI, deploy and logs out once, in Phase 1, and says "as in Phase 1" after.
+    return [
+        StepSpec("P1.2c", "ci", "Confirm CI is green"),
+        StepSpec("P1.3a", "deploy", "Deploy the rollback version"),
+        StepSpec(monitor_id, "monitor", "Watch throughput, latency, CPU/memory and error rate", pending_issue=5),
+        StepSpec("P1.3c", "logs", "Count error lines in a bounded window of the service's logs", pending_issue=5),
+    ]
+
+
+PHASE_STEPS: dict[str, list[StepSpec]] = {
+    "0": [
+        StepSpec("P0.1", "archive", "Archive the unmerged branch: tag archive/<branch>, delete it", pending_issue=3),
+        StepSpec("P0.2", "review", "Review the design documents and analyse the problem", automated=False),
+        StepSpec("P0.3", "adr", "Record the design change in an ADR", pending_issue=8),
+        StepSpec("P0.4", "redesign", "Redesign with a new approach", automated=False),
+    ],
+    "1": [
+        _flag_step("P1.1"),
+        StepSpec("P1.1b", "gating", "Check that the flag gates the new path and keeps the old one"),
+        *_revert_steps("P1.2a", "P1.2b"),
+        _push_step("P1.2b"),
+        *_deliver_steps(),
+        StepSpec("P1.C3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
+    ],
+    "2A": [
+        _flag_step("P2A.1"),
+        *_revert_steps("P2A.2"),
+        StepSpec("P2A.3", "config", "Restore the [scheduler] settings of config/actor_system.toml", pending_issue=3),
+        _push_step("P2A.2"),
+        *_deliver_steps("P2A.4"),
+        StepSpec("A.3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
+    ],
+    "2B": [
+        _flag_step("P2B.1"),
+        *_revert_steps("P2B.2"),
+        StepSpec("P2B.3", "code-checks", "Check invoke_message is back and the middleware chain is gone",
+                 pending_issue=3),
+        _push_step("P2B.2"),
+        *_deliver_steps(),
+        StepSpec("A.3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
+    ],
+    "3": [
+        StepSpec("P3.2", "flag", "Disable the feature flag so the cfg(not) Tokio path is built"),
+        StepSpec("P3.2", "gating", "Check that the flag gates the runtime abstraction and keeps the Tokio path"),
+        StepSpec("P3.3", "ci-file", "Disable the no_std build in the CI workflow (YAML-aware)", pending_issue=3),
+        _push_step("P3.3"),
+        StepSpec("P3.1", "build", "Build pinned to Tokio", pending_issue=3),
+        *_deliver_steps(),
+        StepSpec("P3.4", "embedded", "Move Embassy deployments to Tokio; bare metal to the pre-Phase-2 code",
+                 automated=False),
+    ],
+    "4": [
+        *_revert_steps("P4.1"),
+        _flag_step("P4.2"),
+        _push_step("P4.1"),
+        *_deliver_steps(),
+        StepSpec("A.3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
+    ],
+}
+
+# Phase 4's last resort runs only when asked for by name and approved by a person.
+LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease",
+                       pending_issue=3)
+
+
+def phase_steps(phase: str) -> list[StepSpec]:
+    return PHASE_STEPS[normalize_phase(phase)]
+
+
+def step_names(phase: str) -> set[str]:
+    return {s.name for s in phase_steps(phase)} | {s.id for s in phase_steps(phase)}
+
+
+class StepSelectionError(ValueError):
+    pass
+
+
+def select_steps(phase: str, only: list[str] | None = None, skip: list[str] | None = None) -> list[tuple[StepSpec, bool]]:
+    """Every step of the phase with whether it runs; unknown names are an error naming the valid ones."""
+    steps = phase_steps(phase)
+    if phase == "4" and only and any(x in ("reset", "P4.3") for x in only):
+        steps = [*steps, LAST_RESORT]
+    known = {s.name for s in steps} | {s.id for s in steps}
+    for label, names in (("--only", only or []), ("--skip", skip or [])):
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise StepSelectionError(
+                f"{label}: unknown step {', '.join(unknown)} for phase {phase}; "
+                f"choose from {', '.join(sorted(known))}"
+            )
+    chosen = []
+    for spec in steps:
+        runs = (not only or spec.id in only or spec.name in only) and not (
+            skip and (spec.id in skip or spec.name in skip)
+        )
+        chosen.append((spec, runs))
+    return chosen
+
+
+def deploy_version(cfg: RollbackConfig, phase: str) -> str:
+    return cfg.phase(phase).deploy_version or f"rollback-phase{normalize_phase(phase).lower()}"
+
+
+def describe(spec: StepSpec, cfg: RollbackConfig, phase: str) -> list[str]:
+    """The exact commands / edits / queries of one step under this configuration."""
+    p: PhaseConfig = cfg.phase(phase)
+    main, remote, flag = cfg.main_branch, cfg.remote, cfg.flag
+    greps = " ".join(f'--grep="{pattern}"' for pattern in p.merge_patterns)
+    version = deploy_version(cfg, phase)
+    match spec.name:
+        case "flag":
+            return [f'edit every workspace Cargo.toml whose [features] default lists "{flag}": remove it '
+                    "(TOML-aware, formatting kept)",
+                    f'git commit -m "rollback(<incident>): {spec.id} remove {flag} from default features"']
+        case "gating":
+            return [f'list #[cfg(feature = "{flag}")] sites and their #[cfg(not(feature = "{flag}"))] counterparts; '
+                    f"the old path ({p.old_path}) must remain when the flag is off"]
+        case "find-merge":
+            return [f"git fetch {remote}",
+                    f"git log {main} --first-parent --merges -i --fixed-strings {greps}  (exactly one match)"]
+        case "revert":
+            return ["git revert -m 1 <merge>  (skipped when 'This reverts commit <merge>' is already in the history)"]
+        case "push":
+            target = main if cfg.git.push == "direct" else "rollback/<incident>"
+            return [f"git push {remote} HEAD:{target}  (on rejection: fetch, replay, retry up to "
+                    f"{cfg.git.push_attempts} times; never --force)"]
+        case "ci":
+            if cfg.ci.check == "command":
+                return [f"{cfg.ci.command}  (timeout {cfg.ci.timeout_seconds} s)"]
+            return [f"poll {cfg.ci.status_url} until the combined status is success"]
+        case "deploy":
+            if cfg.deploy.backend == "command":
+                return [cfg.deploy.command.format(version=version) + f"  (timeout {cfg.deploy.timeout_seconds} s)"]
+            k = cfg.deploy.kubernetes
+            return [f"patch deployment/{k.deployment} -n {k.namespace}: container {k.container} image "
+                    f"{k.image.format(version=version)}; wait for the rollout ({k.rollout_timeout_seconds} s)"]
+        case "monitor":
+            source = cfg.monitoring.prometheus_url or cfg.monitoring.metrics_url or "(no metrics source configured)"
+            return [f"query {source}: {name} = {query}" for name, query in cfg.monitoring.queries.items()]
+        case "logs":
+            return [f"last {cfg.logs.tail_lines} lines of pods {cfg.deploy.kubernetes.label_selector}; "
+                    f"lines matching {cfg.logs.error_pattern!r} must be <= {cfg.logs.max_error_lines}"]
+        case "benchmarks":
+            return [*cfg.benchmarks.commands,
+                    f"compare {cfg.benchmarks.criterion_dir} with {cfg.benchmarks.baseline} "
+                    f"(±{cfg.benchmarks.tolerance_pct:g} %)"]
+        case "config" if p.restore:
+            values = ", ".join(f"{k} = {v!r}" for k, v in p.restore.values.items())
+            return [f"set [{p.restore.table}] {values} in {p.restore.file} (formatting kept)", "git commit"]
+        case "code-checks" if p.code_checks:
+            c = p.code_checks
+            return [f"{c.file} must contain {c.present} and must not contain {c.absent}"]
+        case "ci-file":
+            return [f"disable the jobs/steps of {p.ci_file} that build {', '.join(p.ci_disable_targets)} "
+                    "(YAML-aware, keeps the job graph valid)", "git commit"]
+        case "build":
+            return [p.tokio_build]
+        case "archive":
+            return [f"git tag archive/{p.branch} {remote}/{p.branch}", f"git push {remote} archive/{p.branch}",
+                    f"git push {remote} --delete {p.branch}"]
+        case "reset":
+            return [f'git tag {p.baseline_tag} <commit whose message contains "{p.baseline_commit_pattern}">',
+                    f"git push {remote} {main}:refs/backup/<incident>",
+                    f"git reset --hard {p.baseline_tag}",
+                    f"git push --force-with-lease={main}:<remote head> {remote} {main}  (after human approval)"]
+        case "adr":
+            return [f"write {cfg.after.adr_dir}/NNNN-<title>.md from the ADR template"]
+    return [spec.title]

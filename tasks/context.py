@@ -1,0 +1,37 @@
+"""What every step receives: the target, the configuration, and who asked for what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runbook.config import PhaseConfig, RollbackConfig
+
+
+@dataclass
+class StepContext:
+    repo: Path
+    cfg: RollbackConfig
+    phase: str
+    incident: str
+    reason: str
+    dry_run: bool = False
+    step_id: str = ""
+    merge_override: str = ""
+    facts: dict[str, str] = field(default_factory=dict)  # what earlier steps established (merge SHA, …)
+
+    @property
+    def phase_cfg(self) -> PhaseConfig:
+        return self.cfg.phase(self.phase)
+
+    def for_step(self, step_id: str) -> StepContext:
+        return StepContext(**{**self.__dict__, "step_id": step_id})
+
+    def commit_message(self, summary: str) -> str:
+        """A rollback commit: what, why, and trailers that let reruns and audits find it."""
+        return (
+            f"rollback({self.incident}): {self.step_id} {summary}\n\n"
+            f"Reason: {self.reason}\n\n"
+            f"Rollback-Incident: {self.incident}\n"
+            f"Runbook-Step: {self.step_id}\n"
+        )

@@ -1,0 +1,50 @@
+"""The automated runbook steps by name, as plain functions of a StepContext, and how one step is
+run so that it always ends in a StepResult (no Prefect here: `plan` uses it too)."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from runbook.errors import StepError
+from runbook.model import StepResult
+from runbook.phases import StepSpec, describe
+from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
+from tasks.commands import check_ci, deploy_with_command
+from tasks.context import StepContext
+from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+
+StepFunction = Callable[[StepContext], StepResult]
+
+STEP_FUNCTIONS: dict[str, StepFunction] = {
+    "flag": disable_feature_flag,  # P1.1 P2A.1 P2B.1 P3.2 P4.2
+    "gating": check_flag_gating,  # P1.1b P3.2
+    "find-merge": find_phase_merge,  # P1.2a P2A.2 P2B.2 P4.1
+    "revert": revert_merge,  # P1.2b P2A.2 P2B.2 P4.1
+    "push": push_rollback,  # P1.2b
+    "ci": check_ci,  # P1.2c
+    "deploy": deploy_with_command,  # P1.3a
+}
+
+
+def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) -> StepResult:
+    """One step, whatever happens: a StepResult with its evidence and time, never an exception."""
+    started = time.monotonic()
+    if not spec.automated:
+        result = StepResult(id=spec.id, name=spec.name, status="planned" if ctx.dry_run else "needs-human",
+                            evidence=["a person does this step:", *describe(spec, ctx.cfg, ctx.phase)])
+    elif call is None:
+        result = StepResult(id=spec.id, name=spec.name, status="planned" if ctx.dry_run else "needs-human",
+                            evidence=[f"not automated yet (issue #{spec.pending_issue}); by hand:",
+                                      *describe(spec, ctx.cfg, ctx.phase)])
+    else:
+        try:
+            result = call(ctx)
+        except StepError as exc:
+            result = StepResult(id=spec.id, name=spec.name, status="failed", evidence=[str(exc)],
+                                failure=exc.failure)
+        except Exception as exc:  # a bug or an unexpected fault: report it, never hide it
+            result = StepResult(id=spec.id, name=spec.name, status="failed", failure="fault",
+                                evidence=[f"{type(exc).__name__}: {exc}"])
+    result.seconds = time.monotonic() - started
+    return result
