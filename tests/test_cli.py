@@ -1,0 +1,150 @@
+"""The CLI contract: exit codes, the --json shape, plan without side effects, run on a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tree_digest
+from helpers import run_git
+
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+STEP_KEYS = {"id", "name", "status", "evidence", "seconds"}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def as_json(run: subprocess.CompletedProcess) -> dict:
+    return json.loads(run.stdout)  # the whole of stdout is one JSON object
+
+
+def test_plan_lists_the_steps_in_runbook_order_with_commands():
+    run = cli("plan", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    report = as_json(run)
+    assert report["phase"] == "1" and report["dry_run"] is True
+    assert [(s["id"], s["name"]) for s in report["steps"]] == [
+        ("P1.1", "flag"), ("P1.1b", "gating"), ("P1.2a", "find-merge"), ("P1.2b", "revert"), ("P1.2b", "push"),
+        ("P1.2c", "ci"), ("P1.3a", "deploy"), ("P1.3b", "monitor"), ("P1.3c", "logs"), ("P1.C3", "benchmarks")]
+    assert all(set(s) == STEP_KEYS for s in report["steps"])
+    deploy = next(s for s in report["steps"] if s["name"] == "deploy")
+    assert deploy["evidence"][0].startswith("./scripts/deploy.sh production --version=rollback-phase1")
+    assert [c["id"] for c in report["checklist"]] == ["P1.C1", "P1.C2", "P1.C3", "P1.C4", "P1.C5"]
+    assert {c["status"] for c in report["checklist"]} == {"unverified"}
+
+
+def test_plan_against_the_repository_resolves_the_merge_and_changes_nothing(sample):
+    before = tree_digest(sample.repo, sample.origin)
+    run = cli("plan", "1", "--repo", str(sample.repo), "--json")
+    assert run.returncode == 0, run.stderr
+    steps = {s["name"]: s for s in as_json(run)["steps"]}
+    merge = run_git(sample.repo, "log", "--format=%h", "--merges", "--grep=Phase 1: integrate")
+    assert any(merge[:7] in line for line in steps["find-merge"]["evidence"])
+    assert steps["flag"]["evidence"] == ["modules/actor-core/Cargo.toml: remove new-scheduler from [features] default"]
+    assert tree_digest(sample.repo, sample.origin) == before
+
+
+def test_plan_of_every_phase_succeeds():
+    for phase in ("0", "1", "2A", "2B", "3", "4"):
+        run = cli("plan", phase, "--json")
+        assert run.returncode == 0, (phase, run.stderr)
+        assert as_json(run)["steps"], phase
+
+
+@pytest.mark.parametrize("args,message", [
+    (("plan", "5"), "unknown phase '5'; choose one of 0, 1, 2A, 2B, 3, 4"),
+    (("plan", "1", "--only", "flog"), "--only: unknown step flog for phase 1; choose from"),
+    (("plan", "1", "--config", "/nonexistent/rollback.toml"), "no such file"),
+])
+def test_bad_input_exits_2_with_the_problem_and_the_fix(args, message):
+    run = cli(*args)
+    assert run.returncode == 2
+    assert message in " ".join(run.stderr.split())
+
+
+def test_invalid_config_exits_2_naming_the_key(tmp_path):
+    bad = tmp_path / "rollback.toml"
+    shipped = (Path(__file__).parent.parent / "rollback.toml").read_text()
+    bad.write_text(shipped.replace("tolerance_pct = 2.0", "tolerance_pct = -1"))
+    run = cli("plan", "1", "--config", str(bad), "--json")
+    assert run.returncode == 2
+    assert "benchmarks.tolerance_pct: Input should be greater than 0" in as_json(run)["error"]
+
+
+def test_run_on_a_folder_that_is_not_a_clone_exits_2(tmp_path):
+    run = cli("run", "1", "--repo", str(tmp_path), "--reason", "x", "--json")
+    assert run.returncode == 2
+    assert "is not a git repository" in as_json(run)["error"]
+
+
+def test_run_with_a_usage_error_exits_2():
+    run = cli("run", "1")
+    assert run.returncode == 2 and "Missing option" in run.stderr
+
+
+@pytest.mark.prefect
+def test_run_dirty_tree_exits_2_and_changes_nothing(sample, prefect_server):
+    (sample.repo / "README.md").write_text("local edit\n")
+    before = tree_digest(sample.repo, sample.origin)
+    run = cli("run", "1", "--repo", str(sample.repo), "--reason", "test", "--incident", "inc-dirty", "--json")
+    assert run.returncode == 2, run.stderr
+    report = as_json(run)
+    flag = report["steps"][0]
+    assert flag["status"] == "failed" and "uncommitted changes in README.md" in flag["evidence"][0]
+    assert all(s["status"] == "skipped" for s in report["steps"][1:])
+    assert tree_digest(sample.repo, sample.origin) == before
+
+
+@pytest.mark.prefect
+def test_run_dry_run_exits_0_and_changes_nothing(sample, prefect_server):
+    before = tree_digest(sample.repo, sample.origin)
+    run = cli("run", "1", "--repo", str(sample.repo), "--reason", "test", "--dry-run", "--json")
+    assert run.returncode == 0, run.stderr
+    assert as_json(run)["dry_run"] is True
+    assert tree_digest(sample.repo, sample.origin) == before
+
+
+@pytest.mark.prefect
+@pytest.mark.cargo
+def test_run_phase_1_end_to_end_then_rerun_converges(sample, prefect_server, cargo_env):
+    run = cli("run", "1", "--repo", str(sample.repo), "--reason", "throughput -15 %", "--incident", "inc-e2e",
+              "--json")
+    report = as_json(run)
+    # monitor, logs and benchmarks are not automated yet: a person must look, so exit 3 — never a pass
+    assert run.returncode == 3, run.stderr
+    assert report["incident"] == "inc-e2e" and report["flow_run_id"]
+    status = {s["name"]: s["status"] for s in report["steps"]}
+    assert status == {"flag": "done", "gating": "done", "find-merge": "done", "revert": "done", "push": "done",
+                      "ci": "done", "deploy": "done", "monitor": "needs-human", "logs": "needs-human",
+                      "benchmarks": "needs-human"}
+    checks = {c["id"]: c["status"] for c in report["checklist"]}
+    assert checks == {"P1.C1": "pass", "P1.C2": "pass", "P1.C3": "unverified", "P1.C4": "unverified",
+                      "P1.C5": "pass"}
+    remote_log = run_git(sample.origin, "log", "--format=%s", "-2", "main").splitlines()
+    assert remote_log[0].startswith('Revert "Merge pull request #12')
+    assert remote_log[1].startswith("rollback(inc-e2e): P1.1 remove new-scheduler")
+    assert "version=rollback-phase1" in (sample.repo / ".deploy/deploys.log").read_text()
+
+    head = run_git(sample.origin, "rev-parse", "main")
+    rerun = as_json(cli("run", "1", "--repo", str(sample.repo), "--reason", "rerun", "--incident", "inc-e2e",
+                        "--skip", "ci", "--json"))
+    rerun_status = {s["name"]: s["status"] for s in rerun["steps"]}
+    assert rerun_status["flag"] == rerun_status["revert"] == rerun_status["push"] == "already-done"
+    assert run_git(sample.origin, "rev-parse", "main") == head, "a rerun adds no commit"
+
+
+def test_run_without_a_server_uses_prefects_ephemeral_server(sample, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    run = subprocess.run([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "embedded", "--dry-run",
+                          "--json"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert as_json(run)["flow_run_id"]
+    assert (tmp_path / "prefect-home" / "prefect.db").exists(), "the embedded server kept its own database"

@@ -1,0 +1,67 @@
+"""Phase flows on a real Prefect server: the run is the audit record (name, tags, parameters, artifacts)."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import run_git
+
+from deployments.cli import run_phase_flow
+
+pytestmark = pytest.mark.prefect
+
+
+def read_run_and_artifacts(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return run, {a.key: a for a in artifacts}
+
+
+def test_phase_1_run_is_named_tagged_and_leaves_checklist_and_step_artifacts(sample, prefect_server):
+    report = run_phase_flow("1", sample.repo, "p99 latency doubled", "INC-7.a", False, [], ["ci"], "", None,
+                            triggered_by="test")
+    run, artifacts = read_run_and_artifacts(report.flow_run_id)
+    assert run.name == "rollback-phase-1-INC-7.a"
+    assert {"phase:1", "incident:INC-7.a"} <= set(run.tags)
+    assert run.parameters["reason"] == "p99 latency doubled" and run.parameters["triggered_by"] == "test"
+    assert run.state.is_completed()
+    checklist = artifacts["rollback-phase-1-inc-7-a-checklist"]
+    assert "**PASS** P1.C1 The feature flag is disabled" in checklist.data
+    assert "**UNVERIFIED** P1.C3" in checklist.data
+    assert "grafana: https://grafana.example.com/d/actor-scheduler" in checklist.data  # X.2 links
+    steps = artifacts["rollback-phase-1-inc-7-a-steps"]
+    assert steps.type == "table"
+    revert = report.steps[3]
+    assert revert.name == "revert" and revert.data["revert"][:10] in steps.data
+
+
+def test_phase_2a_flow_reverts_its_own_merge_and_hands_pending_steps_to_a_person(sample, prefect_server):
+    report = run_phase_flow("2A", sample.repo, "worker leak", "inc-2a", False, [], ["ci", "deploy"], "", None,
+                            triggered_by="test")
+    status = {s.name: s.status for s in report.steps}
+    assert status["flag"] == "done" and status["revert"] == "done" and status["push"] == "done"
+    assert status["config"] == "needs-human"  # P2A.3 not automated yet: never silently passed
+    assert 'Revert "Merge pull request #15 from acme/refactor/worker-executor"' in run_git(
+        sample.origin, "log", "-1", "--format=%B", "main")
+    assert {c.id: c.status for c in report.checklist} == {"P2A.4": "unverified", "P2A.5": "unverified"}
+    assert report.exit_code == 3
+
+
+def test_ambiguous_merge_stops_the_flow_before_any_revert(sample, prefect_server):
+    run_git(sample.repo, "checkout", "-q", "-b", "again")
+    run_git(sample.repo, "commit", "-q", "--allow-empty", "-m", "retry")
+    run_git(sample.repo, "checkout", "-q", "main")
+    run_git(sample.repo, "-c", "user.name=D", "-c", "user.email=d@e", "merge", "-q", "--no-ff", "-m",
+            "Merge: Phase 1 second attempt", "again")
+    run_git(sample.repo, "push", "-q", "origin", "main")
+    remote_before = run_git(sample.origin, "rev-parse", "main")
+    report = run_phase_flow("1", sample.repo, "x", "inc-amb", False, [], ["ci", "flag"], "", None, "test")
+    find = next(s for s in report.steps if s.name == "find-merge")
+    assert find.status == "failed" and find.failure == "bad-input" and "--merge SHA" in find.evidence[0]
+    assert [s.status for s in report.steps[3:]] == ["skipped"] * (len(report.steps) - 3)
+    assert report.exit_code == 2
+    assert run_git(sample.origin, "rev-parse", "main") == remote_before
