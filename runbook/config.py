@@ -88,6 +88,7 @@ class CiConfig(_Strict):
     timeout_seconds: int = Field(default=1800, gt=0)
     status_url: str = ""
     token_env: str = "GITHUB_TOKEN"
+    poll_seconds: float = Field(default=5.0, gt=0)
 
 
 class KubernetesConfig(_Strict):

@@ -49,7 +49,7 @@ def _deliver_steps(monitor_id: str = "P1.3b") -> list[StepSpec]:
 
 PHASE_STEPS: dict[str, list[StepSpec]] = {
     "0": [
-        StepSpec("P0.1", "archive", "Archive the unmerged branch: tag archive/<branch>, delete it", pending_issue=3),
+        StepSpec("P0.1", "archive", "Archive the unmerged branch: tag archive/<branch>, delete it"),
         StepSpec("P0.2", "review", "Review the design documents and analyse the problem", automated=False),
         StepSpec("P0.3", "adr", "Record the design change in an ADR", pending_issue=8),
         StepSpec("P0.4", "redesign", "Redesign with a new approach", automated=False),
@@ -65,7 +65,7 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
     "2A": [
         _flag_step("P2A.1"),
         *_revert_steps("P2A.2"),
-        StepSpec("P2A.3", "config", "Restore the [scheduler] settings of config/actor_system.toml", pending_issue=3),
+        StepSpec("P2A.3", "config", "Restore the [scheduler] settings of config/actor_system.toml"),
         _push_step("P2A.2"),
         *_deliver_steps("P2A.4"),
         StepSpec("A.3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
@@ -73,8 +73,7 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
     "2B": [
         _flag_step("P2B.1"),
         *_revert_steps("P2B.2"),
-        StepSpec("P2B.3", "code-checks", "Check invoke_message is back and the middleware chain is gone",
-                 pending_issue=3),
+        StepSpec("P2B.3", "code-checks", "Check invoke_message is back and the middleware chain is gone"),
         _push_step("P2B.2"),
         *_deliver_steps(),
         StepSpec("A.3", "benchmarks", "Run the benchmarks and compare with the baseline (±2 %)", pending_issue=6),
@@ -82,9 +81,9 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
     "3": [
         StepSpec("P3.2", "flag", "Disable the feature flag so the cfg(not) Tokio path is built"),
         StepSpec("P3.2", "gating", "Check that the flag gates the runtime abstraction and keeps the Tokio path"),
-        StepSpec("P3.3", "ci-file", "Disable the no_std build in the CI workflow (YAML-aware)", pending_issue=3),
+        StepSpec("P3.3", "ci-file", "Disable the no_std build in the CI workflow (YAML-aware)"),
         _push_step("P3.3"),
-        StepSpec("P3.1", "build", "Build pinned to Tokio", pending_issue=3),
+        StepSpec("P3.1", "build", "Build pinned to Tokio"),
         *_deliver_steps(),
         StepSpec("P3.4", "embedded", "Move Embassy deployments to Tokio; bare metal to the pre-Phase-2 code",
                  automated=False),
@@ -99,8 +98,7 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
 }
 
 # Phase 4's last resort runs only when asked for by name and approved by a person.
-LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease",
-                       pending_issue=3)
+LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease")
 
 
 def phase_steps(phase: str) -> list[StepSpec]:

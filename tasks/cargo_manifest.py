@@ -17,7 +17,7 @@ import tomlkit
 from runbook.errors import BadInputError
 from runbook.model import StepResult
 from tasks.context import StepContext
-from tasks.git_repo import commit_files, open_workspace, sync_with_remote
+from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
 
 
 @dataclass
@@ -121,34 +121,49 @@ def disable_feature_flag(ctx: StepContext) -> StepResult:
             f"{flag} is enabled only through other features ({chains}); removing it would change those "
             "features too, so decide by hand which feature to take out of default",
         ])
-    if not direct:
-        return StepResult(id=ctx.step_id, name="flag", status="already-done",
-                          evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
-    paths = [str(f.path) for f in direct]
     if ctx.dry_run:
+        if not direct:
+            return StepResult(id=ctx.step_id, name="flag", status="already-done",
+                              evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
         return StepResult(id=ctx.step_id, name="flag", status="planned",
-                          evidence=[f"{p}: remove {', '.join(f.direct)} from [features] default"
-                                    for p, f in zip(paths, direct)])
+                          evidence=[f"{f.path}: remove {', '.join(f.direct)} from [features] default" for f in direct])
     repo = open_workspace(ctx.repo)
-    evidence = [*sync_with_remote(repo, ctx), *evidence]
-    findings = inspect_manifests(ctx.repo, flag)  # the remote may have changed them
-    direct = [f for f in findings if f.direct]
-    if not direct:
+    # Work from the committed manifests: a run killed between edit and commit left exactly the
+    # edited text in the tree, which may be resumed; anything else dirty is refused.
+    resumable = {rel: remove_from_default(text, flag) for rel, text in _enabling_at_head(repo, ctx, flag).items()}
+    evidence = [*sync_with_remote(repo, ctx, resumable), *evidence]
+    originals = _enabling_at_head(repo, ctx, flag)  # after the sync: the remote may have changed them
+    if not originals:
         return StepResult(id=ctx.step_id, name="flag", status="already-done",
                           evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
-    originals = {f.path: (ctx.repo / f.path).read_text() for f in direct}
     try:
-        for finding in direct:
-            path = ctx.repo / finding.path
-            path.write_text(remove_from_default(originals[finding.path], flag))
-            evidence.append(f"{finding.path}: removed {', '.join(finding.direct)} from [features] default")
-        sha = commit_files(ctx, [str(f.path) for f in direct], f"remove {flag} from default features")
+        for rel, text in originals.items():
+            (ctx.repo / rel).write_text(remove_from_default(text, flag))
+            evidence.append(f"{rel}: removed {flag} from [features] default")
+        sha = commit_files(ctx, list(originals), f"remove {flag} from default features")
     except BaseException:
         for rel, text in originals.items():  # nothing half-edited is left behind
             (ctx.repo / rel).write_text(text)
         raise
     return StepResult(id=ctx.step_id, name="flag", status="done",
                       evidence=[*evidence, f"committed {sha[:10]}"], data={"flag": "off", "commit": sha})
+
+
+def _enabling_at_head(repo, ctx: StepContext, flag: str) -> dict[str, str]:
+    """Committed manifests whose default lists the flag directly: path → committed text."""
+    found = {}
+    for manifest in workspace_manifests(ctx.repo):
+        rel = str(manifest.relative_to(ctx.repo))
+        text = head_text(repo, rel)
+        if text is None:
+            continue
+        try:
+            default = tomllib.loads(text).get("features", {}).get("default", [])
+        except tomllib.TOMLDecodeError:
+            continue
+        if any(_enables(entry, flag) for entry in default):
+            found[rel] = text
+    return found
 
 
 # ---------------------------------------------------------------- P1.1b the flag's gates in code

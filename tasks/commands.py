@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from runbook.phases import deploy_version
@@ -64,15 +66,70 @@ def _result(ctx: StepContext, name: str, outcome: CommandOutcome, timeout: float
 
 
 def check_ci(ctx: StepContext) -> StepResult:
-    """P1.2c / P1.C5: CI is green — here, the configured command passes in the workspace."""
+    """P1.2c / P1.C5: CI is green — the configured command passes, or the forge's status says success."""
     ci = ctx.cfg.ci
+    if ci.check == "commit-status":
+        return wait_for_commit_status(ctx)
     if ctx.dry_run:
         return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[ci.command])
-    if ci.check != "command":
-        return StepResult(id=ctx.step_id, name="ci", status="needs-human", evidence=[
-            f"ci.check = {ci.check!r} is not automated yet (issue #3): check {ci.status_url} by hand"])
     outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds)
     return _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
+
+
+def wait_for_commit_status(ctx: StepContext) -> StepResult:
+    """Poll a GitHub-style combined commit status for the pushed head until success or failure."""
+    ci = ctx.cfg.ci
+    sha = ctx.facts.get("pushed") or _head(ctx)
+    if not ci.status_url:
+        raise BadInputError("ci.check = 'commit-status' needs ci.status_url (with {sha}) in the config")
+    url = ci.status_url.format(sha=sha)
+    if ctx.dry_run:
+        return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[f"poll {url}"])
+    token = os.environ.get(ci.token_env, "")
+    headers = {"Accept": "application/vnd.github+json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    deadline = time.monotonic() + ci.timeout_seconds
+    seen: list[str] = []
+    while True:
+        try:
+            response = httpx.get(url, headers=headers, timeout=10)
+        except httpx.HTTPError as exc:
+            state, detail = "unreachable", str(exc)
+        else:
+            if response.status_code in (401, 403, 404):
+                raise BadInputError(f"{url} answered {response.status_code}: check ci.status_url and the token in "
+                                    f"${ci.token_env}")
+            if response.status_code >= 500:
+                state, detail = "unreachable", f"HTTP {response.status_code}"
+            else:
+                body = response.json()
+                state = body.get("state", "unknown")
+                detail = ", ".join(f"{s.get('context')}={s.get('state')}" for s in body.get("statuses", []))
+        if not seen or seen[-1] != f"{state}: {detail}":
+            seen.append(f"{state}: {detail}")
+        if state == "success":
+            return StepResult(id=ctx.step_id, name="ci", status="done",
+                              evidence=[f"GET {url}", *seen[-5:]], data={"ci_state": "success"})
+        if state in ("failure", "error"):
+            raise StepError(f"CI is {state} for {sha[:10]} ({detail}); see {url}")
+        if time.monotonic() > deadline:
+            raise StepError(f"CI did not finish within {ci.timeout_seconds} s for {sha[:10]} (last: {seen[-1]})")
+        time.sleep(ci.poll_seconds)
+
+
+def _head(ctx: StepContext) -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ctx.repo, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
+    """P3.1: the build pinned to the Tokio runtime."""
+    command = ctx.phase_cfg.tokio_build
+    if not command:
+        raise BadInputError(f"phase {ctx.phase} has no tokio_build command in the config")
+    if ctx.dry_run:
+        return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
+    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds)
+    return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
 
 
 def deploy_with_command(ctx: StepContext) -> StepResult:

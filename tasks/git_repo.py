@@ -53,8 +53,20 @@ def dirty_paths(repo: Repo) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
-def ensure_safe_to_change(repo: Repo, ctx: StepContext) -> None:
-    """Refuse states in which a rollback could lose someone's work."""
+def head_text(repo: Repo, rel: str) -> str | None:
+    """A file's bytes as committed at HEAD (None when it is not there)."""
+    try:
+        return repo.git.execute(["git", "show", f"HEAD:{rel}"], strip_newline_in_stdout=False)
+    except GitCommandError:
+        return None
+
+
+def ensure_safe_to_change(repo: Repo, ctx: StepContext, resumable: dict[str, str] | None = None) -> None:
+    """Refuse states in which a rollback could lose someone's work.
+
+    `resumable` maps files to the exact text this step would write: a tree dirty only with that
+    text is an interrupted run of the same step, which may go on and commit it.
+    """
     if repo.head.is_detached:
         raise BadInputError(
             f"{ctx.repo}: HEAD is detached; check out {ctx.cfg.main_branch} (git checkout {ctx.cfg.main_branch}) and rerun"
@@ -67,7 +79,9 @@ def ensure_safe_to_change(repo: Repo, ctx: StepContext) -> None:
         )
     if any((Path(repo.git_dir) / name).exists() for name in ("MERGE_HEAD", "REVERT_HEAD", "rebase-merge")):
         raise BadInputError(f"{ctx.repo}: a merge or revert is in progress; finish or abort it (git revert --abort)")
-    dirty = dirty_paths(repo)
+    resumable = resumable or {}
+    dirty = [p for p in dirty_paths(repo)
+             if not (p in resumable and (ctx.repo / p).exists() and (ctx.repo / p).read_text() == resumable[p])]
     if dirty:
         raise BadInputError(
             f"{ctx.repo}: the work tree has uncommitted changes in {', '.join(dirty)}; "
@@ -95,13 +109,13 @@ def unpushed_commits(repo: Repo, ctx: StepContext) -> list[str]:
     return out.split()
 
 
-def sync_with_remote(repo: Repo, ctx: StepContext) -> list[str]:
+def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | None = None) -> list[str]:
     """Bring the branch up to date with the remote, keeping only our own unpushed rollback commits.
 
     Returns evidence lines. Local commits that are not rollback commits are refused: pushing
     them along with the rollback would publish someone's unreviewed work.
     """
-    ensure_safe_to_change(repo, ctx)
+    ensure_safe_to_change(repo, ctx, resumable)
     fetch(repo, ctx)
     upstream = remote_ref(ctx)
     try:

@@ -10,8 +10,11 @@ from runbook.errors import StepError
 from runbook.model import StepResult
 from runbook.phases import StepSpec, describe
 from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
-from tasks.commands import check_ci, deploy_with_command
+from tasks.ci_workflow import disable_no_std_ci
+from tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command
+from tasks.config_files import check_phase_code, restore_scheduler_config
 from tasks.context import StepContext
+from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
 from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
 
 StepFunction = Callable[[StepContext], StepResult]
@@ -24,6 +27,12 @@ STEP_FUNCTIONS: dict[str, StepFunction] = {
     "push": push_rollback,  # P1.2b
     "ci": check_ci,  # P1.2c
     "deploy": deploy_with_command,  # P1.3a
+    "config": restore_scheduler_config,  # P2A.3
+    "code-checks": check_phase_code,  # P2B.2 P2B.3
+    "ci-file": disable_no_std_ci,  # P3.3
+    "build": build_pinned_to_tokio,  # P3.1
+    "archive": archive_branch,  # P0.1
+    "reset": reset_to_phase_0_baseline,  # P4.3: without an approval it only reports needs-human
 }
 
 

@@ -93,3 +93,24 @@ def test_p1_1b_reports_a_new_path_without_an_old_one(sample):
     result = check_flag_gating(context(sample.repo, step_id="P1.1b"))
     assert result.data["old_path"] == "fail"
     assert any(line.startswith("WARNING modules/actor-core/src/fast.rs:1") for line in result.evidence)
+
+
+def test_p1_1_resumes_an_edit_a_killed_run_left_uncommitted(sample):
+    disable_feature_flag(flag_ctx(sample))
+    edited = (sample.repo / CORE).read_text()
+    run_git(sample.repo, "reset", "-q", "--mixed", "HEAD~1")  # as if killed between write and commit
+    assert (sample.repo / CORE).read_text() == edited
+    result = disable_feature_flag(flag_ctx(sample))
+    assert result.status == "done"
+    assert run_git(sample.repo, "status", "--porcelain") == ""
+    subjects = run_git(sample.repo, "log", "--format=%s", "-3").splitlines()
+    assert sum("remove new-scheduler" in s for s in subjects) == 1
+
+
+def test_p1_1_another_uncommitted_manifest_edit_is_refused(sample):
+    path = sample.repo / CORE
+    path.write_text(path.read_text().replace('default = ["std", "new-scheduler"]', 'default = ["new-scheduler"]'))
+    before = (path.read_text(), refs(sample.repo))
+    with pytest.raises(BadInputError, match="uncommitted changes in modules/actor-core/Cargo.toml"):
+        disable_feature_flag(flag_ctx(sample))
+    assert (path.read_text(), refs(sample.repo)) == before
