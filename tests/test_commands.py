@@ -1,0 +1,52 @@
+"""P1.2c (local command) and P1.3a (deploy script): bounded, with the output's tail as evidence."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from helpers import commit_change, config, context
+
+from runbook.errors import BadInputError, StepError
+from tasks.commands import check_ci, deploy_with_command, run_bounded
+
+
+def test_p1_2c_failing_ci_command_fails_the_step_with_its_output(sample):
+    cfg = config(**{"ci.command": "bash -c 'echo compiling; echo test scheduler ... FAILED; exit 101'"})
+    with pytest.raises(StepError, match=r"exited 101.*test scheduler \.\.\. FAILED"):
+        check_ci(context(sample.repo, step_id="P1.2c", cfg=cfg))
+
+
+def test_a_hanging_command_is_killed_with_its_children_at_the_timeout(tmp_path):
+    marker = tmp_path / "child-survived"
+    start = time.monotonic()
+    outcome = run_bounded(f"bash -c 'sleep 5 && touch {marker} & sleep 30'", tmp_path, timeout=1)
+    assert outcome.returncode is None and time.monotonic() - start < 5
+    time.sleep(5.5)
+    assert not marker.exists(), "the whole process group is killed, not just the shell"
+
+
+def test_p1_3a_deploy_runs_the_runbook_script_with_the_rollback_version(sample):
+    result = deploy_with_command(context(sample.repo, step_id="P1.3a"))
+    assert result.status == "done"
+    assert any("version=rollback-phase1" in line for line in result.evidence)
+    assert (sample.repo / ".deploy/production.version").read_text().strip() == "rollback-phase1"
+
+
+def test_p1_3a_missing_deploy_script_is_bad_input(sample):
+    cfg = config(**{"deploy.command": "./scripts/nope.sh production --version={version}"})
+    with pytest.raises(BadInputError, match="the deploy script ./scripts/nope.sh does not exist"):
+        deploy_with_command(context(sample.repo, step_id="P1.3a", cfg=cfg))
+
+
+def test_p1_3a_failing_deploy_script_fails_the_step(sample):
+    commit_change(sample.repo, "scripts/deploy.sh", "#!/bin/sh\necho 'registry unreachable' >&2\nexit 3\n",
+                  "break deploy")
+    (sample.repo / "scripts/deploy.sh").chmod(0o755)
+    with pytest.raises(StepError, match="exited 3.*registry unreachable"):
+        deploy_with_command(context(sample.repo, step_id="P1.3a"))
+
+
+def test_unknown_program_is_bad_input(tmp_path):
+    with pytest.raises(BadInputError, match="no such program"):
+        run_bounded("no-such-program --x", tmp_path, timeout=5)
