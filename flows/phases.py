@@ -34,115 +34,106 @@ PARAMETER_DOCS = """
         merge: The phase's merge commit, when its message does not match the runbook's patterns.
         config: Path of a rollback.toml; the shipped one when empty.
         triggered_by: Who or what started the run (a person, an alert, a schedule).
+        severity: The triage decision's severity (critical, high, medium, low), when there is one.
 """
 
 
 @rollback_flow("0")
 def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual") -> dict:
+                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
-    run = PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("archive")  # P0.1
-    run.step("review")  # P0.2 (a person)
-    run.step("adr")  # P0.3
-    run.step("redesign")  # P0.4 (a person)
+    with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("archive")  # P0.1
+        run.step("review")  # P0.2 (a person)
+        run.step("adr")  # P0.3
+        run.step("redesign")  # P0.4 (a person)
     return run.finish()
 
 
 @rollback_flow("1")
 def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual") -> dict:
+                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
-    run = PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("flag")  # P1.1  flag off, immediately
-    run.step("gating")  # P1.1b the old ReadyQueueScheduler path is still there
-    run.step("find-merge")  # P1.2a
-    run.step("revert")  # P1.2b git revert -m 1
-    run.step("push")  # P1.2b
-    run.step("ci")  # P1.2c
-    run.step("deploy")  # P1.3a
-    run.step("monitor")  # P1.3b
-    run.step("logs")  # P1.3c
-    run.step("benchmarks")  # P1.C3 within ±2 %
+    with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("flag")  # P1.1  flag off, immediately
+        run.step("gating")  # P1.1b the old ReadyQueueScheduler path is still there
+        run.step("find-merge")  # P1.2a
+        run.step("revert")  # P1.2b git revert -m 1
+        run.step("push")  # P1.2b
+        run.parallel("ci", "deploy")  # P1.2c ∥ P1.3a
+        run.parallel("monitor", "logs")  # P1.3b ∥ P1.3c
+        run.step("benchmarks")  # P1.C3 within ±2 %
     return run.finish()
 
 
 @rollback_flow("2A")
 def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                       only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                      config: str = "", triggered_by: str = "manual") -> dict:
+                      config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
-    run = PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("flag")  # P2A.1
-    run.step("find-merge")  # P2A.2
-    run.step("revert")  # P2A.2
-    run.step("config")  # P2A.3 [scheduler] back to the Phase 1 settings
-    run.step("push")  # P2A.2
-    run.step("ci")
-    run.step("deploy")
-    run.step("monitor")  # P2A.4 worker tasks, P2A.5 pending messages
-    run.step("logs")
-    run.step("benchmarks")
+    with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("flag")  # P2A.1
+        run.step("find-merge")  # P2A.2
+        run.step("revert")  # P2A.2
+        run.step("config")  # P2A.3 [scheduler] back to the Phase 1 settings
+        run.step("push")  # P2A.2
+        run.parallel("ci", "deploy")
+        run.parallel("monitor", "logs")  # P2A.4 worker tasks, P2A.5 pending messages
+        run.step("benchmarks")
     return run.finish()
 
 
 @rollback_flow("2B")
 def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                       only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                      config: str = "", triggered_by: str = "manual") -> dict:
+                      config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
-    run = PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("flag")  # P2B.1
-    run.step("find-merge")  # P2B.2
-    run.step("revert")  # P2B.2
-    run.step("code-checks")  # P2B.2 invoke_message back, P2B.3 no middleware chain
-    run.step("push")
-    run.step("ci")
-    run.step("deploy")
-    run.step("monitor")
-    run.step("logs")
-    run.step("benchmarks")
+    with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("flag")  # P2B.1
+        run.step("find-merge")  # P2B.2
+        run.step("revert")  # P2B.2
+        run.step("code-checks")  # P2B.2 invoke_message back, P2B.3 no middleware chain
+        run.step("push")
+        run.parallel("ci", "deploy")
+        run.parallel("monitor", "logs")
+        run.step("benchmarks")
     return run.finish()
 
 
 @rollback_flow("3")
 def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual") -> dict:
+                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
-    run = PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("flag")  # P3.2 the cfg(not) Tokio path
-    run.step("gating")  # P3.2
-    run.step("ci-file")  # P3.3 no_std build disabled in CI
-    run.step("push")
-    run.step("build")  # P3.1 pinned to Tokio
-    run.step("ci")
-    run.step("deploy")
-    run.step("monitor")
-    run.step("logs")
-    run.step("embedded")  # P3.4 (a person)
+    with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("flag")  # P3.2 the cfg(not) Tokio path
+        run.step("gating")  # P3.2
+        run.step("ci-file")  # P3.3 no_std build disabled in CI
+        run.step("push")
+        run.step("build")  # P3.1 pinned to Tokio
+        run.parallel("ci", "deploy")
+        run.parallel("monitor", "logs")
+        run.step("embedded")  # P3.4 (a person)
     return run.finish()
 
 
 @rollback_flow("4")
 def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual") -> dict:
+                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy."""
-    run = PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config)
-    run.step("find-merge")  # P4.1
-    run.step("revert")  # P4.1
-    run.step("flag")  # P4.2
-    run.step("push")
-    run.step("ci")
-    run.step("deploy")
-    run.step("monitor")
-    run.step("logs")
-    run.step("benchmarks")
-    if any(spec.name == "reset" for spec, _ in run.selection):
-        run.step("reset")  # P4.3 last resort, only when asked for and approved
+    with PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
+        run.step("find-merge")  # P4.1
+        run.step("revert")  # P4.1
+        run.step("flag")  # P4.2
+        run.step("push")
+        run.parallel("ci", "deploy")
+        run.parallel("monitor", "logs")
+        run.step("benchmarks")
+        if any(spec.name == "reset" for spec, _ in run.selection):
+            run.step("reset")  # P4.3 last resort, only when asked for and approved
     return run.finish()
 
 

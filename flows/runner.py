@@ -1,21 +1,27 @@
 """What every phase flow shares: run the runbook's steps in order, stop safely, leave the record.
 
-A phase flow calls `run.step(name)` in the runbook's order. A failed step stops the rest
-(they are reported as not run), a step not automated yet is handed to a person with its exact
-commands, and the checklist is judged from the steps' own evidence.
+A phase flow opens `with PhaseRun(...) as run:` (which holds the target's lock) and calls
+`run.step(name)` — or `run.parallel(a, b)` for independent steps — in the runbook's order. A
+failed step stops the rest (they are reported as not run), a step not automated yet is handed
+to a person with its exact commands, and the checklist is judged from the steps' own evidence.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
+from flows.target_lock import TargetBusy, one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.model import RollbackReport, StepResult
@@ -23,6 +29,9 @@ from runbook.phases import StepSpec, select_steps
 from tasks.context import StepContext
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
+
+# Fault injection for the kill-and-rerun tests: "kill-before:<step name>" SIGKILLs this process.
+FAULT_INJECT = "ACTOR_ROLLBACK_FAULT_INJECT"
 
 
 def new_incident_id() -> str:
@@ -43,32 +52,86 @@ def artifact_key(*parts: str) -> str:
 class PhaseRun:
     def __init__(self, phase: str, repo: str, reason: str, incident_id: str = "", dry_run: bool = False,
                  only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                 config: str = "") -> None:
+                 config: str = "", severity: str = "") -> None:
         self.phase = normalize_phase(phase)
         self.cfg: RollbackConfig = load_config(config or None)
         self.selection = select_steps(self.phase, only, skip)
         self.ctx = StepContext(repo=Path(repo).resolve(), cfg=self.cfg, phase=self.phase,
                                incident=incident_id or default_incident_id(), reason=reason,
                                dry_run=dry_run, merge_override=merge)
+        self.severity = severity
         self.results: list[StepResult] = []
         self.stopped_by: StepResult | None = None
         self.logger = get_run_logger()
         self._queue = list(self.selection)
+        self._exit = ExitStack()
+
+    # ------------------------------------------------------------ the target's lock
+
+    def __enter__(self) -> PhaseRun:
+        self._tag_run()
+        if self.ctx.dry_run:
+            return self
+        try:
+            self._exit.enter_context(one_rollback_per_target(
+                self.ctx.repo, self.cfg, self.ctx.incident, self._run_id(), log=self.logger.warning))
+        except TargetBusy as exc:
+            self.stopped_by = StepResult(id="lock", name="target-lock", status="failed", evidence=[str(exc)],
+                                         failure=exc.failure)
+            self.results.append(self.stopped_by)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._exit.close()
+
+    def _run_id(self) -> str | None:
+        run_id = flow_run.get_id()
+        return str(run_id) if run_id else None
+
+    def _tag_run(self) -> None:
+        """Phase, incident and severity as tags, however the run was started (CLI, UI, alert)."""
+        run_id = self._run_id()
+        if not run_id:
+            return
+        wanted = [f"phase:{self.phase}", f"incident:{self.ctx.incident}", "actor-rollback"]
+        if self.severity:
+            wanted.append(f"severity:{self.severity}")
+        with get_client(sync_client=True) as client:
+            current = client.read_flow_run(run_id).tags
+            if not set(wanted) <= set(current):
+                client.update_flow_run(run_id, tags=sorted(set(current) | set(wanted)))
+
+    # ------------------------------------------------------------ steps
 
     def step(self, name: str) -> StepResult:
         spec, runs = self._next(name)
-        if not runs:
-            result = StepResult(id=spec.id, name=name, status="skipped", evidence=["skipped on request"])
-        elif self.stopped_by is not None:
-            result = StepResult(id=spec.id, name=name, status="skipped", evidence=[
-                f"not run: {self.stopped_by.id} {self.stopped_by.name} {self.stopped_by.status}"])
-        else:
-            result = self._execute(spec)
-        self.results.append(result)
-        self.logger.info("%s %s: %s", result.id, result.name, result.status)
-        if result.status in ("failed", "needs-human") and spec.automated and spec.pending_issue is None:
-            self.stopped_by = result  # later steps build on this one: stop here, safely
+        result = self._blocked(spec, runs) or self._execute(spec)
+        self._record(spec, result)
         return result
+
+    def parallel(self, *names: str) -> list[StepResult]:
+        """Independent steps at once (CI ∥ deploy, monitor ∥ logs); the slower one sets the pace."""
+        specs = [self._next(name) for name in names]
+        started = time.monotonic()
+        pending = []
+        for spec, runs in specs:
+            blocked = self._blocked(spec, runs)
+            task = STEP_TASKS.get(spec.name)
+            if blocked is None and task is not None:
+                self._maybe_die(spec)
+                future = task.submit(self.ctx.for_step(spec.id))
+                pending.append((spec, None, lambda _ctx, f=future: f.result()))
+            else:
+                pending.append((spec, blocked, None))
+        results = []
+        for spec, blocked, wait in pending:
+            result = blocked or execute_step(spec, self.ctx.for_step(spec.id), wait)
+            if blocked is None:
+                result.seconds = time.monotonic() - started
+            results.append(result)
+        for (spec, _), result in zip(specs, results):
+            self._record(spec, result)
+        return results
 
     def _next(self, name: str) -> tuple[StepSpec, bool]:
         spec, runs = self._queue.pop(0)
@@ -76,10 +139,30 @@ class PhaseRun:
             raise RuntimeError(f"phase {self.phase} flow runs '{name}' where the runbook has '{spec.name}'")
         return spec, runs
 
+    def _blocked(self, spec: StepSpec, runs: bool) -> StepResult | None:
+        if not runs:
+            return StepResult(id=spec.id, name=spec.name, status="skipped", evidence=["skipped on request"])
+        if self.stopped_by is not None:
+            return StepResult(id=spec.id, name=spec.name, status="skipped", evidence=[
+                f"not run: {self.stopped_by.id} {self.stopped_by.name} {self.stopped_by.status}"])
+        return None
+
+    def _maybe_die(self, spec: StepSpec) -> None:
+        if os.environ.get(FAULT_INJECT) == f"kill-before:{spec.name}":
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def _execute(self, spec: StepSpec) -> StepResult:
-        result = execute_step(spec, self.ctx.for_step(spec.id), STEP_TASKS.get(spec.name))
+        self._maybe_die(spec)
+        return execute_step(spec, self.ctx.for_step(spec.id), STEP_TASKS.get(spec.name))
+
+    def _record(self, spec: StepSpec, result: StepResult) -> None:
         self.ctx.facts.update(result.data)
-        return result
+        self.results.append(result)
+        self.logger.info("%s %s: %s", result.id, result.name, result.status)
+        if result.status in ("failed", "needs-human") and spec.automated and spec.pending_issue is None:
+            self.stopped_by = self.stopped_by or result  # later steps build on this one: stop here, safely
+
+    # ------------------------------------------------------------ the record
 
     def finish(self) -> dict:
         if self._queue:
@@ -88,7 +171,7 @@ class PhaseRun:
             phase=self.phase, incident=self.ctx.incident, dry_run=self.ctx.dry_run, reason=self.ctx.reason,
             steps=self.results,
             checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, self.ctx.dry_run),
-            flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
+            flow_run_id=self._run_id(),
         )
         self._artifacts(report)
         return report.model_dump(mode="json")

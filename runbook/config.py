@@ -180,6 +180,15 @@ class SeverityConfig(_Strict):
         return parse_duration(self.deadlines[severity])  # type: ignore[index]
 
 
+class ConcurrencyConfig(_Strict):
+    wait_seconds: int = Field(default=120, ge=0)  # a second run for the same target waits this long, then stops
+    lease_seconds: int = Field(default=60, ge=60)  # Prefect's minimum; a vanished holder's slot frees after it
+
+
+class ApprovalConfig(_Strict):
+    timeout_seconds: int = Field(default=3600, gt=0)  # P4.3: no answer in time means no force-push
+
+
 class Contact(_Strict):
     name: str = "TBD"
     channels: list[str] = []
@@ -214,6 +223,8 @@ class RollbackConfig(_Strict):
     contacts: dict[str, Contact] = {}
     dashboards: DashboardsConfig = DashboardsConfig()
     after: AfterConfig = AfterConfig()
+    concurrency: ConcurrencyConfig = ConcurrencyConfig()
+    approval: ApprovalConfig = ApprovalConfig()
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

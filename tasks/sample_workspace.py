@@ -57,7 +57,7 @@ directory = "{DEBIAN_CARGO_REGISTRY}"
 offline = true
 """
 
-GITIGNORE = "/target\n/.deploy\n"
+GITIGNORE = "/target\n/.deploy\n/Cargo.lock\n"
 
 
 def actor_core_manifest(default: str, with_flag: bool) -> str:

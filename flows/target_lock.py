@@ -1,0 +1,174 @@
+"""One rollback per target repository at a time: a strict Prefect global concurrency limit.
+
+The application creates the limit itself (`rollback-target-<key>`, limit 1; the key is derived
+from the remote's URL, so two clones of one remote share it). A missing or misconfigured limit
+is never treated as "no limit": acquisition must return our limit or the run stops.
+
+A second run for the same target waits (its log says for which run) up to
+`concurrency.wait_seconds`, then stops with "busy". Waiting is safe because every step is
+idempotent: the second run finds the first one's work done. A holder killed on this host
+(its process gone) is recognised from the lock record it left in a Prefect variable, and its
+lease is released at once instead of after the server's lease expiry.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import os
+import re
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.variables import Variable
+
+from runbook.config import RollbackConfig
+from runbook.errors import StepError
+from tasks.git_repo import open_workspace, run_git
+
+
+class TargetBusy(StepError):
+    failure = "bad-input"
+
+
+def target_key(repo: Path, cfg: RollbackConfig) -> str:
+    """The remote's URL (normalised) identifies the target; a clone without that remote, its path."""
+    try:
+        url = run_git(open_workspace(repo), "remote", "get-url", cfg.remote)
+    except Exception:
+        url = str(Path(repo).resolve())
+    url = re.sub(r"(\.git)?/*$", "", url.strip()).lower()
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ensure_limit(client, name: str) -> None:
+    try:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 409:  # created meanwhile by the other run: fine
+                raise
+        return
+    if limit.limit != 1 or not limit.active:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=1, active=True))
+
+
+class TargetLock:
+    def __init__(self, name: str, record: str, lease_seconds: float) -> None:
+        self.name, self.record, self.lease_seconds = name, record, lease_seconds
+        self.lease_id: UUID | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def try_acquire(self, client, holder: ConcurrencyLeaseHolder | None) -> bool:
+        try:
+            response = client.increment_concurrency_slots_with_lease(
+                names=[self.name], slots=1, mode="concurrency", lease_duration=self.lease_seconds, holder=holder)
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 423:
+                return False
+            raise
+        body = response.json()
+        if self.name not in [limit["name"] for limit in body.get("limits", [])]:
+            # The server granted nothing for our name: the limit vanished. Never run unguarded.
+            client.release_concurrency_slots_with_lease(UUID(body["lease_id"]))
+            raise StepError(f"the concurrency limit {self.name} does not exist on the Prefect server; rerun to recreate it")
+        self.lease_id = UUID(body["lease_id"])
+        return True
+
+    def start_renewing(self) -> None:
+        def renew() -> None:
+            with get_client(sync_client=True) as client:
+                while not self._stop.wait(self.lease_seconds / 3):
+                    try:
+                        client.renew_concurrency_lease(self.lease_id, lease_duration=self.lease_seconds)
+                    except Exception:
+                        pass  # the next attempt may get through; the lease outlives two missed renewals
+
+        context = contextvars.copy_context()  # the same Prefect settings (server URL) as the flow
+        self._renewer = threading.Thread(target=context.run, args=(renew,), name=f"renew-{self.name}", daemon=True)
+        self._renewer.start()
+
+    def release(self, client) -> None:
+        self._stop.set()
+        if self._renewer:
+            self._renewer.join(timeout=5)
+        if self.lease_id:
+            client.release_concurrency_slots_with_lease(self.lease_id)
+            held = Variable.get(self.record, default=None)
+            if isinstance(held, dict) and held.get("lease_id") == str(self.lease_id):
+                Variable.unset(self.record)
+
+
+def _release_if_holder_died(client, record: str, log) -> bool:
+    held = Variable.get(record, default=None)
+    if not isinstance(held, dict):
+        return False
+    if held.get("host") != socket.gethostname() or _pid_alive(int(held.get("pid", 0))):
+        return False
+    log(f"the rollback holding this target ({held.get('incident')}, pid {held.get('pid')}) is gone; "
+        "releasing its lease")
+    try:
+        client.release_concurrency_slots_with_lease(UUID(held["lease_id"]))
+    except PrefectHTTPStatusError:
+        pass  # already expired
+    Variable.unset(record)
+    return True
+
+
+@contextmanager
+def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow_run_id: str | None,
+                            log=print) -> Iterator[str]:
+    key = target_key(repo, cfg)
+    name, record = f"rollback-target-{key}", f"rollback_lock_{key}"
+    lock = TargetLock(name, record, cfg.concurrency.lease_seconds)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(flow_run_id)) if flow_run_id else None
+    deadline = time.monotonic() + cfg.concurrency.wait_seconds
+    with get_client(sync_client=True) as client:
+        ensure_limit(client, name)
+        waiting_said = False
+        while not lock.try_acquire(client, holder):
+            if _release_if_holder_died(client, record, log):
+                continue
+            held = Variable.get(record, default=None) or {}
+            if time.monotonic() >= deadline:
+                raise TargetBusy(
+                    f"another rollback holds {repo} ({held.get('incident', 'unknown incident')}, flow run "
+                    f"{held.get('flow_run_id', '?')}); waited {cfg.concurrency.wait_seconds} s. "
+                    "Rerun when it has finished: its steps will be found done"
+                )
+            if not waiting_said:
+                log(f"waiting for the rollback already running on this target: {held.get('incident', '?')} "
+                    f"(flow run {held.get('flow_run_id', '?')})")
+                waiting_said = True
+            time.sleep(1)
+        Variable.set(record, {"lease_id": str(lock.lease_id), "incident": incident, "flow_run_id": flow_run_id,
+                              "host": socket.gethostname(), "pid": os.getpid(), "limit": name}, overwrite=True)
+        lock.start_renewing()
+    try:
+        yield name
+    finally:
+        with get_client(sync_client=True) as client:
+            lock.release(client)
+

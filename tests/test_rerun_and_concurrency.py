@@ -1,0 +1,108 @@
+"""Safe reruns after a kill at every step, and one rollback per target at a time (real server, real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import other_clone, run_git
+
+from flows.runner import FAULT_INJECT
+from runbook.phases import phase_steps
+
+pytestmark = pytest.mark.prefect
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+SHIPPED = (Path(__file__).parent.parent / "rollback.toml").read_text()
+
+
+def start(repo: Path, incident: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([CLI, "run", "1", "--repo", str(repo), "--reason", "test", "--incident", incident,
+                             "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+def finish(process: subprocess.Popen) -> tuple[int, dict | None, str]:
+    out, err = process.communicate(timeout=600)
+    return process.returncode, (json.loads(out) if out.strip() else None), err
+
+
+def remote_state(sample) -> tuple[str, int, int]:
+    """The remote's tree, and how many flag and revert commits it has: what a rerun must converge to."""
+    subjects = run_git(sample.origin, "log", "--format=%s", "main").splitlines()
+    return (run_git(sample.origin, "rev-parse", "main^{tree}"),
+            sum("remove new-scheduler from default features" in s for s in subjects),
+            sum(s.startswith('Revert "Merge pull request #12') for s in subjects))
+
+
+def config_file(tmp_path: Path, **replacements: str) -> Path:
+    text = SHIPPED
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "rollback.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_state(tmp_path_factory, prefect_server, cargo_env):
+    """The remote after one uninterrupted Phase 1 rollback of a fresh sample workspace."""
+    from tasks.sample_workspace import create_sample_workspace
+
+    sample = create_sample_workspace(tmp_path_factory.mktemp("reference") / "sample")
+    code, report, err = finish(start(sample.repo, "inc-ref"))
+    assert code == 3, err
+    return remote_state(sample)
+
+
+@pytest.mark.cargo
+@pytest.mark.parametrize("step", [s.name for s in phase_steps("1") if s.pending_issue is None])
+def test_kill_at_each_phase_1_step_then_rerun_converges(step, sample, reference_state, cargo_env):
+    killed = start(sample.repo, "inc-kill", env={FAULT_INJECT: f"kill-before:{step}"})
+    code, _, _ = finish(killed)
+    assert code == -9, f"the run was not killed before {step}"
+    started = time.monotonic()
+    code, report, err = finish(start(sample.repo, "inc-kill"))
+    assert code == 3, err
+    assert time.monotonic() - started < 55, "the dead run's lock was released at once, not after its lease"
+    assert remote_state(sample) == reference_state
+    assert run_git(sample.repo, "status", "--porcelain") == ""
+    statuses = {s["name"]: s["status"] for s in report["steps"]}
+    assert statuses["flag"] in ("done", "already-done") and statuses["push"] in ("done", "already-done")
+
+
+@pytest.mark.cargo
+def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_path, cargo_env):
+    second_clone = other_clone(sample.origin, tmp_path / "second-clone")
+    # A deploy that takes a few seconds keeps the first run on the target while the second arrives.
+    config = config_file(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                      "command = \"bash -c 'sleep 4 && ./scripts/deploy.sh production --version={version}'\""})
+    first = start(sample.repo, "inc-a", "--config", str(config))
+    second = start(second_clone, "inc-b", "--config", str(config))
+    (code_a, report_a, err_a), (code_b, report_b, err_b) = finish(first), finish(second)
+    assert {code_a, code_b} == {3}, (err_a, err_b)
+    _, flags, reverts = remote_state(sample)
+    assert (flags, reverts) == (1, 1)
+    pushes = [r for r in (report_a, report_b) if {s["name"]: s["status"] for s in r["steps"]}["push"] == "done"]
+    assert len(pushes) == 1
+    assert "waiting for the rollback already running on this target" in err_a + err_b
+
+
+def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path):
+    config = config_file(tmp_path, **{"wait_seconds = 120": "wait_seconds = 1",
+                                      'command = "./scripts/deploy.sh production --version={version}"':
+                                      'command = "sleep 8"'})
+    first = start(sample.repo, "inc-slow", "--config", str(config), "--skip", "ci")
+    time.sleep(5)  # the first run holds the target by now (it is in its 8 s deploy)
+    code, report, _ = finish(start(sample.repo, "inc-late", "--config", str(config), "--skip", "ci"))
+    assert code == 2
+    assert report["steps"][0]["name"] == "target-lock"
+    assert "another rollback holds" in report["steps"][0]["evidence"][0]
+    assert "inc-slow" in report["steps"][0]["evidence"][0]
+    assert all(s["status"] == "skipped" for s in report["steps"][1:])
+    assert finish(first)[0] == 3
