@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
+from uuid import UUID
 
 import typer
 from rich.console import Console
@@ -104,18 +105,33 @@ def plan(
 
 
 def run_phase_flow(phase: str, repo: Path, reason: str, incident: str, dry_run: bool, only: list[str],
-                   skip: list[str], merge: str, config: Path | None, triggered_by: str) -> RollbackReport:
+                   skip: list[str], merge: str, config: Path | None, triggered_by: str,
+                   terminal_approval: dict | None = None) -> RollbackReport:
     """Run a phase's flow in this process (on PREFECT_API_URL, or Prefect's ephemeral server)."""
     from prefect import tags
 
     from flows.phases import PHASE_FLOWS
 
+    extra = {"terminal_approval": terminal_approval} if phase == "4" else {}
     with tags(f"phase:{phase}", f"incident:{incident}", "actor-rollback"):
         data = PHASE_FLOWS[phase](
             reason=reason, repo=str(repo), incident_id=incident, dry_run=dry_run, only=only or None,
             skip=skip or None, merge=merge, config=str(config) if config else "", triggered_by=triggered_by,
+            **extra,
         )
     return RollbackReport.model_validate(data)
+
+
+def _ask_last_resort_at_terminal(cfg: RollbackConfig) -> dict | None:
+    """On the embedded server nobody else can answer the run's pause: ask here, before the run."""
+    if os.environ.get("PREFECT_API_URL") or not sys.stdin.isatty():
+        return None
+    err.print(f"[bold red]LAST RESORT[/bold red]: {cfg.main_branch} will be reset to the Phase 0 baseline and "
+              "force-pushed with a lease (a backup ref is pushed first). Every contact is notified.")
+    approver = typer.prompt("Your name (approver)")
+    typed = typer.prompt(f"Type the branch name ({cfg.main_branch}) to confirm")
+    comment = typer.prompt("Comment", default="")
+    return {"approver": approver, "typed_branch": typed, "comment": comment}
 
 
 def _quiet_prefect(as_json: bool) -> None:
@@ -157,14 +173,55 @@ def run(
         typer.confirm(f"Roll back phase {key} ({cfg.phase(key).title}) in {repo} for {incident}?", abort=True)
     _quiet_prefect(as_json)
     config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+    asks_reset = key == "4" and any(x in ("reset", "P4.3") for x in _split(only)) and not dry_run
+    terminal_approval = _ask_last_resort_at_terminal(cfg) if asks_reset else None
     with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else _null():
         report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, _split(only), _split(skip), merge,
-                                config_path, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}")
+                                config_path, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}",
+                                terminal_approval=terminal_approval)
     if as_json:
         print(json.dumps(report.public()))
     else:
         _print_report(report, f"Phase {key} rollback {incident}{' (dry run)' if dry_run else ''}")
     raise typer.Exit(report.exit_code)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="The paused flow run: its id or its name (rollback-phase-4-INC)")],
+    approver: Annotated[str, typer.Option("--approver", help="Your name, recorded in the audit trail")],
+    reject: Annotated[bool, typer.Option("--reject", help="Say no: nothing is force-pushed")] = False,
+    branch: Annotated[str, typer.Option("--branch", help="The branch name typed back (asked when omitted)")] = "",
+    comment: Annotated[str, typer.Option("--comment", help="Why")] = "",
+) -> None:
+    """Answer a run that waits for a person's approval (the last resort, P4.3)."""
+    _quiet_prefect(False)
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(run_id))
+        except (ValueError, ObjectNotFound):
+            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id])))
+            if not found:
+                where = os.environ.get("PREFECT_API_URL") or "the embedded server"
+                raise _bad_input(f"no flow run with id or name {run_id!r} on {where}", False) from None
+            run = found[0]
+    if not (run.state and run.state.is_paused()):
+        raise _bad_input(f"{run.name} is {run.state.name if run.state else 'unknown'}, not waiting for an approval", False)
+    if not reject and not branch:
+        if not sys.stdin.isatty():
+            raise _bad_input("--branch is required: type the name of the branch that will be reset", False)
+        branch = typer.prompt("Type the branch name to confirm")
+    try:
+        resume_flow_run(run.id, run_input={"approved": not reject, "approver": approver,
+                                           "typed_branch": branch, "comment": comment})
+    except Exception as exc:
+        raise _bad_input(f"the run did not accept the answer ({exc}); it is still waiting", False) from None
+    out.print(f"{run.name}: {'rejected' if reject else 'approved'} by {approver}")
 
 
 class _null:

@@ -122,8 +122,14 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
 @rollback_flow("4")
 def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
-    """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy."""
+                     config: str = "", triggered_by: str = "manual", severity: str = "",
+                     terminal_approval: dict | None = None) -> dict:
+    """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy.
+
+    The last resort (P4.3, `only=["reset"]`) runs only after every contact is notified and a
+    person approves; `terminal_approval` is set by the CLI on the embedded server and ignored
+    for runs of a deployment, which pause for the approval instead.
+    """
     with PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("find-merge")  # P4.1
         run.step("revert")  # P4.1
@@ -133,7 +139,8 @@ def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: boo
         run.parallel("monitor", "logs")
         run.step("benchmarks")
         if any(spec.name == "reset" for spec, _ in run.selection):
-            run.step("reset")  # P4.3 last resort, only when asked for and approved
+            run.approve_last_resort(terminal_approval)  # every contact told; a person says yes
+            run.step("reset")  # P4.3 last resort
     return run.finish()
 
 

@@ -162,6 +162,18 @@ class PhaseRun:
         if result.status in ("failed", "needs-human") and spec.automated and spec.pending_issue is None:
             self.stopped_by = self.stopped_by or result  # later steps build on this one: stop here, safely
 
+    def approve_last_resort(self, given: dict | None) -> None:
+        """P4.3 asks a person first; the answer (or its absence) goes into the reset step's evidence."""
+        from flows.approval import ask_for_approval
+
+        if self.ctx.dry_run or self.stopped_by is not None or not any(
+                spec.name == "reset" and runs for spec, runs in self._queue):
+            return
+        approval, evidence = ask_for_approval(self.cfg, self.ctx.incident, self.ctx.reason, given)
+        self.ctx.approval = approval
+        self.ctx.facts["approval_note"] = "\n".join(evidence)
+        self.logger.warning("last resort approval: %s", evidence[-1])
+
     # ------------------------------------------------------------ the record
 
     def finish(self) -> dict:

@@ -8,6 +8,15 @@ from pathlib import Path
 from runbook.config import PhaseConfig, RollbackConfig
 
 
+@dataclass(frozen=True)
+class Approval:
+    """A person's go-ahead for the last resort (P4.3): who, and the branch name typed back."""
+
+    approver: str
+    typed_branch: str
+    comment: str = ""
+
+
 @dataclass
 class StepContext:
     repo: Path
@@ -19,6 +28,7 @@ class StepContext:
     step_id: str = ""
     merge_override: str = ""
     facts: dict[str, str] = field(default_factory=dict)  # what earlier steps established (merge SHA, …)
+    approval: Approval | None = None  # P4.3 only
 
     @property
     def phase_cfg(self) -> PhaseConfig:

@@ -7,13 +7,11 @@ the branch name back, pushes a backup ref of the remote head first, and uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from git import GitCommandError
 
 from runbook.errors import BadInputError, StepError, TransientError
 from runbook.model import StepResult
-from tasks.context import StepContext
+from tasks.context import Approval, StepContext
 from tasks.git_repo import ensure_safe_to_change, fetch, open_workspace, remote_ref, run_git, unpushed_commits
 
 
@@ -77,15 +75,9 @@ def archive_branch(ctx: StepContext) -> StepResult:
                       data={"archive_tag": tag, "archived": tip})
 
 
-@dataclass(frozen=True)
-class Approval:
-    approver: str
-    typed_branch: str  # the branch name typed back by the approver
-    comment: str = ""
-
-
 def reset_to_phase_0_baseline(ctx: StepContext, approval: Approval | None = None) -> StepResult:
     """P4.3, the last resort: main back to the "Phase 0 start" commit, only with a person's approval."""
+    approval = approval or ctx.approval
     repo = open_workspace(ctx.repo)
     p, main, remote = ctx.phase_cfg, ctx.cfg.main_branch, ctx.cfg.remote
     pattern = p.baseline_commit_pattern
@@ -107,7 +99,9 @@ def reset_to_phase_0_baseline(ctx: StepContext, approval: Approval | None = None
     if ctx.dry_run:
         return StepResult(id=ctx.step_id, name="reset", status="planned", evidence=plan)
     if approval is None:
+        why = ctx.facts.get("approval_note", "")
         return StepResult(id=ctx.step_id, name="reset", status="needs-human", evidence=[
+            *(why.splitlines() if why else []),
             "the last resort rewrites the remote's history: it needs a person's approval "
             f"(approver, and {main!r} typed back); nothing was changed", *plan])
     if approval.typed_branch != main or not approval.approver.strip():
@@ -117,7 +111,8 @@ def reset_to_phase_0_baseline(ctx: StepContext, approval: Approval | None = None
     if unpushed_commits(repo, ctx):
         raise BadInputError(f"{main} has commits that are not on {remote}; push or drop them first, "
                             "the reset would hide them")
-    evidence = [f"approved by {approval.approver}" + (f": {approval.comment}" if approval.comment else "")]
+    evidence = [*ctx.facts.get("approval_note", "").splitlines()[:-1],
+                f"approved by {approval.approver}" + (f": {approval.comment}" if approval.comment else "")]
     existing = _resolve(repo, f"refs/tags/{p.baseline_tag}")
     if existing and existing != baseline:
         raise BadInputError(f"tag {p.baseline_tag} already points at {existing[:10]}, not at {baseline[:10]}")

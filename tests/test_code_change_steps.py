@@ -14,7 +14,8 @@ from runbook.errors import BadInputError, StepError
 from tasks.ci_workflow import disable_no_std_ci
 from tasks.commands import build_pinned_to_tokio, check_ci
 from tasks.config_files import check_phase_code, restore_scheduler_config
-from tasks.git_refs import Approval, archive_branch, reset_to_phase_0_baseline
+from tasks.context import Approval
+from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
 from tasks.git_repo import find_phase_merge, revert_merge
 from tasks.sample_workspace import POC_BRANCH
 
