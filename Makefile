@@ -27,5 +27,8 @@ test: $(STAMP) system-packages
 bench: $(STAMP) system-packages
 	@for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
 
+serve: $(STAMP) system-packages
+	scripts/serve-local.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache

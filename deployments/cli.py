@@ -224,6 +224,30 @@ def approve(
     out.print(f"{run.name}: {'rejected' if reject else 'approved'} by {approver}")
 
 
+@app.command()
+def serve(
+    repo: Annotated[Path, typer.Option("--repo", help="The workspace clone the deployments roll back")],
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="Runs at once (each target still takes one at a time)")] = 4,
+) -> None:
+    """Serve one manual-trigger deployment per phase (rollback-phase-<P>/manual) for the Prefect UI."""
+    from deployments.serve import prepare_runner_environment
+    from tasks.git_repo import open_workspace
+
+    try:
+        _config(config, repo)
+        open_workspace(repo)
+    except (ConfigError, BadInputError) as exc:
+        raise _bad_input(str(exc), False) from None
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _bad_input("serve needs a Prefect server that people can reach: set PREFECT_API_URL "
+                         "(e.g. `prefect server start`, or `make serve` which starts one)", False)
+    prepare_runner_environment()
+    from deployments.serve import serve_rollbacks
+
+    serve_rollbacks(repo, config, limit)
+
+
 class _null:
     def __enter__(self):
         return self

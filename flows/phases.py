@@ -6,6 +6,9 @@ Every flow takes the same parameters, which the Prefect UI shows as a form; the 
 
 from __future__ import annotations
 
+import inspect
+from typing import Optional
+
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -18,30 +21,37 @@ def _run_name() -> str:
 
 
 def rollback_flow(phase: str):
-    """The decorator every phase flow shares: its name, run name and retries policy."""
-    return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
-                validate_parameters=True, persist_result=False)
+    """The decorator every phase flow shares: its name, run name, and the parameters' help for the UI form."""
+
+    def decorate(fn):
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + PARAMETER_DOCS  # read by Prefect when the flow is made
+        return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
+                    validate_parameters=True, persist_result=False)(fn)
+
+    return decorate
 
 
 PARAMETER_DOCS = """
-    Args:
-        reason: Why the rollback is done (required; recorded in every commit and in the audit trail).
-        repo: Path of the target workspace's git clone.
-        incident_id: The incident this rollback belongs to; reruns with the same id converge.
-        dry_run: Show the plan and change nothing.
-        only: Run only these steps (step IDs or names).
-        skip: Skip these steps (step IDs or names).
-        merge: The phase's merge commit, when its message does not match the runbook's patterns.
-        config: Path of a rollback.toml; the shipped one when empty.
-        triggered_by: Who or what started the run (a person, an alert, a schedule).
-        severity: The triage decision's severity (critical, high, medium, low), when there is one.
+
+Args:
+    reason: Why the rollback is done: recorded in every commit and in the audit trail (required).
+    repo: Path of the target workspace's git clone.
+    incident_id: The incident this belongs to; a rerun with the same id converges.
+    dry_run: Show the plan and change nothing.
+    only: Run only these steps: IDs or names (flag, gating, find-merge, revert, push, ci, deploy, ...).
+    skip: Skip these steps: IDs or names.
+    merge: The phase's merge commit, when its message is ambiguous.
+    config: Path of a rollback.toml; the shipped one when empty.
+    triggered_by: Who or what started the run: a person, an alert, a schedule.
+    severity: The triage decision's severity (critical, high, medium, low), when there is one.
+    terminal_approval: Phase 4 only: set by the CLI after asking at its terminal; leave it empty.
 """
 
 
 @rollback_flow("0")
 def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
     with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("archive")  # P0.1
@@ -53,8 +63,8 @@ def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("1")
 def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
     with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("flag")  # P1.1  flag off, immediately
@@ -70,8 +80,8 @@ def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("2A")
 def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                      config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
     with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("flag")  # P2A.1
@@ -87,8 +97,8 @@ def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bo
 
 @rollback_flow("2B")
 def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                      only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                      config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
     with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("flag")  # P2B.1
@@ -104,8 +114,8 @@ def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bo
 
 @rollback_flow("3")
 def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual", severity: str = "") -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "") -> dict:
     """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
     with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity) as run:
         run.step("flag")  # P3.2 the cfg(not) Tokio path
@@ -121,9 +131,9 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("4")
 def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-                     only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                     config: str = "", triggered_by: str = "manual", severity: str = "",
-                     terminal_approval: dict | None = None) -> dict:
+        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        triggered_by: str = "manual", severity: str = "",
+        terminal_approval: Optional[dict] = None) -> dict:
     """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy.
 
     The last resort (P4.3, `only=["reset"]`) runs only after every contact is notified and a
@@ -143,10 +153,6 @@ def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: boo
             run.step("reset")  # P4.3 last resort
     return run.finish()
 
-
-for _flow in (rollback_phase_0, rollback_phase_1, rollback_phase_2a, rollback_phase_2b, rollback_phase_3,
-              rollback_phase_4):
-    _flow.fn.__doc__ = (_flow.fn.__doc__ or "") + PARAMETER_DOCS
 
 PHASE_FLOWS = {
     "0": rollback_phase_0, "1": rollback_phase_1, "2A": rollback_phase_2a, "2B": rollback_phase_2b,

@@ -6,6 +6,7 @@ set -euo pipefail
 declare -A need=(
   [git]=/usr/bin/git
   [librust-criterion-dev]=/usr/share/cargo/registry/criterion-0.3.6/Cargo.toml
+  [chromium]=/usr/bin/chromium
 )
 missing=()
 for package in "${!need[@]}"; do
