@@ -159,8 +159,11 @@ class PhaseRun:
         self.ctx.facts.update(result.data)
         self.results.append(result)
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
-        if result.status in ("failed", "needs-human") and spec.automated and spec.pending_issue is None:
-            self.stopped_by = self.stopped_by or result  # later steps build on this one: stop here, safely
+        # A change that failed or waits for a person stops what builds on it; a check only reports.
+        stops = result.status in ("failed", "needs-human") and (
+            spec.automated and spec.pending_issue is None and not spec.check)
+        if stops:  # later steps build on this one: stop here, safely
+            self.stopped_by = self.stopped_by or result
 
     def approve_last_resort(self, given: dict | None) -> None:
         """P4.3 asks a person first; the answer (or its absence) goes into the reset step's evidence."""

@@ -98,6 +98,7 @@ class KubernetesConfig(_Strict):
     image: str = "registry.example.com/actor-system:{version}"
     label_selector: str = "app=actor-system"
     rollout_timeout_seconds: int = Field(default=600, gt=0)
+    poll_seconds: float = Field(default=2.0, gt=0)
 
 
 class DeployConfig(_Strict):
@@ -110,21 +111,41 @@ class DeployConfig(_Strict):
 class MonitoringThresholds(_Strict):
     error_rate_max: float = Field(default=0.01, ge=0)
     latency_p99_max_seconds: float = Field(default=0.05, gt=0)
+    throughput_drop_max_pct: float = Field(default=10.0, ge=0, lt=100)  # against the pre-incident baseline
+    throughput_min: float = Field(default=0.0, ge=0)  # messages/s; 0 = judge against the baseline only
+    pending_messages_max: float = Field(default=0.0, ge=0)  # P2A.5
+
+
+class MetricNames(_Strict):
+    """The service's own metric names, for reading /metrics directly (no Prometheus)."""
+
+    processed: str = "actor_messages_processed_total"
+    errors: str = "actor_message_errors_total"
+    latency: str = "actor_message_latency_seconds"
+    worker_tasks: str = "actor_worker_tasks"
+    pending_messages: str = "actor_pending_messages"
 
 
 class MonitoringConfig(_Strict):
     prometheus_url: str = ""
     metrics_url: str = ""
-    window_seconds: int = Field(default=300, gt=0)
+    window_seconds: float = Field(default=300, gt=0)
     baseline_offset_seconds: int = Field(default=3600, ge=0)
+    step_seconds: int = Field(default=15, gt=0)
+    attempts: int = Field(default=3, ge=1, le=10)
     queries: dict[str, str] = {}
+    metrics: MetricNames = MetricNames()
     thresholds: MonitoringThresholds = MonitoringThresholds()
 
 
 class LogsConfig(_Strict):
+    source: Literal["kubernetes", "file", "command"] = "kubernetes"
+    file: str = ""  # for source = "file": relative to the workspace, or absolute
+    command: str = ""  # for source = "command": prints the recent log lines
     tail_lines: int = Field(default=1000, gt=0)
     error_pattern: str = "(?i)error"
     max_error_lines: int = Field(default=0, ge=0)
+    timeout_seconds: int = Field(default=60, gt=0)
 
     @field_validator("error_pattern")
     @classmethod

@@ -7,6 +7,8 @@ declare -A need=(
   [git]=/usr/bin/git
   [librust-criterion-dev]=/usr/share/cargo/registry/criterion-0.3.6/Cargo.toml
   [chromium]=/usr/bin/chromium
+  [prometheus]=/usr/bin/prometheus
+  [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
 )
 missing=()
 for package in "${!need[@]}"; do

@@ -6,6 +6,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,8 @@ class CommandOutcome:
     seconds: float
 
 
-def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> CommandOutcome:
+def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
+                keep_lines: int = TAIL_LINES) -> CommandOutcome:
     """Run without a shell, kill the whole process group at the timeout, keep the output's tail."""
     argv = shlex.split(command)
     if not argv:
@@ -37,7 +39,8 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     try:
         process = subprocess.Popen(
             argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", start_new_session=True, env={**os.environ, **(env or {})},
+            text=True, errors="replace", start_new_session=True,
+            env={**os.environ, "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})},
         )
     except FileNotFoundError:
         raise BadInputError(f"{argv[0]}: no such program or script in {cwd}; check the command in the config") from None
@@ -50,7 +53,7 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         code = None
-    tail = [line for line in (output or "").splitlines() if line.strip()][-TAIL_LINES:]
+    tail = [line for line in (output or "").splitlines() if line.strip()][-keep_lines:]
     return CommandOutcome(argv, code, tail, time.monotonic() - start)
 
 
@@ -133,14 +136,15 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
 
 
 def deploy_with_command(ctx: StepContext) -> StepResult:
-    """P1.3a: the runbook's deploy script with the rollback version."""
+    """P1.3a: the runbook's deploy script with the rollback version (or the Kubernetes backend)."""
     deploy = ctx.cfg.deploy
     command = deploy.command.format(version=deploy_version(ctx.cfg, ctx.phase))
-    if ctx.dry_run:
+    if ctx.dry_run and deploy.backend == "command":
         return StepResult(id=ctx.step_id, name="deploy", status="planned", evidence=[command])
-    if deploy.backend != "command":
-        return StepResult(id=ctx.step_id, name="deploy", status="needs-human", evidence=[
-            "the kubernetes deploy backend is not automated yet (issue #5): deploy by hand"])
+    if deploy.backend == "kubernetes":
+        from tasks.kubernetes_deploy import deploy_to_kubernetes
+
+        return deploy_to_kubernetes(ctx)
     script = shlex.split(command)[0]
     if script.startswith(("./", "../")) and not (ctx.repo / script).exists():
         raise BadInputError(f"the deploy script {script} does not exist in {ctx.repo}; fix deploy.command in the config")

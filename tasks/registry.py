@@ -16,6 +16,8 @@ from tasks.config_files import check_phase_code, restore_scheduler_config
 from tasks.context import StepContext
 from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
 from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+from tasks.logs import check_logs
+from tasks.metrics import watch_metrics
 
 StepFunction = Callable[[StepContext], StepResult]
 
@@ -26,7 +28,9 @@ STEP_FUNCTIONS: dict[str, StepFunction] = {
     "revert": revert_merge,  # P1.2b P2A.2 P2B.2 P4.1
     "push": push_rollback,  # P1.2b
     "ci": check_ci,  # P1.2c
-    "deploy": deploy_with_command,  # P1.3a
+    "deploy": deploy_with_command,  # P1.3a (command or Kubernetes backend)
+    "monitor": watch_metrics,  # P1.3b P1.C4 P2A.4 P2A.5 X.3
+    "logs": check_logs,  # P1.3c
     "config": restore_scheduler_config,  # P2A.3
     "code-checks": check_phase_code,  # P2B.2 P2B.3
     "ci-file": disable_no_std_ci,  # P3.3

@@ -58,6 +58,7 @@ offline = true
 """
 
 GITIGNORE = "/target\n/.deploy\n/Cargo.lock\n"
+SERVICE_PY = (Path(__file__).parent / "sample_files" / "actor_system.py").read_text()
 
 
 def actor_core_manifest(default: str, with_flag: bool) -> str:
@@ -714,25 +715,56 @@ jobs:
 
 DEPLOY_SH = """\
 #!/usr/bin/env bash
-# Deploys the actor system: ./scripts/deploy.sh ENVIRONMENT --version=VERSION
+# Deploys the actor system: ./scripts/deploy.sh ENVIRONMENT --version=VERSION   (or --stop)
+# Here "deploying" restarts service/actor_system.py with what the workspace now builds: whether
+# new-scheduler is in the default features, and config/actor_system.toml.
 set -euo pipefail
-env_name="${1:?usage: deploy.sh ENVIRONMENT --version=VERSION}"
-version=""
+env_name="${1:?usage: deploy.sh ENVIRONMENT --version=VERSION | --stop}"
+version="" stop=""
 for arg in "${@:2}"; do
   case "$arg" in
     --version=*) version="${arg#--version=}" ;;
+    --stop) stop=1 ;;
     *) echo "deploy.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
-[ -n "$version" ] || { echo "deploy.sh: --version=VERSION is required" >&2; exit 2; }
 here="$(cd "$(dirname "$0")/.." && pwd)"
 state="${ACTOR_DEPLOY_STATE:-$here/.deploy}"
+port="${ACTOR_SERVICE_PORT:-19100}"
 mkdir -p "$state"
+
+stop_service() {
+  [ -f "$state/service.pid" ] || return 0
+  pid="$(cat "$state/service.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$state/service.pid"
+}
+if [ -n "$stop" ]; then stop_service; echo "stopped actor-system in $env_name"; exit 0; fi
+[ -n "$version" ] || { echo "deploy.sh: --version=VERSION is required" >&2; exit 2; }
+
 commit="$(git -C "$here" rev-parse --short HEAD)"
 features="$(grep -E '^default *=' "$here/modules/actor-core/Cargo.toml" | head -n 1)"
+case "$features" in *new-scheduler*) scheduler=on ;; *) scheduler=off ;; esac
+python="${ACTOR_SERVICE_PYTHON:-${ACTOR_ROLLBACK_PYTHON:-python3}}"
+
+stop_service
+[ -f "$state/actor-system.log" ] && mv "$state/actor-system.log" "$state/actor-system.log.1"
+setsid "$python" "$here/service/actor_system.py" --port "$port" --version "$version" \\
+  --new-scheduler "$scheduler" --config "$here/config/actor_system.toml" --log "$state/actor-system.log" \\
+  </dev/null >"$state/service.out" 2>&1 &
+echo $! > "$state/service.pid"
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  kill -0 "$(cat "$state/service.pid")" 2>/dev/null || { echo "deploy.sh: the service did not start:" >&2; cat "$state/service.out" >&2; exit 1; }
+  sleep 0.1
+done
 echo "$version" > "$state/$env_name.version"
-printf '%s %s version=%s commit=%s %s\\n' "$(date -u +%FT%TZ)" "$env_name" "$version" "$commit" "$features" >> "$state/deploys.log"
-echo "deployed actor-system to $env_name: version=$version commit=$commit"
+printf '%s %s version=%s commit=%s new-scheduler=%s\\n' "$(date -u +%FT%TZ)" "$env_name" "$version" "$commit" "$scheduler" >> "$state/deploys.log"
+echo "deployed actor-system to $env_name: version=$version commit=$commit new-scheduler=$scheduler port=$port"
 """
 
 BASELINE_MD = """\
@@ -830,7 +862,7 @@ class _Git:
             path = self.repo / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            if rel.endswith(".sh"):
+            if rel.endswith((".sh", "actor_system.py")):
                 path.chmod(0o755)
         for rel in delete:
             (self.repo / rel).unlink()
@@ -885,6 +917,7 @@ def create_sample_workspace(root: Path) -> SampleWorkspace:
         "config/actor_system.toml": actor_system_toml("ready-queue-scheduler", 4, 32),
         ".github/workflows/ci.yml": ci_yml(no_std=False),
         "scripts/deploy.sh": DEPLOY_SH,
+        "service/actor_system.py": SERVICE_PY,
     }, "Initial actor-core workspace")
     git.commit({
         f"{core}/benches/mailbox_throughput.rs": MAILBOX_BENCH,

@@ -97,8 +97,54 @@ def cargo_env(session_dir: Path) -> dict[str, str]:
     return {"CARGO_TARGET_DIR": str(target)}
 
 
+SHIPPED_CONFIG_TEXT = (ROOT / "rollback.toml").read_text()
+
+
+def config_text(**replacements: str) -> str:
+    """The shipped rollback.toml with exact text replacements (each must match)."""
+    text = SHIPPED_CONFIG_TEXT
+    for old, new in replacements.items():
+        assert old in text, f"not in rollback.toml: {old}"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="session")
+def production(session_dir: Path) -> dict[str, str]:
+    """One "production" for the sample service of every test: its port, state and log file.
+
+    deploy.sh (re)starts service/actor_system.py there; the session stops it at the end.
+    """
+    state = session_dir / "production"
+    env = {"ACTOR_SERVICE_PORT": str(free_port()), "ACTOR_DEPLOY_STATE": str(state),
+           "ACTOR_SERVICE_PYTHON": sys.executable}
+    os.environ.update(env)
+    yield {**env, "log": str(state / "actor-system.log"), "metrics": f"http://127.0.0.1:{env['ACTOR_SERVICE_PORT']}/metrics"}
+    pid_file = state / "service.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), 15)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def test_config(session_dir: Path, production: dict[str, str]) -> Path:
+    """rollback.toml for tests: the runbook's values, with a short watch over the session's service."""
+    path = session_dir / "rollback.test.toml"
+    path.write_text(config_text(**{
+        'metrics_url = "http://127.0.0.1:19100/metrics"': f'metrics_url = "{production["metrics"]}"',
+        "window_seconds = 300 ": "window_seconds = 2 ",
+        "throughput_min = 0 ": "throughput_min = 900 ",
+        'source = "kubernetes"           #': 'source = "file"           #',
+        'file = ""                       #': f'file = "{production["log"]}"  #',
+    }))
+    os.environ["ACTOR_ROLLBACK_TEST_CONFIG"] = str(path)
+    return path
+
+
 @pytest.fixture
-def sample(tmp_path: Path) -> SampleWorkspace:
+def sample(tmp_path: Path, test_config) -> SampleWorkspace:
     return create_sample_workspace(tmp_path / "sample")
 
 
@@ -114,3 +160,38 @@ def tree_digest(*roots: Path) -> str:
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_http(url: str, timeout: float = 30, ok=lambda r: r.status_code == 200) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ok(httpx.get(url, timeout=2)):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="session")
+def prometheus(session_dir: Path, production: dict[str, str]) -> str:
+    """A real Prometheus on loopback scraping the session's sample service every second."""
+    binary = shutil.which("prometheus")
+    require(binary is not None, "Prometheus (Debian package prometheus)")
+    home = session_dir / "prometheus"
+    home.mkdir()
+    (home / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: actor-system\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{production['ACTOR_SERVICE_PORT']}']\n")
+    port = free_port()
+    log = open(home / "prometheus.log", "w")
+    server = subprocess.Popen([binary, f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
+                               f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/-/ready")
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()

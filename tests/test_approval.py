@@ -17,7 +17,6 @@ from helpers import run_git
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
-SHIPPED = (Path(__file__).parent.parent / "rollback.toml").read_text()
 
 
 class Receiver:
@@ -54,7 +53,7 @@ def pager(prefect_server):
 
 
 def config_with(tmp_path: Path, timeout: int = 120) -> Path:
-    text = SHIPPED.replace('[contacts.sre-oncall]\nname = "TBD"\nchannels = ["pagerduty"]',
+    text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text().replace('[contacts.sre-oncall]\nname = "TBD"\nchannels = ["pagerduty"]',
                            '[contacts.sre-oncall]\nname = "Aiko"\nchannels = ["pagerduty"]\n'
                            'notify = ["custom-webhook/test-oncall-pager"]')
     text = text.replace("timeout_seconds = 3600          # no answer", f"timeout_seconds = {timeout}  # no answer")

@@ -17,10 +17,11 @@ from runbook.phases import phase_steps
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
-SHIPPED = (Path(__file__).parent.parent / "rollback.toml").read_text()
 
 
 def start(repo: Path, incident: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    if "--config" not in extra:
+        extra = (*extra, "--config", os.environ["ACTOR_ROLLBACK_TEST_CONFIG"])
     return subprocess.Popen([CLI, "run", "1", "--repo", str(repo), "--reason", "test", "--incident", incident,
                              "--json", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
@@ -40,7 +41,7 @@ def remote_state(sample) -> tuple[str, int, int]:
 
 
 def config_file(tmp_path: Path, **replacements: str) -> Path:
-    text = SHIPPED
+    text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
     for old, new in replacements.items():
         assert old in text, old
         text = text.replace(old, new)
@@ -50,7 +51,7 @@ def config_file(tmp_path: Path, **replacements: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference_state(tmp_path_factory, prefect_server, cargo_env):
+def reference_state(tmp_path_factory, prefect_server, cargo_env, test_config):
     """The remote after one uninterrupted Phase 1 rollback of a fresh sample workspace."""
     from tasks.sample_workspace import create_sample_workspace
 

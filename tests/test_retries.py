@@ -21,11 +21,11 @@ def task_runs(flow_run_id: str) -> dict[str, int]:
     return {run.name: run.run_count for run in runs}
 
 
-def test_p1_2b_push_is_retried_while_the_remote_is_unreachable(sample, prefect_server):
+def test_p1_2b_push_is_retried_while_the_remote_is_unreachable(sample, test_config, prefect_server):
     moved = sample.origin.with_name("origin-away.git")
     sample.origin.rename(moved)
     threading.Timer(1.5, lambda: moved.rename(sample.origin)).start()  # the remote comes back
-    report = run_phase_flow("1", sample.repo, "flaky network", "inc-retry", False, ["flag", "push"], [], "", None,
+    report = run_phase_flow("1", sample.repo, "flaky network", "inc-retry", False, ["flag", "push"], [], "", test_config,
                             "test")
     status = {s.name: s.status for s in report.steps if s.status != "skipped"}
     assert status == {"flag": "done", "push": "done"}, report.steps
@@ -34,12 +34,12 @@ def test_p1_2b_push_is_retried_while_the_remote_is_unreachable(sample, prefect_s
     assert "remove new-scheduler" in run_git(sample.origin, "log", "-1", "--format=%s", "main")
 
 
-def test_p1_2b_a_conflict_is_not_retried(sample, prefect_server):
+def test_p1_2b_a_conflict_is_not_retried(sample, test_config, prefect_server):
     mod = "modules/actor-core/src/scheduler/mod.rs"
     text = (sample.repo / mod).read_text().replace("pub type ActiveScheduler = ReadyQueueCoordinator;",
                                                    "pub type ActiveScheduler = ReadyQueueCoordinator; // tuned")
     commit_change(sample.repo, mod, text, "tune", push=True)
-    report = run_phase_flow("1", sample.repo, "x", "inc-conflict", False, ["find-merge", "revert"], [], "", None,
+    report = run_phase_flow("1", sample.repo, "x", "inc-conflict", False, ["find-merge", "revert"], [], "", test_config,
                             "test")
     revert = next(s for s in report.steps if s.name == "revert")
     assert revert.status == "failed" and mod in revert.evidence[0]

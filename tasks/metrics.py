@@ -1,0 +1,235 @@
+"""P1.3b / P1.C4 / P2A.4 / P2A.5 / X.3: watch the service after the deploy.
+
+Two sources. With `monitoring.prometheus_url`, the configured PromQL queries run (through
+prometheus-api-client) over the post-deploy window and over a pre-incident baseline window;
+with only `monitoring.metrics_url` (the embedded default), the service's /metrics is read at the
+start and the end of the window and rates come from the counters' deltas. Each metric gets a
+verdict against its threshold or its baseline; a source that cannot be reached or a query that
+returns nothing leaves the metric `unverified` — never `pass`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pandas as pd
+from prometheus_client.parser import text_string_to_metric_families
+
+from runbook.errors import BadInputError
+from runbook.model import StepResult
+from tasks.context import StepContext
+
+Verdict = str  # "pass" | "fail" | "unverified"
+
+
+@dataclass
+class Reading:
+    metric: str
+    value: float | None  # None: no data
+    baseline: float | None = None
+    verdict: Verdict = "unverified"
+    rule: str = ""
+
+    def line(self) -> str:
+        shown = "no data" if self.value is None else f"{self.value:.4g}"
+        base = "" if self.baseline is None else f" (baseline {self.baseline:.4g})"
+        return f"{self.verdict.upper():10} {self.metric} = {shown}{base}  {self.rule}".rstrip()
+
+
+class SourceUnreachable(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- reading the service directly
+
+
+def scrape(url: str) -> dict[str, float]:
+    """One /metrics read: sample name (with its labels) → value."""
+    try:
+        response = httpx.get(url, timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SourceUnreachable(f"{url}: {exc}") from None
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative bucket counts (linear within a bucket)."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank, lower, below = q * buckets[bounds[-1]], 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 0)
+        lower, below = bound, count
+    return lower
+
+
+def rates_between(first: dict[str, float], last: dict[str, float], seconds: float, names: dict[str, str]) -> dict:
+    def delta(name: str) -> float | None:
+        if name in first and name in last:
+            return last[name] - first[name]
+        return None
+
+    processed, errors = delta(names["processed"]), delta(names["errors"])
+    buckets = {}
+    prefix = names["latency"] + "_bucket{le="
+    for key, value in last.items():
+        if key.startswith(prefix) and key in first:
+            bound = key[len(prefix):-1]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = value - first[key]
+    cpu = delta("process_cpu_seconds_total")
+    return {
+        "throughput": processed / seconds if processed is not None else None,
+        "error_rate": errors / processed if processed and errors is not None else None,
+        "latency_p99": histogram_quantile(0.99, buckets),
+        "cpu": cpu / seconds if cpu is not None else None,
+        "memory": last.get("process_resident_memory_bytes"),
+        "worker_tasks": last.get(names["worker_tasks"]),
+        "pending_messages": last.get(names["pending_messages"]),
+    }
+
+
+def watch_scrape(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
+    m = ctx.cfg.monitoring
+    first = _with_attempts(lambda: scrape(m.metrics_url), m.attempts)
+    started = time.monotonic()
+    time.sleep(m.window_seconds)
+    last = _with_attempts(lambda: scrape(m.metrics_url), m.attempts)
+    values = rates_between(first, last, time.monotonic() - started, m.metrics.model_dump())
+    return values, None, [f"read {m.metrics_url} over {m.window_seconds} s (no history: no baseline window)"]
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+def _prometheus(url: str):
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    return PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=5)
+
+
+def window_means(url: str, queries: dict[str, str], start: datetime, end: datetime, step: str) -> dict[str, float | None]:
+    """Each query's mean over [start, end] (pandas over the returned series; None when empty)."""
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+
+    prom, means = _prometheus(url), {}
+    for name, query in queries.items():
+        try:
+            series = prom.custom_query_range(query, start_time=start, end_time=end, step=step)
+        except RequestException as exc:
+            raise SourceUnreachable(f"{url}: {type(exc).__name__}") from None
+        except PrometheusApiClientException as exc:
+            raise BadInputError(f"Prometheus rejected the {name} query {query!r}: {exc}") from None
+        points = [float(v) for s in series for _, v in s.get("values", [])]
+        frame = pd.DataFrame({"value": points}).replace([math.inf, -math.inf], math.nan).dropna()
+        means[name] = float(frame["value"].mean()) if not frame.empty else None
+    return means
+
+
+def watch_prometheus(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
+    m = ctx.cfg.monitoring
+    started = datetime.now(timezone.utc)
+    time.sleep(m.window_seconds)
+    end = datetime.now(timezone.utc)
+    incident_start = ctx.facts.get("incident_started_at")
+    base_end = datetime.fromisoformat(incident_start) if incident_start else started - timedelta(
+        seconds=m.baseline_offset_seconds)
+    base_start = base_end - timedelta(seconds=m.window_seconds)
+    step = f"{m.step_seconds}s"
+    post = _with_attempts(lambda: window_means(m.prometheus_url, m.queries, started, end, step), m.attempts)
+    base = _with_attempts(lambda: window_means(m.prometheus_url, m.queries, base_start, base_end, step), m.attempts)
+    return post, base, [f"Prometheus {m.prometheus_url}: post-deploy window {started:%H:%M:%S}–{end:%H:%M:%S}, "
+                        f"baseline {base_start:%H:%M:%S}–{base_end:%H:%M:%S}"]
+
+
+def _with_attempts(read, attempts: int):
+    for attempt in range(1, attempts + 1):
+        try:
+            return read()
+        except SourceUnreachable:
+            if attempt == attempts:
+                raise
+            time.sleep(2 ** (attempt - 1))
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def judge(values: dict, baseline: dict | None, ctx: StepContext) -> list[Reading]:
+    t = ctx.cfg.monitoring.thresholds
+    base = baseline or {}
+    readings = []
+
+    def add(metric: str, passes, rule: str) -> None:
+        value = values.get(metric)
+        reading = Reading(metric, value, base.get(metric), rule=rule)
+        verdict = passes(value, reading.baseline) if value is not None else None
+        reading.verdict = "unverified" if verdict is None else ("pass" if verdict else "fail")
+        readings.append(reading)
+
+    add("error_rate", lambda v, b: v <= t.error_rate_max, f"<= {t.error_rate_max:g}")
+    add("latency_p99", lambda v, b: v <= t.latency_p99_max_seconds, f"<= {t.latency_p99_max_seconds:g} s")
+    drop, floor = t.throughput_drop_max_pct, t.throughput_min
+
+    def throughput_ok(value: float, base: float | None) -> bool | None:
+        if base is None and not floor:
+            return None  # nothing to compare with: a person judges
+        return value >= floor and (base is None or value >= base * (1 - drop / 100))
+
+    rules = ([f">= baseline - {drop:g} %"] if baseline is not None else []) + ([f">= {floor:g}/s"] if floor else [])
+    add("throughput", throughput_ok, " and ".join(rules) or "no baseline and no throughput_min: not judged")
+    restore = ctx.phase_cfg.restore
+    expected_workers = restore.values.get("worker_count") if restore else None
+    if "worker_tasks" in values and expected_workers is not None:  # P2A.4
+        add("worker_tasks", lambda v, b: v == expected_workers, f"== {expected_workers} (no leaked workers)")
+    if "pending_messages" in values:  # P2A.5
+        add("pending_messages", lambda v, b: v <= t.pending_messages_max, f"<= {t.pending_messages_max:g}")
+    for metric in ("cpu", "memory"):  # X.3: evidence, judged by people
+        if metric in values:
+            readings.append(Reading(metric, values.get(metric), base.get(metric), "info", "resources (X.3)"))
+    return readings
+
+
+def watch_metrics(ctx: StepContext) -> StepResult:
+    """Watch throughput, latency, CPU/memory and error rate after the deploy; judge each."""
+    m = ctx.cfg.monitoring
+    source = m.prometheus_url or m.metrics_url
+    if ctx.dry_run:
+        return StepResult(id=ctx.step_id, name="monitor", status="planned",
+                          evidence=[f"{source}: {name} = {q}" for name, q in m.queries.items()])
+    if not source:
+        return StepResult(id=ctx.step_id, name="monitor", status="needs-human", evidence=[
+            "no metrics source: set monitoring.prometheus_url or monitoring.metrics_url; watch the dashboards by hand"])
+    try:
+        values, baseline, evidence = (watch_prometheus if m.prometheus_url else watch_scrape)(ctx)
+    except SourceUnreachable as exc:
+        return StepResult(id=ctx.step_id, name="monitor", status="needs-human", evidence=[
+            f"metrics source unreachable after {m.attempts} attempts ({exc}): nothing is verified; "
+            "watch the dashboards by hand"], data={"error_rate": "unverified"})
+    readings = judge(values, baseline, ctx)
+    data = {r.metric: r.verdict for r in readings if r.verdict != "info"}
+    judged = [r for r in readings if r.verdict != "info"]
+    status = ("failed" if any(r.verdict == "fail" for r in judged)
+              else "needs-human" if any(r.verdict == "unverified" for r in judged) else "done")
+    links = [f"{k}: {v}" for k, v in ctx.cfg.dashboards.model_dump().items() if v]
+    result = StepResult(id=ctx.step_id, name="monitor", status=status,
+                        evidence=[*evidence, *(r.line() for r in readings), *links], data=data)
+    if status == "failed":
+        result.failure = "fault"
+    return result

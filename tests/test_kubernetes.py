@@ -1,0 +1,96 @@
+"""The Kubernetes backend (P1.3a, P1.3c) with the real `kubernetes` client against the in-test API
+server of tests/k8s_api.py — no cluster runs here or in CI."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from conftest import config_text
+from helpers import context
+from k8s_api import ClusterState, KubernetesApi
+
+from runbook.config import parse_config
+from runbook.errors import BadInputError, StepError, TransientError
+from tasks.kubernetes_deploy import deploy_to_kubernetes
+from tasks.logs import check_logs
+
+K8S = {'backend = "command"  ': 'backend = "kubernetes"  ', "poll_seconds = 2.0": "poll_seconds = 0.05",
+       "rollout_timeout_seconds = 600": "rollout_timeout_seconds = 10"}
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    api = KubernetesApi(ClusterState())
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path)))  # the client's own way to find the cluster
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield api
+    api.close()
+
+
+def k8s_ctx(tmp_path, step_id="P1.3a", **extra):
+    cfg = parse_config(tomllib.loads(config_text(**{**K8S, **extra})))
+    return context(tmp_path, step_id=step_id, cfg=cfg)
+
+
+def test_p1_3a_sets_the_rollback_image_and_waits_for_the_rollout(cluster, tmp_path):
+    result = deploy_to_kubernetes(k8s_ctx(tmp_path))
+    assert result.status == "done"
+    assert cluster.state.image == "registry.example.com/actor-system:rollback-phase1"
+    assert "rollout complete: 3/3 updated, 3/3 available, 3 total" in result.evidence
+    patch = cluster.state.patches[0]
+    assert patch["metadata"]["resourceVersion"] == "100"
+    assert patch["metadata"]["annotations"]["actor-rollback/incident"] == "inc-test"
+    again = deploy_to_kubernetes(k8s_ctx(tmp_path))
+    assert again.status == "already-done" and len(cluster.state.patches) == 1
+
+
+def test_p1_3a_a_stalled_rollout_fails_at_its_progress_deadline(cluster, tmp_path):
+    cluster.state.stall = True
+    with pytest.raises(StepError, match="the rollout stalled: ReplicaSet .* has timed out progressing"):
+        deploy_to_kubernetes(k8s_ctx(tmp_path))
+
+
+def test_p1_3a_a_409_conflict_is_read_again_and_retried(cluster, tmp_path):
+    cluster.state.conflicts_left = 2
+    result = deploy_to_kubernetes(k8s_ctx(tmp_path))
+    assert result.status == "done"
+    assert [p["metadata"]["resourceVersion"] for p in cluster.state.patches] == ["100", "101", "102"]
+    assert sum("409 conflict" in line for line in result.evidence) == 2
+
+
+def test_p1_3a_a_5xx_is_transient_so_the_task_retries_it(cluster, tmp_path):
+    cluster.state.errors_left = 1
+    with pytest.raises(TransientError, match="Kubernetes API 500"):
+        deploy_to_kubernetes(k8s_ctx(tmp_path))
+    assert deploy_to_kubernetes(k8s_ctx(tmp_path)).status == "done"
+
+
+def test_p1_3a_unknown_container_is_bad_input(cluster, tmp_path):
+    with pytest.raises(BadInputError, match="no container 'worker' .*it has actor-system"):
+        deploy_to_kubernetes(k8s_ctx(tmp_path, **{'container = "actor-system"': 'container = "worker"'}))
+
+
+def test_p1_3a_no_credentials_is_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(BadInputError, match="no Kubernetes credentials"):
+        deploy_to_kubernetes(k8s_ctx(tmp_path))
+
+
+def test_p1_3c_reads_every_pods_recent_lines_and_counts_errors_per_pod(cluster, tmp_path):
+    cluster.state.pod_logs = {
+        "actor-system-7d9f-a": "".join(f"INFO handled {i}\n" for i in range(2000)),
+        "actor-system-7d9f-b": "INFO ok\nERROR ready-queue coordinator: mailbox overflow for actor 3\nINFO ok\n",
+    }
+    result = check_logs(k8s_ctx(tmp_path, step_id="P1.3c"))
+    assert result.status == "failed"
+    assert "actor-system-7d9f-a: 0 error line(s) in the last 1000 (max 0)" in result.evidence
+    assert "actor-system-7d9f-b: 1 error line(s) in the last 3 (max 0)" in result.evidence
+    log_reads = [path for method, path in cluster.state.requests if path.endswith("/log") or "/log?" in path]
+    assert log_reads and all("tailLines=1000" in path and "follow" not in path for path in log_reads)
+
+
+def test_p1_3c_no_pods_is_unverified(cluster, tmp_path):
+    result = check_logs(k8s_ctx(tmp_path, step_id="P1.3c"))
+    assert result.status == "needs-human" and "silence proves nothing" in result.evidence[0]
