@@ -260,27 +260,39 @@ class _null:
 def demo(
     dir: Annotated[Optional[Path], typer.Option("--dir", help="Where to create the sample workspace")] = None,
 ) -> None:
-    """Create the sample workspace and roll back its Phase 1 end to end, on the embedded default."""
+    """Create the sample workspace, deploy its regressed head, roll back Phase 1 end to end, show the recovery."""
     import tempfile
 
+    from deployments.demo import deploy_regressed, prepare, stop_service, watch
     from flows.runner import new_incident_id
     from tasks.git_repo import open_workspace, run_git
-    from tasks.sample_workspace import create_sample_workspace
 
     root = dir or Path(tempfile.mkdtemp(prefix="actor-rollback-demo-"))
     try:
-        sample = create_sample_workspace(root)
+        demo_env = prepare(root)
     except FileExistsError as exc:
         raise _bad_input(str(exc), False) from None
-    out.print(f"sample workspace: {sample.repo}\nits remote:       {sample.origin}")
+    sample = demo_env.sample
+    out.print(f"sample workspace: {sample.repo}\nits remote:       {sample.origin}\nconfig:           {demo_env.config}")
     _quiet_prefect(False)
     incident = "demo-" + new_incident_id().removeprefix("inc-")
-    with err.status("phase 1 rollback running (flag off, revert, push, CI, deploy)…", spinner="dots") if err.is_terminal else _null():
-        report = run_phase_flow("1", sample.repo, "demo: ReadyQueueCoordinator throughput regression", incident,
-                                False, [], [], "", None, triggered_by="demo")
-    _print_report(report, f"Phase 1 rollback {incident}")
+    try:
+        out.print(f"\n[bold]1. Production runs the regressed head[/bold]: {escape(deploy_regressed(demo_env))}")
+        before = watch(demo_env)
+        out.print(escape("\n".join(line for line in before.evidence if line.startswith(("PASS", "FAIL", "UNVERIFIED")))))
+        out.print(f"\n[bold]2. Phase 1 rollback {incident}[/bold] (flag off, revert, push, CI ∥ deploy, monitor ∥ logs)")
+        with err.status("rolling back…", spinner="dots") if err.is_terminal else _null():
+            report = run_phase_flow("1", sample.repo, "demo: ReadyQueueCoordinator throughput regression", incident,
+                                    False, [], [], "", demo_env.config, triggered_by="demo")
+        _print_report(report, f"Phase 1 rollback {incident}")
+        monitor = next((s for s in report.steps if s.name == "monitor"), None)
+        if monitor:
+            out.print("\n[bold]3. After the rollback[/bold]")
+            out.print(escape("\n".join(line for line in monitor.evidence if line.startswith(("PASS", "FAIL", "UNVERIFIED")))))
+    finally:
+        stop_service(demo_env)
     remote_log = run_git(open_workspace(sample.repo), "log", "--oneline", "-3", "origin/main")
-    out.print(f"\nThe remote's main now:\n{remote_log}")
+    out.print(f"\nThe remote's main now:\n{escape(remote_log)}")
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
     out.print(f"\nAudit trail: flow run rollback-phase-1-{incident} ({report.flow_run_id}) on {where}; "
               f"artifacts rollback-phase-1-{incident}-checklist and -steps.")

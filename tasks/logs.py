@@ -9,12 +9,12 @@ shown as evidence. An empty log is reported as unverified: silence proves nothin
 from __future__ import annotations
 
 import re
-import time
 from collections import deque
 from pathlib import Path
 
 from runbook.errors import BadInputError, TransientError
 from runbook.model import StepResult
+from tasks.attempts import with_attempts
 from tasks.commands import run_bounded
 from tasks.context import StepContext
 from tasks.kubernetes_deploy import kubernetes_clients
@@ -63,16 +63,6 @@ def read_recent_logs(ctx: StepContext) -> dict[str, list[str]]:
     return {logs.command: outcome.tail}
 
 
-def _with_attempts(read, attempts: int):
-    for attempt in range(1, attempts + 1):
-        try:
-            return read()
-        except TransientError:
-            if attempt == attempts:
-                raise
-            time.sleep(2 ** (attempt - 1))
-
-
 def check_logs(ctx: StepContext) -> StepResult:
     """P1.3c: per source, the error lines of the recent window against the threshold."""
     logs = ctx.cfg.logs
@@ -82,7 +72,7 @@ def check_logs(ctx: StepContext) -> StepResult:
             f"must be <= {logs.max_error_lines}"])
     pattern = re.compile(logs.error_pattern)
     try:
-        sources = _with_attempts(lambda: read_recent_logs(ctx), attempts=3)
+        sources = with_attempts(lambda: read_recent_logs(ctx), 3, TransientError)
     except (BadInputError, TransientError) as exc:  # no evidence is not a verdict: a person looks
         return StepResult(id=ctx.step_id, name="logs", status="needs-human", evidence=[
             f"the logs could not be read: {exc}"], data={"logs": "unverified"})

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runbook.errors import BadInputError
 from runbook.model import StepResult
+from tasks.attempts import with_attempts
 from tasks.context import StepContext
 
 Verdict = str  # "pass" | "fail" | "unverified"
@@ -105,10 +106,10 @@ def rates_between(first: dict[str, float], last: dict[str, float], seconds: floa
 
 def watch_scrape(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
     m = ctx.cfg.monitoring
-    first = _with_attempts(lambda: scrape(m.metrics_url), m.attempts)
+    first = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
     started = time.monotonic()
     time.sleep(m.window_seconds)
-    last = _with_attempts(lambda: scrape(m.metrics_url), m.attempts)
+    last = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
     values = rates_between(first, last, time.monotonic() - started, m.metrics.model_dump())
     return values, None, [f"read {m.metrics_url} over {m.window_seconds} s (no history: no baseline window)"]
 
@@ -152,20 +153,13 @@ def watch_prometheus(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
         seconds=m.baseline_offset_seconds)
     base_start = base_end - timedelta(seconds=m.window_seconds)
     step = f"{m.step_seconds}s"
-    post = _with_attempts(lambda: window_means(m.prometheus_url, m.queries, started, end, step), m.attempts)
-    base = _with_attempts(lambda: window_means(m.prometheus_url, m.queries, base_start, base_end, step), m.attempts)
+    def means(start: datetime, stop: datetime) -> dict[str, float | None]:
+        return with_attempts(lambda: window_means(m.prometheus_url, m.queries, start, stop, step), m.attempts,
+                             SourceUnreachable)
+
+    post, base = means(started, end), means(base_start, base_end)
     return post, base, [f"Prometheus {m.prometheus_url}: post-deploy window {started:%H:%M:%S}–{end:%H:%M:%S}, "
                         f"baseline {base_start:%H:%M:%S}–{base_end:%H:%M:%S}"]
-
-
-def _with_attempts(read, attempts: int):
-    for attempt in range(1, attempts + 1):
-        try:
-            return read()
-        except SourceUnreachable:
-            if attempt == attempts:
-                raise
-            time.sleep(2 ** (attempt - 1))
 
 
 # ---------------------------------------------------------------- verdicts

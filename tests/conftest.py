@@ -138,6 +138,7 @@ def test_config(session_dir: Path, production: dict[str, str]) -> Path:
         "throughput_min = 0 ": "throughput_min = 900 ",
         'source = "kubernetes"           #': 'source = "file"           #',
         'file = ""                       #': f'file = "{production["log"]}"  #',
+        "timeout_seconds = 3600          # no answer": "timeout_seconds = 5          # no answer",
     }))
     os.environ["ACTOR_ROLLBACK_TEST_CONFIG"] = str(path)
     return path

@@ -56,7 +56,8 @@ def config_with(tmp_path: Path, timeout: int = 120) -> Path:
     text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text().replace('[contacts.sre-oncall]\nname = "TBD"\nchannels = ["pagerduty"]',
                            '[contacts.sre-oncall]\nname = "Aiko"\nchannels = ["pagerduty"]\n'
                            'notify = ["custom-webhook/test-oncall-pager"]')
-    text = text.replace("timeout_seconds = 3600          # no answer", f"timeout_seconds = {timeout}  # no answer")
+    assert "timeout_seconds = 5          # no answer" in text
+    text = text.replace("timeout_seconds = 5          # no answer", f"timeout_seconds = {timeout}  # no answer")
     path = tmp_path / "rollback.toml"
     path.write_text(text)
     return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 from helpers import commit_change, config, context
@@ -30,7 +32,8 @@ def test_p1_3a_deploy_runs_the_runbook_script_with_the_rollback_version(sample):
     result = deploy_with_command(context(sample.repo, step_id="P1.3a"))
     assert result.status == "done"
     assert any("version=rollback-phase1" in line for line in result.evidence)
-    assert (sample.repo / ".deploy/production.version").read_text().strip() == "rollback-phase1"
+    state = Path(os.environ["ACTOR_DEPLOY_STATE"])  # the session's "production" (conftest)
+    assert (state / "production.version").read_text().strip() == "rollback-phase1"
 
 
 def test_p1_3a_missing_deploy_script_is_bad_input(sample):
