@@ -333,8 +333,9 @@ def demo(
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
     out.print(f"\nAudit trail: flow run rollback-phase-1-{incident} ({report.flow_run_id}) on {where}; "
               f"artifacts rollback-phase-1-{incident}-checklist and -steps.")
-    failed = report.outcome in ("failed", "bad-input")
-    raise typer.Exit(1 if failed else 0)
+    # The demo shows the flow; findings of its checks (a noisy benchmark) are reported, not fatal.
+    broken = [s for s in report.steps if s.status == "failed" and s.name not in ("monitor", "logs", "benchmarks")]
+    raise typer.Exit(1 if broken else 0)
 
 
 def main() -> None:

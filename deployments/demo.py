@@ -46,7 +46,11 @@ def prepare(root: Path) -> Demo:
         "throughput_min = 0 ": "throughput_min = 900 ",
         'source = "kubernetes"           #': 'source = "file"           #',
         'file = ""                       #': f'file = "{production / "actor-system.log"}"  #',
+        'baseline_ref = ""  ': 'baseline_ref = "merge-parent"  ',
+        "rounds = 3 ": "rounds = 2 ",
+        "env = {}  ": 'env = { ACTOR_BENCH_QUICK = "500" }  ',
     }.items():
+        assert old in text, old
         text = text.replace(old, new)
     config = root / "rollback.demo.toml"
     config.write_text("# The shipped rollback.toml with a 5 s watch of the demo's local service.\n" + text)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from runbook.errors import BadInputError
+
 Verdict = Literal["within-tolerance", "regression", "improvement", "unverifiable", "missing"]
 Z95 = 1.959964  # two-sided 95 %
 Z_POWER = 0.841621  # 80 % power
@@ -21,7 +23,7 @@ UNITS_NS = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "μs": 1e3, "us": 1e3, "ms": 1e6,
 DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*(ps|ns|µs|μs|us|ms|s)\s*$")
 
 
-class BenchmarkInputError(ValueError):
+class BenchmarkInputError(BadInputError, ValueError):
     """A baseline or result that cannot be read; the message names the file, line and cell."""
 
 

@@ -13,7 +13,7 @@ from runbook.model import ChecklistItem, StepResult
 EVIDENCE_SOURCES: dict[str, tuple[str, str | None]] = {
     "P1.C1": ("flag", None),
     "P1.C2": ("gating", "old_path"),
-    "P1.C3": ("benchmarks", None),
+    "P1.C3": ("benchmarks", "benchmarks"),
     "P1.C4": ("monitor", "error_rate"),
     "P1.C5": ("ci", None),
     "P2A.4": ("monitor", "worker_tasks"),

@@ -163,6 +163,11 @@ class BenchmarksConfig(_Strict):
     criterion_dir: str = "target/criterion"
     tolerance_pct: float = Field(default=2.0, gt=0, lt=100)
     timeout_seconds: int = Field(default=1800, gt=0)
+    # "" compares with `baseline`; a git ref (or "merge-parent": the phase merge's first parent) is
+    # built and benched in the same run, interleaved with the current tree, so machine drift cancels.
+    baseline_ref: str = ""
+    rounds: int = Field(default=3, ge=1, le=50)
+    env: dict[str, str] = {}  # extra environment for the bench commands
 
 
 def parse_duration(text: str) -> timedelta:

@@ -9,9 +9,20 @@ or a JSON export of this tool.
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
-from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, parse_markdown_baseline
+from git import GitCommandError
+
+from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, compare, parse_markdown_baseline
+from runbook.errors import BadInputError, StepError
+from runbook.model import StepResult
+from tasks.commands import run_bounded
+from tasks.context import StepContext
+from tasks.git_repo import open_workspace, run_git
 
 
 def read_criterion(root: Path, run: str = "new") -> dict[str, Estimate]:
@@ -108,3 +119,93 @@ def chart(results: list[Comparison], tolerance_pct: float, medium_pct: float, hi
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- running them (P1.C3 / A.3)
+
+
+def pool(runs: list[dict[str, Estimate]]) -> dict[str, Estimate]:
+    """Several runs of the same tree → one estimate per benchmark whose standard error counts both
+    criterion's own uncertainty and how much the runs disagree (the machine's drift)."""
+    pooled = {}
+    for id in set().union(*runs):
+        values = [run[id] for run in runs if id in run]
+        n = len(values)
+        mean = sum(v.mean for v in values) / n
+        within = sum(v.standard_error ** 2 for v in values) / n ** 2
+        between = (sum((v.mean - mean) ** 2 for v in values) / (n - 1)) / n if n > 1 else 0.0
+        pooled[id] = Estimate(mean, math.sqrt(within + between))
+    return pooled
+
+
+def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
+    if target_dir:
+        return Path(target_dir) / "criterion"
+    return tree / configured
+
+
+def bench_once(ctx: StepContext, tree: Path, target_dir: str | None) -> dict[str, Estimate]:
+    b = ctx.cfg.benchmarks
+    env = {**b.env, **({"CARGO_TARGET_DIR": target_dir} if target_dir else {})}
+    for command in b.commands:
+        outcome = run_bounded(command, tree, b.timeout_seconds, env=env)
+        if outcome.returncode is None:
+            raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {tree}")
+        if outcome.returncode != 0:
+            raise StepError(f"`{command}` exited {outcome.returncode} in {tree}: " + " | ".join(outcome.tail[-4:]))
+    return read_criterion(criterion_root(tree, target_dir, b.criterion_dir))
+
+
+def _baseline_tree(ctx: StepContext, where: Path) -> tuple[Path, str]:
+    """The baseline ref's files, exported with `git archive` (the repository is not touched)."""
+    ref = ctx.cfg.benchmarks.baseline_ref
+    if ref == "merge-parent":
+        if "merge" not in ctx.facts:
+            raise BadInputError("benchmarks.baseline_ref = 'merge-parent' needs the find-merge step to run first")
+        ref = f"{ctx.facts['merge']}^1"
+    repo = open_workspace(ctx.repo)
+    try:
+        sha = run_git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
+    except GitCommandError:
+        raise BadInputError(f"benchmarks.baseline_ref {ref!r} is not a commit of {ctx.repo}") from None
+    tree = where / f"baseline-{sha[:10]}"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", sha], cwd=ctx.repo, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree, sha
+
+
+def verify_benchmarks(ctx: StepContext) -> StepResult:
+    """P1.C3 / A.3: run the benches and compare with the baseline; a verdict only when the noise allows."""
+    b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
+    if ctx.dry_run:
+        source = f"the same run's {b.baseline_ref}" if b.baseline_ref else b.baseline
+        return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
+            *b.commands, f"× {b.rounds} rounds; compare with {source} (±{b.tolerance_pct:g} %)"])
+    target_dir = os.environ.get("CARGO_TARGET_DIR")
+    with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:
+        if b.baseline_ref:
+            tree, sha = _baseline_tree(ctx, Path(scratch))
+            # one target dir for both trees: cargo keeps each tree's artifacts apart, the deps are built once
+            base_target = target_dir or str(ctx.repo / "target")
+            base_runs, current_runs = [], []
+            for _ in range(b.rounds):  # interleaved: drift hits both sides alike
+                base_runs.append(bench_once(ctx, tree, base_target))
+                current_runs.append(bench_once(ctx, ctx.repo, target_dir))
+            baseline, source = pool(base_runs), f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
+        else:
+            baseline, source = read_baseline(str(ctx.repo / b.baseline)), b.baseline
+            current_runs = [bench_once(ctx, ctx.repo, target_dir) for _ in range(b.rounds)]
+    results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
+                      sev.high_regression_pct)
+    verdicts = {r.verdict for r in results}
+    evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
+                *(r.describe() for r in results)]
+    if "regression" in verdicts:
+        return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=evidence,
+                          data={"benchmarks": "fail"})
+    if verdicts & {"unverifiable", "missing"}:
+        return StepResult(id=ctx.step_id, name="benchmarks", status="needs-human", evidence=evidence,
+                          data={"benchmarks": "unverified"})
+    return StepResult(id=ctx.step_id, name="benchmarks", status="done", evidence=evidence,
+                      data={"benchmarks": "pass"})

@@ -9,6 +9,7 @@ from typing import Callable
 from runbook.errors import StepError
 from runbook.model import StepResult
 from runbook.phases import StepSpec, describe
+from tasks.benchmarks import verify_benchmarks
 from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
 from tasks.ci_workflow import disable_no_std_ci
 from tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command
@@ -31,6 +32,7 @@ STEP_FUNCTIONS: dict[str, StepFunction] = {
     "deploy": deploy_with_command,  # P1.3a (command or Kubernetes backend)
     "monitor": watch_metrics,  # P1.3b P1.C4 P2A.4 P2A.5 X.3
     "logs": check_logs,  # P1.3c
+    "benchmarks": verify_benchmarks,  # P1.C3 A.3
     "config": restore_scheduler_config,  # P2A.3
     "code-checks": check_phase_code,  # P2B.2 P2B.3
     "ci-file": disable_no_std_ci,  # P3.3

@@ -22,7 +22,7 @@ def read_run_and_artifacts(flow_run_id: str):
 
 
 def test_phase_1_run_is_named_tagged_and_leaves_checklist_and_step_artifacts(sample, test_config, prefect_server):
-    report = run_phase_flow("1", sample.repo, "p99 latency doubled", "INC-7.a", False, [], ["ci"], "", test_config,
+    report = run_phase_flow("1", sample.repo, "p99 latency doubled", "INC-7.a", False, [], ["ci", "benchmarks"], "", test_config,
                             triggered_by="test")
     run, artifacts = read_run_and_artifacts(report.flow_run_id)
     assert run.name == "rollback-phase-1-INC-7.a"
@@ -40,7 +40,7 @@ def test_phase_1_run_is_named_tagged_and_leaves_checklist_and_step_artifacts(sam
 
 
 def test_phase_2a_flow_reverts_its_merge_restores_config_and_finds_no_leaked_workers(sample, test_config, prefect_server):
-    report = run_phase_flow("2A", sample.repo, "worker leak", "inc-2a", False, [], ["ci"], "", test_config,
+    report = run_phase_flow("2A", sample.repo, "worker leak", "inc-2a", False, [], ["ci", "benchmarks"], "", test_config,
                             triggered_by="test")
     status = {s.name: s.status for s in report.steps}
     assert status["flag"] == status["revert"] == status["config"] == status["push"] == "done"
@@ -75,7 +75,7 @@ def test_phase_0_flow_archives_the_poc_branch_and_hands_the_review_to_a_person(s
 
 
 def test_phase_2b_flow_confirms_actor_cell_handles_messages_directly(sample, test_config, prefect_server):
-    report = run_phase_flow("2B", sample.repo, "guardian errors", "inc-2b", False, [], ["ci"], "", test_config,
+    report = run_phase_flow("2B", sample.repo, "guardian errors", "inc-2b", False, [], ["ci", "benchmarks"], "", test_config,
                             "test")
     assert {s.name: s.status for s in report.steps}["code-checks"] == "done"
     checks = {c.id: c.status for c in report.checklist}

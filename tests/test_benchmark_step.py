@@ -1,0 +1,49 @@
+"""P1.C3 / A.3 in the flow: real `cargo bench` with Debian's criterion, a baseline benched in the
+same run (interleaved), and an honest verdict."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from helpers import context, run_git
+
+from runbook.benchstats import Estimate
+from runbook.config import parse_config
+from tasks.benchmarks import pool, verify_benchmarks
+
+pytestmark = pytest.mark.cargo
+
+
+def bench_cfg(test_config, **replacements):
+    text = test_config.read_text()
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return parse_config(tomllib.loads(text))
+
+
+def test_p1_c3_flag_on_against_a_flag_off_baseline_in_the_same_run_is_a_regression(sample, cargo_env, test_config):
+    # HEAD~3 is the Phase 4 merge, before "Phase 4: enable new-scheduler by default": the flag is off there.
+    cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "HEAD~3"  ', "rounds = 1 ": "rounds = 2 "})
+    result = verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
+    assert result.status == "failed" and result.data["benchmarks"] == "fail", result.evidence
+    scheduler = next(line for line in result.evidence if line.startswith("scheduler/schedule_to_run"))
+    assert "regression" in scheduler and "(high)" in scheduler
+    assert "benched in the same run" in result.evidence[0]
+    assert run_git(sample.repo, "status", "--porcelain") == "" and run_git(sample.repo, "worktree", "list").count("\n") == 0
+
+
+def test_p1_c3_a_missing_baseline_ref_is_bad_input(sample, test_config):
+    from runbook.errors import BadInputError
+
+    cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "no-such-ref"  '})
+    with pytest.raises(BadInputError, match="'no-such-ref' is not a commit"):
+        verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
+
+
+def test_pooled_runs_count_the_drift_between_runs():
+    calm = pool([{"a": Estimate(100, 1)}, {"a": Estimate(100, 1)}])
+    drifting = pool([{"a": Estimate(95, 1)}, {"a": Estimate(105, 1)}])
+    assert calm["a"].mean == drifting["a"].mean == 100
+    assert drifting["a"].standard_error > 5 * calm["a"].standard_error
