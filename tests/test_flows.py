@@ -48,7 +48,7 @@ def test_phase_2a_flow_reverts_its_merge_restores_config_and_finds_no_leaked_wor
     assert 'Revert "Merge pull request #15 from acme/refactor/worker-executor"' in run_git(
         sample.origin, "log", "-3", "--format=%s", "main")
     assert {c.id: c.status for c in report.checklist} == {"P2A.4": "pass", "P2A.5": "pass"}  # 4 workers, no backlog
-    assert report.exit_code == 3
+    assert report.exit_code == 0  # every checklist item passes; the benchmarks were skipped on request
 
 
 def test_ambiguous_merge_stops_the_flow_before_any_revert(sample, test_config, prefect_server):

@@ -103,8 +103,14 @@ def test_benches_build_and_run_offline_and_the_flag_makes_scheduling_slower(samp
     for bench in ("mailbox/throughput_1000", "scheduler/schedule_to_run"):
         with open(f"{criterion}/{bench}/new/benchmark.json") as f:
             assert json.load(f)["full_id"] == bench
-    flag_on = _bench_mean_ns(sample.repo, "scheduler_latency", env)
     manifest = sample.repo / "modules/actor-core/Cargo.toml"
-    manifest.write_text(manifest.read_text().replace('["std", "new-scheduler"]', '["std"]'))
-    flag_off = _bench_mean_ns(sample.repo, "scheduler_latency", env)
-    assert flag_on > flag_off * 1.15, f"new scheduler {flag_on:.2f} ns vs old {flag_off:.2f} ns"
+    flag_on_text = manifest.read_text()
+    flag_off_text = flag_on_text.replace('["std", "new-scheduler"]', '["std"]')
+    on, off = [], []
+    for _ in range(3):  # interleaved, so a busy moment of the machine hits both sides
+        manifest.write_text(flag_on_text)
+        on.append(_bench_mean_ns(sample.repo, "scheduler_latency", env))
+        manifest.write_text(flag_off_text)
+        off.append(_bench_mean_ns(sample.repo, "scheduler_latency", env))
+    flag_on, flag_off = sorted(on)[1], sorted(off)[1]
+    assert flag_on > flag_off * 1.15, f"new scheduler {on} ns vs old {off} ns"
