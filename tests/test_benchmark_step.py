@@ -23,13 +23,19 @@ def bench_cfg(test_config, **replacements):
     return parse_config(tomllib.loads(text))
 
 
-def test_p1_c3_flag_on_against_a_flag_off_baseline_in_the_same_run_is_a_regression(sample, cargo_env, test_config):
+def test_p1_c3_flag_on_against_a_flag_off_baseline_is_never_passed(sample, cargo_env, test_config):
     # HEAD~3 is the Phase 4 merge, before "Phase 4: enable new-scheduler by default": the flag is off there.
-    cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "HEAD~3"  ', "rounds = 1 ": "rounds = 2 "})
+    cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "HEAD~3"  ', "rounds = 1 ": "rounds = 3 ",
+                                    'ACTOR_BENCH_QUICK = "200"': 'ACTOR_BENCH_QUICK = "300"'})
     result = verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
-    assert result.status == "failed" and result.data["benchmarks"] == "fail", result.evidence
+    assert result.data["benchmarks"] in ("fail", "unverified") and result.status != "done", result.evidence
     scheduler = next(line for line in result.evidence if line.startswith("scheduler/schedule_to_run"))
-    assert "regression" in scheduler and "(high)" in scheduler
+    change = float(scheduler.split()[2])  # "scheduler/schedule_to_run: <verdict> +45.12 % [...]"
+    assert change > 15, scheduler  # the new scheduler's cost is seen, whatever the noise allows to conclude
+    if ": regression" in scheduler:
+        assert "(high)" in scheduler
+    else:  # this noisy machine may not allow a verdict: it must then say so, with the runs it would take
+        assert ": unverifiable" in scheduler and "repeated runs" in scheduler
     assert "benched in the same run" in result.evidence[0]
     assert run_git(sample.repo, "status", "--porcelain") == "" and run_git(sample.repo, "worktree", "list").count("\n") == 0
 
@@ -47,3 +53,14 @@ def test_pooled_runs_count_the_drift_between_runs():
     drifting = pool([{"a": Estimate(95, 1)}, {"a": Estimate(105, 1)}])
     assert calm["a"].mean == drifting["a"].mean == 100
     assert drifting["a"].standard_error > 5 * calm["a"].standard_error
+
+
+def test_p1_c3_a_too_short_run_of_unchanged_code_is_unverifiable_not_within_tolerance(sample, cargo_env, test_config):
+    run_git(sample.repo, "checkout", "-q", "--detach", "HEAD~3")  # flag off, compared with itself
+    cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "HEAD"  ',
+                                    'ACTOR_BENCH_QUICK = "200"': 'ACTOR_BENCH_QUICK = "50"'})
+    result = verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
+    lines = [line for line in result.evidence[1:]]
+    assert not any(": regression" in line for line in lines), lines  # identical code: no false alarm
+    assert any(": unverifiable" in line and "repeated runs" in line for line in lines), lines
+    assert result.status == "needs-human" and result.data["benchmarks"] == "unverified"

@@ -1,5 +1,5 @@
-"""`actor-rollback compare-benchmarks` on real criterion output (the reference capture of a real
-criterion 0.3.6 run in ../shared/reference/samples), against each baseline format."""
+"""`actor-rollback compare-benchmarks` on real criterion output (tests/data/criterion-0.3.6: a
+capture of a real criterion 0.3.6 run, from ../shared/reference/samples), against each baseline format."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from runbook.benchstats import BenchmarkInputError
 from tasks.benchmarks import read_baseline, read_criterion, write_export
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples" / "criterion-0.3.6"
+SAMPLE = Path(__file__).resolve().parent / "data" / "criterion-0.3.6"
 
 
 @pytest.fixture
 def criterion(tmp_path) -> Path:
-    if not SAMPLE.exists():
-        pytest.fail(f"the reference criterion output is missing at {SAMPLE}")
     root = tmp_path / "criterion"
     shutil.copytree(SAMPLE, root)
     return root
