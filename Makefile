@@ -25,7 +25,7 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/pytest
 
 bench: $(STAMP) system-packages
-	@for script in bench/*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
 
 serve: $(STAMP) system-packages
 	scripts/serve-local.sh

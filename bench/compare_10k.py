@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _timing import timed  # noqa: E402
 from runbook.benchstats import compare  # noqa: E402
 from tasks.benchmarks import read_baseline, read_criterion  # noqa: E402
 
@@ -44,15 +44,6 @@ def generate(root: Path, count: int) -> Path:
     return baseline
 
 
-def timed(fn, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--benchmarks", type=int, default=10_000)
@@ -70,8 +61,8 @@ def main() -> None:
             return sum(len(p.read_bytes()) for p in current.rglob("*.json"))
 
         results = full()
-        ours = timed(full, args.repeat)
-        raw = timed(read_only, args.repeat)
+        ours, _ = timed(full, args.repeat)
+        raw, _ = timed(read_only, args.repeat)
     verdicts = {v: sum(r.verdict == v for r in results) for v in {r.verdict for r in results}}
     print(f"{len(results)} benchmarks compared; verdicts {verdicts}")
     print(f"compare-benchmarks core (read tree + table, compare): median {ours:.2f} s")

@@ -12,7 +12,6 @@ baselines measured in the same run on the same repository: the runbook's own nai
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _timing import timed  # noqa: E402
 from runbook.config import load_config  # noqa: E402
 from tasks.context import StepContext  # noqa: E402
 from tasks.git_repo import find_phase_merge  # noqa: E402
@@ -60,15 +61,6 @@ def fast_import_stream(commits: int) -> bytes:
         main_mark = commit("refs/heads/main", text, [main_mark] if main_mark else [])
         made += 1
     return b"".join(out)
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples), max(samples)
 
 
 def main() -> None:
