@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 from uuid import UUID
@@ -175,7 +176,7 @@ def run(
     config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
     asks_reset = key == "4" and any(x in ("reset", "P4.3") for x in _split(only)) and not dry_run
     terminal_approval = _ask_last_resort_at_terminal(cfg) if asks_reset else None
-    with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else _null():
+    with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else nullcontext():
         report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, _split(only), _split(skip), merge,
                                 config_path, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}",
                                 terminal_approval=terminal_approval)
@@ -285,14 +286,6 @@ def serve(
     serve_rollbacks(repo, config, limit)
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
 @app.command()
 def demo(
     dir: Annotated[Optional[Path], typer.Option("--dir", help="Where to create the sample workspace")] = None,
@@ -318,7 +311,7 @@ def demo(
         before = watch(demo_env)
         out.print(escape("\n".join(line for line in before.evidence if line.startswith(("PASS", "FAIL", "UNVERIFIED")))))
         out.print(f"\n[bold]2. Phase 1 rollback {incident}[/bold] (flag off, revert, push, CI ∥ deploy, monitor ∥ logs)")
-        with err.status("rolling back…", spinner="dots") if err.is_terminal else _null():
+        with err.status("rolling back…", spinner="dots") if err.is_terminal else nullcontext():
             report = run_phase_flow("1", sample.repo, "demo: ReadyQueueCoordinator throughput regression", incident,
                                     False, [], [], "", demo_env.config, triggered_by="demo")
         _print_report(report, f"Phase 1 rollback {incident}")

@@ -107,10 +107,6 @@ def phase_steps(phase: str) -> list[StepSpec]:
     return PHASE_STEPS[normalize_phase(phase)]
 
 
-def step_names(phase: str) -> set[str]:
-    return {s.name for s in phase_steps(phase)} | {s.id for s in phase_steps(phase)}
-
-
 class StepSelectionError(ValueError):
     pass
 
