@@ -13,11 +13,13 @@ import math
 import os
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from git import GitCommandError
 
-from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, compare, parse_markdown_baseline
+from runbook.benchstats import (Z95, Z_POWER, BenchmarkInputError, Comparison, Estimate, compare,
+                                 parse_markdown_baseline)
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.commands import run_bounded
@@ -198,9 +200,15 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             current_runs = [bench_once(ctx, ctx.repo, target_dir) for _ in range(b.rounds)]
     results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
                       sev.high_regression_pct)
+    notes = []
+    if b.rounds < 2:  # one round measures no drift between runs: its interval is too narrow to trust
+        results = [r if r.verdict in ("missing", "unverifiable") else replace(
+            r, verdict="unverifiable", severity="", runs_needed=max(2, r.runs_needed or 2),
+            detectable_pct=(r.high_pct - r.change_pct) * (Z95 + Z_POWER) / Z95) for r in results]
+        notes.append("one round cannot measure the machine's drift between runs: set benchmarks.rounds >= 2")
     verdicts = {r.verdict for r in results}
     evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
-                *(r.describe() for r in results)]
+                *(r.describe() for r in results), *notes]
     if "regression" in verdicts:
         return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=evidence,
                           data={"benchmarks": "fail"})
