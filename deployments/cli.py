@@ -234,16 +234,21 @@ def compare_benchmarks(
     as_json: JsonOpt = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write the markdown report here")] = None,
     chart_file: Annotated[Optional[Path], typer.Option("--chart", help="Write a PNG chart here")] = None,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="Also save the current results as a baseline for later runs (.csv or .json)")] = None,
 ) -> None:
     """Compare criterion results with a baseline: 0 within tolerance, 1 regression, 2 bad input, 3 unverifiable."""
     from runbook.benchstats import BenchmarkInputError, compare
-    from tasks.benchmarks import chart, markdown_report, read_baseline, read_criterion
+    from tasks.benchmarks import chart, markdown_report, read_baseline, read_criterion, write_export
 
     try:
         cfg = _config(config, None)
         if not 0 < tolerance < 100:
             raise BenchmarkInputError(f"--tolerance {tolerance}: expected a percentage between 0 and 100")
-        results = compare(read_baseline(baseline, current), read_criterion(current), tolerance,
+        if export and export.suffix not in (".csv", ".json"):
+            raise BenchmarkInputError(f"--export {export}: name a .csv or .json file")
+        estimates = read_criterion(current)
+        results = compare(read_baseline(baseline, current), estimates, tolerance,
                           cfg.severity.medium_regression_pct, cfg.severity.high_regression_pct)
     except (ConfigError, BenchmarkInputError) as exc:
         raise _bad_input(str(exc), as_json) from None
@@ -252,6 +257,8 @@ def compare_benchmarks(
     text = markdown_report(results, tolerance, baseline, str(current))
     if report:
         report.write_text(text)
+    if export:
+        write_export(estimates, export)
     if chart_file:
         chart(results, tolerance, cfg.severity.medium_regression_pct, cfg.severity.high_regression_pct, chart_file)
     if as_json:

@@ -9,7 +9,6 @@ to a person with its exact commands, and the checklist is judged from the steps'
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from contextlib import ExitStack
@@ -26,7 +25,7 @@ from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import StepSpec, select_steps
-from tasks.context import StepContext
+from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
 
@@ -42,11 +41,6 @@ def default_incident_id() -> str:
     """For a run started without an incident id (e.g. from the UI): named after the run itself."""
     run_id = flow_run.get_id()
     return f"run-{str(run_id)[:8]}" if run_id else new_incident_id()
-
-
-def artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
 class PhaseRun:

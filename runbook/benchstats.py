@@ -127,6 +127,8 @@ def parse_markdown_baseline(text: str, source: str, samples: int = 100) -> dict[
             column = "the row" if isinstance(exc, IndexError) else next(
                 (c for c in cells[1:] if not DURATION_RE.match(c)), "a cell")
             raise BenchmarkInputError(f"{source}:{number}: cannot read {column!r}: {exc}") from None
+        if mean <= 0:
+            raise BenchmarkInputError(f"{source}:{number}: a mean of {cells[header['mean']]!r} cannot be a benchmark's time")
         estimates[name] = Estimate(mean, spread / math.sqrt(samples))
     if header is None:
         raise BenchmarkInputError(f"{source}: no '| Benchmark | Mean | Std Dev |' table found")

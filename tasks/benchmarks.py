@@ -3,16 +3,20 @@
 `cargo bench` exits 0 even when criterion prints "Performance has regressed", so the verdict
 comes from criterion's files: every `<id>/<run>/estimates.json` with its `benchmark.json`.
 Baselines: the runbook's markdown table, a criterion saved baseline (`--save-baseline NAME`),
-or a JSON export of this tool.
+or an export of this tool (JSON or CSV).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
 import math
 import os
 import subprocess
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from runbook.benchstats import (Z95, Z_POWER, BenchmarkInputError, Comparison, E
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.commands import run_bounded
-from tasks.context import StepContext
+from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
 
 
@@ -48,8 +52,14 @@ def read_criterion(root: Path, run: str = "new") -> dict[str, Estimate]:
     return found
 
 
+CSV_COLUMNS = ["benchmark", "mean_ns", "standard_error_ns"]
+
+
 def read_export(path: Path) -> dict[str, Estimate]:
-    """This tool's JSON export: {"benchmarks": {id: {"mean_ns": …, "standard_error_ns": …}}}."""
+    """This tool's export: JSON {"benchmarks": {id: {"mean_ns", "standard_error_ns"}}} or CSV
+    with the columns benchmark,mean_ns,standard_error_ns."""
+    if path.suffix == ".csv":
+        return _read_csv(path)
     try:
         data = json.loads(path.read_text())
         return {id: Estimate(float(v["mean_ns"]), float(v["standard_error_ns"]))
@@ -58,7 +68,41 @@ def read_export(path: Path) -> dict[str, Estimate]:
         raise BenchmarkInputError(f"{path}: not an actor-rollback benchmark export ({exc})") from None
 
 
+def _read_csv(path: Path) -> dict[str, Estimate]:
+    rows = csv.reader(io.StringIO(path.read_text()))
+    header = next(rows, None)
+    if header is None or [c.strip() for c in header] != CSV_COLUMNS:
+        raise BenchmarkInputError(f"{path}:1: expected the header {','.join(CSV_COLUMNS)}, found {header!r}")
+    found = {}
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != 3:
+            raise BenchmarkInputError(f"{path}:{number}: expected 3 cells, found {len(row)}: {row!r}")
+        try:
+            mean, error = float(row[1]), float(row[2])
+            if not (0 < mean < math.inf and 0 <= error < math.inf):
+                raise ValueError
+        except ValueError:
+            raise BenchmarkInputError(f"{path}:{number}: mean_ns {row[1]!r} must be a positive and "
+                                      f"standard_error_ns {row[2]!r} a non-negative number of nanoseconds") from None
+        if row[0].strip() in found:
+            raise BenchmarkInputError(f"{path}:{number}: benchmark {row[0].strip()!r} appears twice")
+        found[row[0].strip()] = Estimate(mean, error)
+    if not found:
+        raise BenchmarkInputError(f"{path}: the CSV export has a header but no benchmarks")
+    return found
+
+
 def write_export(estimates: dict[str, Estimate], path: Path) -> None:
+    """A baseline for later comparisons: .csv for spreadsheets, anything else as JSON."""
+    if path.suffix == ".csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows([id, repr(e.mean), repr(e.standard_error)] for id, e in sorted(estimates.items()))
+        path.write_text(out.getvalue())
+        return
     path.write_text(json.dumps({"benchmarks": {id: {"mean_ns": e.mean, "standard_error_ns": e.standard_error}
                                                for id, e in sorted(estimates.items())}}, indent=2) + "\n")
 
@@ -70,7 +114,7 @@ def read_baseline(spec: str, criterion_root: Path | None = None) -> dict[str, Es
         if not path.exists():
             raise BenchmarkInputError(f"{path}: no such baseline file")
         return parse_markdown_baseline(path.read_text(), str(path))
-    if path.suffix == ".json":
+    if path.suffix in (".json", ".csv"):
         if not path.exists():
             raise BenchmarkInputError(f"{path}: no such baseline file")
         return read_export(path)
@@ -78,7 +122,8 @@ def read_baseline(spec: str, criterion_root: Path | None = None) -> dict[str, Es
         return read_criterion(path)
     if criterion_root is not None and "/" not in spec:
         return read_criterion(criterion_root, run=spec)
-    raise BenchmarkInputError(f"{spec}: not a .md table, a .json export, a criterion folder or a saved baseline name")
+    raise BenchmarkInputError(f"{spec}: not a .md table, a .json or .csv export, a criterion folder or a saved "
+                              "baseline name")
 
 
 def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: str, current: str) -> str:
@@ -146,11 +191,15 @@ def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
     return tree / configured
 
 
-def bench_once(ctx: StepContext, tree: Path, target_dir: str | None) -> dict[str, Estimate]:
+def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str = "") -> dict[str, Estimate]:
     b = ctx.cfg.benchmarks
     env = {**b.env, **({"CARGO_TARGET_DIR": target_dir} if target_dir else {})}
+    log = step_logger()
     for command in b.commands:
+        started = time.monotonic()
+        log.info("benchmarks %s: `%s` …", label, command)
         outcome = run_bounded(command, tree, b.timeout_seconds, env=env)
+        log.info("benchmarks %s: `%s` took %.0f s", label, command, time.monotonic() - started)
         if outcome.returncode is None:
             raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {tree}")
         if outcome.returncode != 0:
@@ -177,6 +226,31 @@ def _baseline_tree(ctx: StepContext, where: Path) -> tuple[Path, str]:
     return tree, sha
 
 
+def verdict_rows(results: list[Comparison]) -> list[dict]:
+    """One row per benchmark, for the Prefect table artifact."""
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return [{"benchmark": r.id, "verdict": r.verdict, "change_pct": pct(r.change_pct), "low_pct": pct(r.low_pct),
+             "high_pct": pct(r.high_pct), "severity": r.severity,
+             "note": (f"missing in the {r.side}" if r.verdict == "missing" else
+                      f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
+                      if r.verdict == "unverifiable" else "")} for r in results]
+
+
+def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:
+    """Inside a run: the verdicts as a table artifact and the report as a markdown one."""
+    if not in_prefect_run():
+        return
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    key = artifact_key("benchmarks-phase", ctx.phase, ctx.incident)
+    create_table_artifact(table=verdict_rows(results), key=key,
+                          description=f"{ctx.step_id} benchmark verdicts, phase {ctx.phase}, {ctx.incident}")
+    create_markdown_artifact(markdown=report, key=f"{key}-report",
+                             description=f"{ctx.step_id} benchmark report, phase {ctx.phase}, {ctx.incident}")
+
+
 def verify_benchmarks(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3: run the benches and compare with the baseline; a verdict only when the noise allows."""
     b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
@@ -191,13 +265,14 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             # one target dir for both trees: cargo keeps each tree's artifacts apart, the deps are built once
             base_target = target_dir or str(ctx.repo / "target")
             base_runs, current_runs = [], []
-            for _ in range(b.rounds):  # interleaved: drift hits both sides alike
-                base_runs.append(bench_once(ctx, tree, base_target))
-                current_runs.append(bench_once(ctx, ctx.repo, target_dir))
+            for n in range(1, b.rounds + 1):  # interleaved: drift hits both sides alike
+                base_runs.append(bench_once(ctx, tree, base_target, f"round {n}/{b.rounds}, baseline {sha[:10]}"))
+                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}, current tree"))
             baseline, source = pool(base_runs), f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
         else:
             baseline, source = read_baseline(str(ctx.repo / b.baseline)), b.baseline
-            current_runs = [bench_once(ctx, ctx.repo, target_dir) for _ in range(b.rounds)]
+            current_runs = [bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}")
+                            for n in range(1, b.rounds + 1)]
     results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
                       sev.high_regression_pct)
     notes = []
@@ -206,6 +281,7 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             r, verdict="unverifiable", severity="", runs_needed=max(2, r.runs_needed or 2),
             detectable_pct=(r.high_pct - r.change_pct) * (Z95 + Z_POWER) / Z95) for r in results]
         notes.append("one round cannot measure the machine's drift between runs: set benchmarks.rounds >= 2")
+    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({b.rounds} rounds)"))
     verdicts = {r.verdict for r in results}
     evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
                 *(r.describe() for r in results), *notes]

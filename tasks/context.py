@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,3 +47,23 @@ class StepContext:
             f"Rollback-Incident: {self.incident}\n"
             f"Runbook-Step: {self.step_id}\n"
         )
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
+def in_prefect_run() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return TaskRunContext.get() is not None or FlowRunContext.get() is not None
+
+
+def step_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside a flow or task (its lines land in the run's log), else a plain one."""
+    if in_prefect_run():
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    return logging.getLogger("actor_rollback")

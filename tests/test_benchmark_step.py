@@ -3,6 +3,7 @@ same run (interleaved), and an honest verdict."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 
 import pytest
@@ -55,12 +56,31 @@ def test_pooled_runs_count_the_drift_between_runs():
     assert drifting["a"].standard_error > 5 * calm["a"].standard_error
 
 
-def test_p1_c3_a_too_short_run_of_unchanged_code_is_unverifiable_not_within_tolerance(sample, cargo_env, test_config):
+def test_p1_c3_a_too_short_run_of_unchanged_code_is_unverifiable_and_its_verdicts_are_run_artifacts(
+        sample, cargo_env, test_config, prefect_server):
+    from prefect import flow
+    from test_flows import read_run_and_artifacts
+
     run_git(sample.repo, "checkout", "-q", "--detach", "HEAD~3")  # flag off, compared with itself
     cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "HEAD"  ',
                                     'ACTOR_BENCH_QUICK = "200"': 'ACTOR_BENCH_QUICK = "50"'})
-    result = verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
+
+    @flow(name="bench-step-test")
+    def bench_step():
+        from prefect.runtime import flow_run
+
+        return verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg, incident="inc-short")), flow_run.get_id()
+
+    result, run_id = bench_step()
     lines = [line for line in result.evidence[1:]]
     assert not any(": regression" in line for line in lines), lines  # identical code: no false alarm
     assert any(": unverifiable" in line and "repeated runs" in line for line in lines), lines
     assert result.status == "needs-human" and result.data["benchmarks"] == "unverified"
+    _, artifacts = read_run_and_artifacts(str(run_id))
+    table = artifacts["benchmarks-phase-1-inc-short"]
+    assert table.type == "table"
+    rows = {row["benchmark"]: row for row in json.loads(table.data)}
+    assert set(rows) == {line.split(":")[0] for line in lines if not line.startswith("one round")}
+    assert all(row["verdict"] == "unverifiable" and "runs needed" in row["note"] for row in rows.values())
+    report = artifacts["benchmarks-phase-1-inc-short-report"].data
+    assert report.startswith("# Benchmarks against the baseline (±2 %)") and "unverifiable" in report

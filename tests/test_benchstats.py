@@ -31,6 +31,12 @@ def test_a_broken_cell_names_file_line_and_cell():
         parse_markdown_baseline(text, "baseline.md")
 
 
+def test_a_zero_mean_is_refused_not_divided_by():
+    text = "| Benchmark | Mean | Std Dev |\n|---|---|---|\n| a | 0 ns | 0.1 ns |\n"
+    with pytest.raises(BenchmarkInputError, match=r"baseline.md:3: a mean of '0 ns' cannot be a benchmark's time"):
+        parse_markdown_baseline(text, "baseline.md")
+
+
 def test_no_table_is_an_error():
     with pytest.raises(BenchmarkInputError, match="no '| Benchmark | Mean | Std Dev |' table"):
         parse_markdown_baseline("nothing here\n", "x.md")

@@ -4,6 +4,7 @@ capture of a real criterion 0.3.6 run, from ../shared/reference/samples), agains
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -96,3 +97,36 @@ def test_a_saved_criterion_baseline_is_read_by_name(criterion):
     assert read_baseline("before-refactor", criterion)["mailbox/throughput_1000"].mean == pytest.approx(307175.048234127)
     with pytest.raises(BenchmarkInputError, match="no nope/estimates.json"):
         read_baseline("nope", criterion)
+
+
+def test_a_csv_export_round_trips_and_serves_as_baseline(criterion, tmp_path):
+    export = tmp_path / "baseline.csv"
+    write_export(read_criterion(criterion), export)
+    assert export.read_text().splitlines()[0] == "benchmark,mean_ns,standard_error_ns"
+    assert read_baseline(str(export)) == read_criterion(criterion)
+    run = compare("--baseline", str(export), "--current", str(criterion), "--json")
+    assert run.returncode == 0 and json.loads(run.stdout)["benchmarks"][0]["verdict"] == "within-tolerance"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("id,mean,se\na,1,1\n", ":1: expected the header benchmark,mean_ns,standard_error_ns"),
+    ("benchmark,mean_ns,standard_error_ns\na,100,1\nb,fast,1\n", ":3: mean_ns 'fast' must be a positive"),
+    ("benchmark,mean_ns,standard_error_ns\na,0,1\n", ":2: mean_ns '0' must be a positive"),
+    ("benchmark,mean_ns,standard_error_ns\na,100,-1\n", ":2: mean_ns '100' must be a positive and standard_error_ns '-1'"),
+    ("benchmark,mean_ns,standard_error_ns\na,100\n", ":2: expected 3 cells, found 2"),
+    ("benchmark,mean_ns,standard_error_ns\na,100,1\na,101,1\n", ":3: benchmark 'a' appears twice"),
+    ("benchmark,mean_ns,standard_error_ns\n", "has a header but no benchmarks"),
+])
+def test_a_broken_csv_baseline_names_the_line_and_cell(tmp_path, text, message):
+    path = tmp_path / "baseline.csv"
+    path.write_text(text)
+    with pytest.raises(BenchmarkInputError, match=re.escape(f"{path}{message}" if message.startswith(":") else message)):
+        read_baseline(str(path))
+
+
+def test_compare_benchmarks_exports_the_current_run_as_a_baseline(criterion, tmp_path):
+    export = tmp_path / "after-rollback.csv"
+    run = compare("--baseline", str(baseline_md(tmp_path, "307 µs")), "--current", str(criterion),
+                  "--export", str(export))
+    assert run.returncode in (0, 3), run.stderr
+    assert read_baseline(str(export)) == read_criterion(criterion)
