@@ -195,7 +195,7 @@ def approve(
     branch: Annotated[str, typer.Option("--branch", help="The branch name typed back (asked when omitted)")] = "",
     comment: Annotated[str, typer.Option("--comment", help="Why")] = "",
 ) -> None:
-    """Answer a run that waits for a person's approval (the last resort, P4.3)."""
+    """Answer a run that waits for a person: the last resort (P4.3) or a Medium incident's owner decision (F.3)."""
     _quiet_prefect(False)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -213,6 +213,13 @@ def approve(
             run = found[0]
     if not (run.state and run.state.is_paused()):
         raise _bad_input(f"{run.name} is {run.state.name if run.state else 'unknown'}, not waiting for an approval", False)
+    if run.name.startswith("triage-"):  # F.3: the owner's decision needs no branch typed back
+        try:
+            resume_flow_run(run.id, run_input={"approved": not reject, "approver": approver, "comment": comment})
+        except Exception as exc:
+            raise _bad_input(f"the run did not accept the answer ({exc}); it is still waiting", False) from None
+        out.print(f"{run.name}: {'next release (rejected)' if reject else 'roll back (approved)'} by {approver}")
+        return
     if not reject and not branch:
         if not sys.stdin.isatty():
             raise _bad_input("--branch is required: type the name of the branch that will be reset", False)
@@ -223,6 +230,94 @@ def approve(
     except Exception as exc:
         raise _bad_input(f"the run did not accept the answer ({exc}); it is still waiting", False) from None
     out.print(f"{run.name}: {'rejected' if reject else 'approved'} by {approver}")
+
+
+KINDS = ("service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs", "deploy-failure")
+
+
+def _incidents_from_file(path: Path, cfg: RollbackConfig) -> list:
+    """An alert file: an Alertmanager or Grafana webhook body, or one JSON incident."""
+    from runbook.alerts import alerts_to_incidents, generic_incident
+
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"--alert {path}: cannot read it as JSON ({exc})") from None
+    if isinstance(payload, dict) and "alerts" in payload:
+        source = "grafana" if "orgId" in payload else "alertmanager"
+        received = [r for r in alerts_to_incidents(payload, source, cfg.receiver) if r.status == "firing"]
+        if not received:
+            raise BadInputError(f"--alert {path}: every alert in it is resolved; nothing to triage")
+        return [r.incident for r in received]
+    return [generic_incident(payload).incident]
+
+
+@app.command()
+def triage(
+    repo: Annotated[Optional[Path], typer.Option("--repo", help="The workspace's git clone (not needed with --dry-run)")] = None,
+    alert: Annotated[Optional[Path], typer.Option("--alert", help="An Alertmanager/Grafana webhook body or an incident, as JSON")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", help=", ".join(KINDS))] = None,
+    regression_pct: Annotated[Optional[float], typer.Option("--regression-pct", help="Size of a perf regression, %")] = None,
+    crashes_per_hour: Annotated[Optional[float], typer.Option("--crashes-per-hour", help="How often it crashes")] = None,
+    phase: Annotated[str, typer.Option("--phase", help="0, 1, 2A, 2B, 3 or 4")] = "1",
+    incident: Annotated[str, typer.Option("--incident", help="Incident id; reruns with the same id converge")] = "",
+    summary: Annotated[str, typer.Option("--summary", help="What happened, in a line")] = "",
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="Rollback steps to skip, e.g. benchmarks")] = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and show the action; act on nothing")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decide an incident's severity by the runbook's matrix (S.x) and act on it (F.1–F.4)."""
+    from datetime import datetime, timezone
+
+    from flows.runner import new_incident_id
+    from runbook.alerts import AlertError
+    from runbook.model import Incident, TriageReport
+    from runbook.severity import decide
+    from tasks.git_repo import open_workspace
+
+    try:
+        cfg = _config(config, repo)
+        if (alert is None) == (kind is None):
+            raise BadInputError("give either --alert FILE or --kind KIND (with --regression-pct N for a perf-regression)")
+        if kind is not None and kind not in KINDS:
+            raise BadInputError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
+        incidents = _incidents_from_file(alert, cfg) if alert else [Incident(
+            id=incident or new_incident_id(), source="cli", phase=normalize_phase(phase), kind=kind,
+            regression_pct=regression_pct, crashes_per_hour=crashes_per_hour, summary=summary,
+            started_at=datetime.now(timezone.utc))]
+        decisions = [decide(i, cfg.severity) for i in incidents]  # refuse bad input before acting on any
+        if not dry_run:
+            if repo is None:
+                raise BadInputError("--repo is needed to act (or add --dry-run to only decide)")
+            open_workspace(repo)
+    except (ConfigError, BadInputError, AlertError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    if dry_run:
+        reports = [TriageReport(incident=i, decision=d, dry_run=True) for i, d in zip(incidents, decisions)]
+    else:
+        _quiet_prefect(as_json)
+        from flows.triage import triage as triage_flow
+
+        config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        reports = [TriageReport.model_validate(triage_flow(incident=i, repo=str(repo.resolve()), skip=_split(skip) or None,
+                                                           config=str(config_path) if config_path else ""))
+                   for i in incidents]
+    code = max(r.exit_code for r in reports)
+    if as_json:
+        print(json.dumps(reports[0].public() if len(reports) == 1 else {"incidents": [r.public() for r in reports],
+                                                                        "exit_code": code}))
+    else:
+        for r in reports:
+            d = r.decision
+            out.print(f"[bold]{r.incident.id}[/bold]: [bold]{d.severity.upper()}[/bold] ({d.rule}: {escape(d.reason)}) → "
+                      f"{d.action}; owner {d.owner}, by {d.deadline.isoformat()}; notify {', '.join(d.notify)}")
+            for step in r.steps:
+                out.print(f"  {step.id} {step.name}: {step.status} — {_brief(step.evidence, 2)}")
+            if r.rollback:
+                _print_report(r.rollback, f"Phase {r.rollback.phase} rollback {r.rollback.incident}")
+            out.print(f"outcome: [bold]{r.outcome}[/bold]{' (dry run: nothing done)' if r.dry_run else ''}")
+    raise typer.Exit(code)
 
 
 @app.command("compare-benchmarks")
@@ -274,23 +369,29 @@ def serve(
     repo: Annotated[Path, typer.Option("--repo", help="The workspace clone the deployments roll back")],
     config: ConfigOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Runs at once (each target still takes one at a time)")] = 4,
+    receiver: Annotated[bool, typer.Option("--receiver/--no-receiver", help="Run the alert receiver beside the deployments")] = True,
+    receiver_port: Annotated[Optional[int], typer.Option("--receiver-port", help="Override receiver.port")] = None,
 ) -> None:
-    """Serve one manual-trigger deployment per phase (rollback-phase-<P>/manual) for the Prefect UI."""
+    """Serve the deployments (rollback-phase-<P>/manual, triage/alert, verify/scheduled) and the alert receiver."""
     from deployments.serve import prepare_runner_environment
     from tasks.git_repo import open_workspace
 
     try:
-        _config(config, repo)
+        cfg = _config(config, repo)
         open_workspace(repo)
     except (ConfigError, BadInputError) as exc:
         raise _bad_input(str(exc), False) from None
+    if receiver and not os.environ.get(cfg.receiver.token_env):
+        raise _bad_input(f"the alert receiver needs its bearer token: export {cfg.receiver.token_env}=<a long random "
+                         "string> (the same goes into Alertmanager's http_config), or serve with --no-receiver", False)
     if not os.environ.get("PREFECT_API_URL"):
         raise _bad_input("serve needs a Prefect server that people can reach: set PREFECT_API_URL "
                          "(e.g. `prefect server start`, or `make serve` which starts one)", False)
     prepare_runner_environment()
     from deployments.serve import serve_rollbacks
 
-    serve_rollbacks(repo, config, limit)
+    config = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+    serve_rollbacks(repo, config, limit, receiver_port, receiver)
 
 
 @app.command()

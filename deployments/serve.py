@@ -1,4 +1,9 @@
-"""`actor-rollback serve`: one manual-trigger deployment per phase, served from this process.
+"""`actor-rollback serve`: the deployments and the alert receiver, served from this process.
+
+- `rollback-phase-<P>/manual`: one manual-trigger deployment per phase (the Prefect UI's form);
+- `triage/alert`: what the alert receiver starts (and a form for a person to file an incident);
+- `verify/scheduled`: the scheduled verification (`verification.cron`);
+- the alert receiver (deployments/receiver.py) on `receiver.host:port`, when its token is set.
 
 Each `rollback-phase-<P>/manual` deployment shows its parameters as a form in the Prefect UI
 (reason required; incident id, dry run, steps to skip, merge override). The runner polls every
@@ -21,8 +26,20 @@ def build_deployments(repo: Path, config: Path | None = None):
     from flows.phases import PHASE_FLOWS
     from runbook.config import load_config
 
+    from flows.triage import triage
+    from flows.verify import verify
+
     cfg = load_config(config)
-    deployments = []
+    common = {"repo": str(repo.resolve()), "config": str(config.resolve()) if config else ""}
+    deployments = [
+        triage.to_deployment(name="alert", parameters=common, tags=["actor-rollback", "triage"],
+                             description="Triage an incident by the runbook's severity matrix (F.1–F.4); "
+                                         "the alert receiver starts runs of this deployment."),
+        verify.to_deployment(name="scheduled", parameters=common, cron=cfg.verification.cron,
+                             tags=["actor-rollback", "verify"],
+                             description=f"Metrics and benchmarks of phase {cfg.verification.phase} against their "
+                                         "baselines; a regression starts triage."),
+    ]
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(
             name="manual",
@@ -34,8 +51,25 @@ def build_deployments(repo: Path, config: Path | None = None):
     return deployments
 
 
-def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4) -> None:
+def start_receiver(config: Path | None = None, port: int | None = None):
+    """The alert receiver beside the deployments; it starts runs of `receiver.deployment`."""
+    from deployments.receiver import AlertReceiver, deployment_starter
+    from runbook.config import load_config
+
+    cfg = load_config(config).receiver
+    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), port=port).start()
+
+
+def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
+                    with_receiver: bool = True) -> None:
     prepare_runner_environment()
     from prefect import serve
 
-    serve(*build_deployments(repo, config), limit=limit, print_starting_message=True)
+    receiver = start_receiver(config, receiver_port) if with_receiver else None
+    if receiver is not None:
+        print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
+    try:
+        serve(*build_deployments(repo, config), limit=limit, print_starting_message=True)
+    finally:
+        if receiver is not None:
+            receiver.stop()

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PHASES = ("0", "1", "2A", "2B", "3", "4")
 ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
 SEVERITIES = ("critical", "high", "medium", "low")
+INCIDENT_KINDS = ("service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs",
+                  "deploy-failure")
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "rollback.toml"
 
 
@@ -182,8 +184,10 @@ def parse_duration(text: str) -> timedelta:
 class SeverityConfig(_Strict):
     high_regression_pct: float = 10.0
     medium_regression_pct: float = 5.0
+    frequent_crashes_per_hour: float = Field(default=3.0, gt=0)  # at or above: "frequent crashes" (High)
     deadlines: dict[Literal["critical", "high", "medium", "low"], str]
     owners: dict[Literal["critical", "high", "medium", "low"], str]
+    notify: dict[Literal["critical", "high", "medium", "low"], list[str]] = {}  # roles; the owner by default
 
     @field_validator("deadlines")
     @classmethod
@@ -204,6 +208,65 @@ class SeverityConfig(_Strict):
 
     def deadline(self, severity: str) -> timedelta:
         return parse_duration(self.deadlines[severity])  # type: ignore[index]
+
+    def roles_to_notify(self, severity: str) -> list[str]:
+        return list(self.notify.get(severity) or [self.owners[severity]])  # type: ignore[index]
+
+
+class TriageConfig(_Strict):
+    """F.1–F.4 as a flow: the critical path, the owner's decision (F.3) and where issues go (F.4)."""
+
+    critical_steps: list[str] = ["flag", "push", "deploy"]  # F.1: flag off now; no waiting on benchmarks
+    reminder_before: str = "2h"  # F.3: remind the owner this long before the decision deadline
+    issue_sink: Literal["file", "http"] = "file"  # F.4
+    issue_dir: str = "docs/issues"  # in the target workspace, committed (and pushed per git.push)
+    issue_url: str = ""  # http sink: POST a JSON issue here
+    issue_token_env: str = ""  # the env var holding the tracker's bearer token
+
+    @field_validator("reminder_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sink_complete(self) -> TriageConfig:
+        if self.issue_sink == "http" and not self.issue_url.startswith(("http://", "https://")):
+            raise ValueError("issue_sink = 'http' needs issue_url = 'https://tracker.example.com/api/issues'")
+        return self
+
+
+class ReceiverConfig(_Strict):
+    """The alert receiver: who may post, how alerts become incidents."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9095, ge=0, le=65535)
+    token_env: str = "ACTOR_ROLLBACK_RECEIVER_TOKEN"  # bearer token; required
+    hmac_secret_env: str = ""  # when set, an X-Signature: sha256=<hex> of the body is required
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    phase_label: str = "phase"
+    kind_label: str = "kind"
+    regression_annotation: str = "regression_pct"
+    crashes_annotation: str = "crashes_per_hour"
+    default_phase: str = ""  # for alerts without a phase label; empty = such alerts are refused
+    alertnames: dict[str, str] = {}  # alertname -> incident kind, for alerts without a kind label
+    deployment: str = "triage/alert"  # the triage deployment a firing alert starts
+
+    @field_validator("alertnames")
+    @classmethod
+    def _kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, kind in value.items():
+            if kind not in INCIDENT_KINDS:
+                raise ValueError(f"alertnames.{name} = {kind!r}: expected one of {', '.join(INCIDENT_KINDS)}")
+        return value
+
+
+class VerificationConfig(_Strict):
+    """Scheduled verification: benchmarks and metrics against the baseline, triage on a regression."""
+
+    cron: str = "0 */6 * * *"
+    phase: str = "1"  # the phase whose rollout is being verified
+    checks: list[Literal["monitor", "benchmarks"]] = ["monitor", "benchmarks"]
 
 
 class ConcurrencyConfig(_Strict):
@@ -251,6 +314,9 @@ class RollbackConfig(_Strict):
     after: AfterConfig = AfterConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    triage: TriageConfig = TriageConfig()
+    receiver: ReceiverConfig = ReceiverConfig()
+    verification: VerificationConfig = VerificationConfig()
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
@@ -267,6 +333,15 @@ class RollbackConfig(_Strict):
         roles = [r for r in self.contacts if r not in ROLES]
         if roles:
             raise ValueError(f"unknown contact role {', '.join(roles)}; the runbook's roles are {', '.join(ROLES)}")
+        notified = [r for roles in self.severity.notify.values() for r in roles if r not in ROLES]
+        owners = [r for r in self.severity.owners.values() if r not in ROLES]
+        if notified or owners:
+            raise ValueError(f"severity names unknown role {', '.join(notified + owners)}; "
+                             f"the runbook's roles are {', '.join(ROLES)}")
+        for where, phase in (("verification.phase", self.verification.phase),
+                             ("receiver.default_phase", self.receiver.default_phase)):
+            if phase and phase not in PHASES:
+                raise ValueError(f"{where} = {phase!r}: expected one of {', '.join(PHASES)}")
         return self
 
     def phase(self, phase: str) -> PhaseConfig:

@@ -14,6 +14,9 @@ IncidentKind = Literal[
     "service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs", "deploy-failure",
 ]
 
+Outcome = Literal["done", "failed", "bad-input", "needs-human"]
+EXIT_CODES = {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3}  # the CLI's exit codes
+
 # How a failed step failed: bad input (exit 2) is the operator's to fix; a fault (exit 1) is the system's.
 FailureKind = Literal["bad-input", "fault"]
 
@@ -30,6 +33,7 @@ class Incident(_Model):
     phase: str
     kind: IncidentKind | None = None
     regression_pct: float | None = None
+    crashes_per_hour: float | None = None  # for kind "crash": frequent (High) or sporadic (Medium)
     summary: str = ""
     labels: dict[str, str] = {}
     evidence: list[str] = []
@@ -45,7 +49,9 @@ class Decision(_Model):
     owner: str  # the runbook role that decides
     notify: list[str] = []  # roles
     rule: str = ""  # the matrix row (S.x / F.x) that decided it
+    reason: str = ""  # why this row, in words
     decided_by: str = "policy"
+    decided_at: datetime | None = None
 
 
 class StepResult(_Model):
@@ -90,7 +96,7 @@ class RollbackReport(_Model):
     flow_run_id: str | None = None
 
     @property
-    def outcome(self) -> Literal["done", "failed", "bad-input", "needs-human"]:
+    def outcome(self) -> Outcome:
         failed = [s for s in self.steps if s.status == "failed"]
         if any(s.failure == "bad-input" for s in failed):
             return "bad-input"
@@ -106,7 +112,7 @@ class RollbackReport(_Model):
 
     @property
     def exit_code(self) -> int:
-        return {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3}[self.outcome]
+        return EXIT_CODES[self.outcome]
 
     def public(self) -> dict:
         return {
@@ -115,3 +121,40 @@ class RollbackReport(_Model):
             "steps": [s.public() for s in self.steps],
             "checklist": [c.public() for c in self.checklist],
         }
+
+
+class TriageReport(_Model):
+    """What the triage flow returns: the incident, the decision, what was done, and the rollback's report."""
+
+    incident: Incident
+    decision: Decision
+    dry_run: bool = False
+    steps: list[StepResult] = []  # notify, ask-owner, register-issue, escalate
+    rollback: RollbackReport | None = None
+    flow_run_id: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        failed = [s for s in self.steps if s.status == "failed"]
+        if any(s.failure == "bad-input" for s in failed):
+            return "bad-input"
+        if failed:
+            return "failed"
+        if self.rollback is not None and self.rollback.outcome != "done":
+            return self.rollback.outcome
+        if any(s.status == "needs-human" for s in self.steps):
+            return "needs-human"
+        return "done"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def public(self) -> dict:
+        d = self.decision
+        return {"incident": self.incident.id, "phase": self.incident.phase, "kind": self.incident.kind,
+                "severity": d.severity, "action": d.action, "deadline": d.deadline.isoformat(), "owner": d.owner,
+                "notify": d.notify, "rule": d.rule, "reason": d.reason, "decided_by": d.decided_by,
+                "dry_run": self.dry_run, "outcome": self.outcome, "flow_run_id": self.flow_run_id,
+                "steps": [s.public() for s in self.steps],
+                "rollback": self.rollback.public() if self.rollback else None}

@@ -20,4 +20,8 @@ if [ -z "$repo" ]; then
   repo="$(cat "$dir/.repo")"
   echo "no REPO given: serving against a sample workspace at $repo"
 fi
+if [ -z "${ACTOR_ROLLBACK_RECEIVER_TOKEN:-}" ]; then
+  export ACTOR_ROLLBACK_RECEIVER_TOKEN="$("$here/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  echo "alert receiver token (give it to Alertmanager as a bearer token): $ACTOR_ROLLBACK_RECEIVER_TOKEN"
+fi
 exec "$here/.venv/bin/actor-rollback" serve --repo "$repo"

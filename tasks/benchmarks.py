@@ -286,8 +286,9 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
     evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
                 *(r.describe() for r in results), *notes]
     if "regression" in verdicts:
+        worst = max(r.change_pct for r in results if r.verdict == "regression")
         return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=evidence,
-                          data={"benchmarks": "fail"})
+                          data={"benchmarks": "fail", "regression_pct": f"{worst:.2f}"})
     if verdicts & {"unverifiable", "missing"}:
         return StepResult(id=ctx.step_id, name="benchmarks", status="needs-human", evidence=evidence,
                           data={"benchmarks": "unverified"})

@@ -200,6 +200,23 @@ def judge(values: dict, baseline: dict | None, ctx: StepContext) -> list[Reading
     return readings
 
 
+def regression_pct(readings: list[Reading], ctx: StepContext) -> float | None:
+    """How far the failing readings are off, in %: against the baseline window when there is one,
+    else past the configured threshold. The largest, for triage's severity matrix."""
+    t = ctx.cfg.monitoring.thresholds
+    limits = {"throughput": t.throughput_min, "latency_p99": t.latency_p99_max_seconds, "error_rate": t.error_rate_max}
+    worst = None
+    for r in readings:
+        if r.verdict != "fail" or r.value is None or r.metric not in limits:
+            continue
+        reference = r.baseline if r.baseline else limits[r.metric]
+        if not reference:
+            continue
+        off = (reference - r.value if r.metric == "throughput" else r.value - reference) / reference * 100
+        worst = off if worst is None else max(worst, off)
+    return worst
+
+
 def watch_metrics(ctx: StepContext) -> StepResult:
     """Watch throughput, latency, CPU/memory and error rate after the deploy; judge each."""
     m = ctx.cfg.monitoring
@@ -226,4 +243,7 @@ def watch_metrics(ctx: StepContext) -> StepResult:
                         evidence=[*evidence, *(r.line() for r in readings), *links], data=data)
     if status == "failed":
         result.failure = "fault"
+        worst = regression_pct(readings, ctx)
+        if worst is not None:
+            result.data["regression_pct"] = f"{worst:.2f}"
     return result

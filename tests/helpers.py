@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import tomllib
 from pathlib import Path
 
@@ -51,3 +57,70 @@ def other_clone(origin: Path, where: Path) -> Path:
 
 def refs(repo: Path) -> str:
     return run_git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+class HttpSink:
+    """An outside service's stand-in (pager, Slack, issue tracker): a real HTTP server on loopback
+    that keeps what it is sent, headers included."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                outer.headers.append(dict(self.headers))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/page"
+
+    def wait_for(self, predicate, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if predicate(body):
+                    return body
+            time.sleep(0.1)
+        raise AssertionError(f"nothing matching arrived in {timeout} s; got {self.bodies}")
+
+
+def config_variant(where: Path, text: str | None = None, **replacements: str) -> Path:
+    """The session's test config (or `text`) with exact text replacements, each of which must match,
+    written to <where>/rollback.toml."""
+    text = text if text is not None else Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
+    for old, new in replacements.items():
+        assert old in text, f"not in the config: {old}"
+        text = text.replace(old, new)
+    path = where / "rollback.toml"
+    path.write_text(text)
+    return path
+
+
+def paged_config_text(block: str, roles: tuple[str, ...]) -> str:
+    """The session's test config with these roles reached through the notification block `block`."""
+    text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
+    for role in roles:
+        head = re.search(rf"\[contacts\.{role}\][^\n]*\nname = \"TBD\"\n", text)
+        assert head, role
+        text = text.replace(head.group(0), f'[contacts.{role}]\nname = "{role} person"\nnotify = ["{block}"]\n')
+    return text
+
+
+def pager_block(slug: str) -> HttpSink:
+    """A CustomWebhookNotificationBlock saved as `slug`, posting {subject, text} to a new HttpSink."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    sink = HttpSink()
+    CustomWebhookNotificationBlock(name=slug, url=sink.url, json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
+        slug, overwrite=True)
+    return sink

@@ -7,60 +7,26 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import run_git
+from helpers import config_variant, paged_config_text, pager_block, run_git
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 
 
-class Receiver:
-    """An on-call pager stand-in: a real HTTP server on loopback that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/page"
-
-
 @pytest.fixture(scope="module")
 def pager(prefect_server):
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
-    receiver = Receiver()
-    CustomWebhookNotificationBlock(name="pager", url=receiver.url,
-                                   json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
-        "test-oncall-pager", overwrite=True)
-    yield receiver
-    receiver.server.shutdown()
+    sink = pager_block("test-oncall-pager")
+    yield sink
+    sink.server.shutdown()
 
 
 def config_with(tmp_path: Path, timeout: int = 120) -> Path:
-    text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text().replace('[contacts.sre-oncall]\nname = "TBD"\nchannels = ["pagerduty"]',
-                           '[contacts.sre-oncall]\nname = "Aiko"\nchannels = ["pagerduty"]\n'
-                           'notify = ["custom-webhook/test-oncall-pager"]')
-    assert "timeout_seconds = 5          # no answer" in text
-    text = text.replace("timeout_seconds = 5          # no answer", f"timeout_seconds = {timeout}  # no answer")
-    path = tmp_path / "rollback.toml"
-    path.write_text(text)
-    return path
+    return config_variant(tmp_path, paged_config_text("custom-webhook/test-oncall-pager", ("sre-oncall",)), **{
+        "timeout_seconds = 5          # no answer": f"timeout_seconds = {timeout}  # no answer"})
 
 
 def start_last_resort(sample, incident: str, config: Path, env: dict | None = None) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import other_clone, run_git
+from helpers import config_variant, other_clone, run_git
 
 from flows.runner import FAULT_INJECT
 from runbook.phases import phase_steps
@@ -40,16 +40,6 @@ def remote_state(sample) -> tuple[str, int, int]:
     return (run_git(sample.origin, "rev-parse", "main^{tree}"),
             sum("remove new-scheduler from default features" in s for s in subjects),
             sum(s.startswith('Revert "Merge pull request #12') for s in subjects))
-
-
-def config_file(tmp_path: Path, **replacements: str) -> Path:
-    text = Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / "rollback.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +73,7 @@ def test_kill_at_each_phase_1_step_then_rerun_converges(step, sample, reference_
 def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_path, cargo_env):
     second_clone = other_clone(sample.origin, tmp_path / "second-clone")
     # A deploy that takes a few seconds keeps the first run on the target while the second arrives.
-    config = config_file(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
                                       "command = \"bash -c 'sleep 4 && ./scripts/deploy.sh production --version={version}'\""})
     first = start(sample.repo, "inc-a", "--config", str(config))
     second = start(second_clone, "inc-b", "--config", str(config))
@@ -97,7 +87,7 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
 
 
 def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path):
-    config = config_file(tmp_path, **{"wait_seconds = 120": "wait_seconds = 1",
+    config = config_variant(tmp_path, **{"wait_seconds = 120": "wait_seconds = 1",
                                       'command = "./scripts/deploy.sh production --version={version}"':
                                       'command = "sleep 8"'})
     first = start(sample.repo, "inc-slow", "--config", str(config), "--skip", "ci,benchmarks")

@@ -1,0 +1,255 @@
+"""Triage (runbook 1.2 and 5, S.x / F.x): decide how severe an incident is, then act on it.
+
+    Critical → the phase's flag-off path now (flag off, push, deploy; no waiting on benchmarks),
+               the on-call paged at the same time                                          F.1
+    High     → the full phase rollback, the tech lead notified                             F.2
+    Medium   → the owner (PM) asked; the run waits for their answer until the deadline,
+               with a reminder before it and an escalation when it passes                  F.3
+    Low      → an issue registered for the next release                                    F.4
+
+The run (`triage-<incident>`) records the incident, its evidence, the decision, its deadline and
+who decided; the rollback it starts is a subflow run, so the audit trail is one tree.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from flows.approval import server_reachable_by_others
+from flows.phases import PHASE_FLOWS
+from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
+from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
+from runbook.phases import PHASE_STEPS
+from runbook.severity import decide
+from tasks.context import StepContext, artifact_key
+from tasks.issues import register_issue
+from tasks.notify import notify_roles
+from tasks.steps import retry_only_transient
+
+
+class OwnerDecision(RunInput):
+    """F.3: the owner's answer to a Medium incident."""
+
+    approved: bool = Field(description="Roll the phase back now (yes), or register an issue for the next release (no)")
+    approver: str = Field(description="Your name: recorded in the audit trail")
+    comment: str = Field(default="", description="Why")
+
+
+@task(name="notify", persist_result=False)
+def notify(cfg: RollbackConfig, roles: list[str], subject: str, body: str, url: str | None) -> StepResult:
+    evidence = notify_roles(cfg, roles, subject, body, url)
+    failed = [e for e in evidence if "FAILED" in e]
+    return StepResult(id="X.1", name="notify", status="needs-human" if failed or not evidence else "done",
+                      evidence=evidence)
+
+
+@task(name="register-issue", retries=3, retry_delay_seconds=[1, 2, 4], retry_condition_fn=retry_only_transient,
+      persist_result=False)
+def register(ctx: StepContext, incident: Incident, decision: Decision, url: str | None) -> StepResult:
+    return register_issue(ctx, incident, decision, url)
+
+
+def _run_name() -> str:
+    incident = flow_run.parameters.get("incident") or {}
+    ident = incident.get("id") if isinstance(incident, dict) else getattr(incident, "id", "")
+    return f"triage-{ident or 'incident'}"
+
+
+@flow(name="triage", flow_run_name=_run_name, log_prints=True, validate_parameters=True, persist_result=False)
+def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = False,
+           skip: Optional[list[str]] = None, owner_decision: Optional[dict] = None) -> dict:
+    """Decide the incident's severity by the runbook's matrix and act on it (F.1–F.4).
+
+    Args:
+        incident: What happened: id, phase, kind, regression_pct or crashes_per_hour, summary, evidence.
+        repo: Path of the target workspace's git clone.
+        config: Path of a rollback.toml; the shipped one when empty.
+        dry_run: Decide and show what would be done; change and notify nothing.
+        skip: Rollback steps to skip (e.g. benchmarks, when the High path must not wait for them).
+        owner_decision: For a Medium incident on the embedded server: the owner's answer given up front.
+    """
+    cfg = load_config(config or None)
+    incident = incident.model_copy(update={"phase": normalize_phase(incident.phase)})
+    decision = decide(incident, cfg.severity)
+    logger = get_run_logger()
+    logger.info("%s: %s (%s) → %s, owner %s, by %s", incident.id, decision.severity, decision.rule,
+                decision.action, decision.owner, decision.deadline.isoformat())
+    _tag(incident, decision)
+    report = TriageReport(incident=incident, decision=decision, dry_run=dry_run,
+                          flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None)
+    if not dry_run:
+        act = {"critical": _critical, "high": _high, "medium": _medium, "low": _low}[decision.severity]
+        act(report, cfg, _Target(repo, config, skip or None), owner_decision)
+    _record(report, cfg)
+    return report.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- F.1 – F.4
+
+
+class _Target(NamedTuple):
+    repo: str
+    config: str
+    skip: list[str] | None
+
+
+def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
+    """F.1: the flag off now; the page goes out at the same time, not after."""
+    page = notify.submit(cfg, report.decision.notify, *_message(report, "flag-off started"), _url())
+    names = [s.name for s in PHASE_STEPS[report.incident.phase]]
+    only = [s for s in cfg.triage.critical_steps if s in names] if "flag" in names else None
+    report.rollback = _rollback(report, target, only)
+    report.steps.append(page.result())
+    report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"flag-off {report.rollback.outcome}"),
+                               _url()))
+
+
+def _high(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
+    """F.2: the full phase rollback (revert within the hour); the tech lead is told before and after."""
+    report.steps.append(notify(cfg, report.decision.notify, *_message(report, "rollback started"), _url()))
+    report.rollback = _rollback(report, target, None)
+    report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"rollback {report.rollback.outcome}"),
+                               _url()))
+
+
+def _medium(report: TriageReport, cfg: RollbackConfig, target: _Target, answer: dict | None) -> None:
+    """F.3: the owner decides by the deadline: approve → the rollback; reject → an issue."""
+    decision = report.decision
+    how = (f"Decide by {decision.deadline.isoformat()}: `actor-rollback approve {flow_run.get_id()} --approver NAME` "
+           "rolls the phase back; add `--reject` to register an issue for the next release instead.")
+    report.steps.append(notify(cfg, decision.notify, *_message(report, "your decision is needed", how), _url()))
+    got = _ask_owner(report, cfg, answer)
+    if got is None:
+        return
+    decision.decided_by = got.approver
+    if got.approved:
+        report.rollback = _rollback(report, target, None)
+    else:
+        report.steps.append(register(_ctx(report, cfg, target.repo), report.incident, decision, _url()))
+
+
+def _low(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
+    """F.4: fix in the next release."""
+    report.steps.append(register(_ctx(report, cfg, target.repo), report.incident, report.decision, _url()))
+    report.steps.append(notify(cfg, report.decision.notify, *_message(report, "issue registered"), _url()))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) -> OwnerDecision | None:
+    decision = report.decision
+    if given:
+        got = OwnerDecision(**given)
+        report.steps.append(StepResult(id="F.3", name="ask-owner", status="done",
+                                       evidence=[f"answered up front by {got.approver}: "
+                                                 f"{'roll back' if got.approved else 'next release'}"]))
+        return got
+    if not server_reachable_by_others():
+        report.steps.append(StepResult(id="F.3", name="ask-owner", status="needs-human", evidence=[
+            f"on the embedded server nobody can answer this run; {decision.owner} decides by "
+            f"{decision.deadline.isoformat()} and starts the rollback or files the issue"]))
+        return None
+    seconds = max(1.0, (decision.deadline - datetime.now(timezone.utc)).total_seconds())
+    remind_in = seconds - parse_duration(cfg.triage.reminder_before).total_seconds()
+    reminder = None
+    if remind_in > 0:
+        run_context = contextvars.copy_context()
+        reminder = threading.Timer(remind_in, run_context.run, args=(notify_roles, cfg, decision.notify,
+                                   *_message(report, f"REMINDER: decision due {decision.deadline.isoformat()}"), _url()))
+        reminder.daemon = True
+        reminder.start()
+    try:
+        got = pause_flow_run(wait_for_input=OwnerDecision, timeout=int(seconds), poll_interval=1,
+                             key=f"owner-decision-{report.incident.id}")
+    except FlowPauseTimeout:
+        escalate = sorted({*decision.notify, "tech-lead"})
+        sent = notify_roles(cfg, escalate, *_message(report, "ESCALATION: no decision by the deadline"), _url())
+        report.steps.append(StepResult(id="F.3", name="ask-owner", status="failed", failure="fault", evidence=[
+            f"no decision by {decision.deadline.isoformat()}; escalated to {', '.join(escalate)}", *sent]))
+        return None
+    finally:
+        if reminder is not None:
+            reminder.cancel()
+    report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
+        f"{got.approver}: {'roll back' if got.approved else 'next release'}" + (f" — {got.comment}" if got.comment else "")]))
+    return got
+
+
+def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> RollbackReport:
+    incident = report.incident
+    result = PHASE_FLOWS[incident.phase](
+        reason=f"{report.decision.severity} ({report.decision.rule}): {incident.summary or incident.kind}",
+        repo=target.repo, incident_id=incident.id, only=only, skip=None if only else target.skip,
+        config=target.config, severity=report.decision.severity,
+        triggered_by=f"triage ({incident.source})")
+    return RollbackReport.model_validate(result)
+
+
+def _ctx(report: TriageReport, cfg: RollbackConfig, repo: str) -> StepContext:
+    return StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=report.incident.phase, incident=report.incident.id,
+                       reason=f"{report.decision.rule}: {report.incident.summary or report.incident.kind}",
+                       step_id="F.4")
+
+
+def _url() -> str | None:
+    return flow_run.get_flow_run_ui_url()
+
+
+def _message(report: TriageReport, what: str, extra: str = "") -> tuple[str, str]:
+    i, d = report.incident, report.decision
+    subject = f"[actor-rollback] {d.severity.upper()} phase {i.phase} {i.id}: {what}"
+    lines = [f"{i.kind}: {i.summary}" if i.summary else str(i.kind), f"Decision: {d.rule} {d.reason} → {d.action}",
+             f"Owner: {d.owner}, by {d.deadline.isoformat()}"]
+    if report.rollback is not None:
+        lines.append(f"Rollback: {report.rollback.outcome} (" + ", ".join(
+            f"{s.name} {s.status}" for s in report.rollback.steps if s.status != "skipped") + ")")
+    if extra:
+        lines.append(extra)
+    return subject, "\n".join(lines)
+
+
+def _tag(incident: Incident, decision: Decision) -> None:
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    wanted = {"actor-rollback", "triage", f"phase:{incident.phase}", f"incident:{incident.id}",
+              f"severity:{decision.severity}", f"source:{incident.source}"}
+    with get_client(sync_client=True) as client:
+        current = set(client.read_flow_run(run_id).tags)
+        if not wanted <= current:
+            client.update_flow_run(run_id, tags=sorted(current | wanted))
+
+
+def _record(report: TriageReport, cfg: RollbackConfig) -> None:
+    i, d = report.incident, report.decision
+    lines = [f"# Triage {i.id} — {d.severity.upper()}", "",
+             f"- phase {i.phase}, kind {i.kind}, source {i.source}" + (f", started {i.started_at.isoformat()}" if i.started_at else ""),
+             f"- decision: **{d.severity}** by {d.rule} ({d.reason}) → {d.action}",
+             f"- owner: {d.owner}; deadline {d.deadline.isoformat()}; decided by {d.decided_by}",
+             f"- notified: {', '.join(d.notify)}", f"- outcome: **{report.outcome}**{' (dry run)' if report.dry_run else ''}"]
+    if i.summary:
+        lines.insert(2, f"{i.summary}\n")
+    lines += ["", "## Evidence", "", *(f"- {e}" for e in i.evidence or ["(none given)"]), "", "## Actions", ""]
+    for s in report.steps:
+        lines.append(f"- {s.id} {s.name}: {s.status}")
+        lines += [f"  - {e}" for e in s.evidence]
+    if report.rollback is not None:
+        lines.append(f"- phase {report.rollback.phase} rollback: {report.rollback.outcome} "
+                     f"(run {report.rollback.flow_run_id})")
+    lines += ["", "## Links", "", *(f"- {k}: {v}" for k, v in cfg.dashboards.model_dump().items() if v)]
+    create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("triage", i.id),
+                             description=f"Triage of {i.id}: {d.severity}, {d.action}")

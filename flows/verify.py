@@ -1,0 +1,76 @@
+"""Scheduled verification (R1.1): the metrics and the benchmarks against their baselines, on a
+schedule; a regression becomes an incident with its evidence and goes to triage.
+
+The checks are the phase flows' own `monitor` and `benchmarks` steps, so a scheduled run judges
+exactly as a rollback does. Nothing is changed by a verification run; only triage acts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from flows.triage import triage
+from runbook.config import load_config, normalize_phase
+from runbook.model import Incident, StepResult
+from runbook.phases import PHASE_STEPS
+from tasks.context import StepContext, artifact_key
+from tasks.registry import execute_step
+from tasks.steps import STEP_TASKS
+
+
+def _run_name() -> str:
+    return f"verify-phase-{flow_run.parameters.get('phase') or 'scheduled'}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+
+
+@flow(name="verify", flow_run_name=_run_name, log_prints=True, persist_result=False)
+def verify(repo: str, config: str = "", phase: str = "", start_triage: bool = True) -> dict:
+    """Check the live metrics and the benchmarks against their baselines; on a regression, start triage.
+
+    Args:
+        repo: Path of the target workspace's git clone.
+        config: Path of a rollback.toml; the shipped one when empty.
+        phase: The phase whose rollout is verified; verification.phase from the config when empty.
+        start_triage: Start triage on a regression (off: only report it).
+    """
+    cfg = load_config(config or None)
+    key = normalize_phase(phase or cfg.verification.phase)
+    stamp = datetime.now(timezone.utc)
+    ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=key, incident=f"verify-{stamp:%Y%m%d-%H%M%S}",
+                      reason="scheduled verification")
+    specs = {s.name: s for s in PHASE_STEPS[key]}
+    results: list[StepResult] = []
+    for check in cfg.verification.checks:
+        spec = specs.get(check)
+        if spec is None:  # e.g. phase 3 has no benchmarks step
+            results.append(StepResult(id="R1.1", name=check, status="skipped", evidence=[f"phase {key} has no {check} check"]))
+            continue
+        results.append(execute_step(spec, ctx.for_step(spec.id), STEP_TASKS[check]))
+    regressed = [r for r in results if r.status == "failed"]
+    incident = None
+    if regressed:
+        sizes = [float(r.data["regression_pct"]) for r in regressed if "regression_pct" in r.data]
+        incident = Incident(
+            id=f"verify-{key.lower()}-{stamp:%Y%m%dT%H%M%S}", source="schedule", phase=key, kind="perf-regression",
+            regression_pct=max(sizes) if sizes else None, started_at=stamp,
+            summary=f"scheduled verification: {', '.join(r.name for r in regressed)} regressed",
+            evidence=[f"{r.id} {r.name}: {line}" for r in regressed for line in r.evidence])
+    lines = [f"# Verification of phase {key} — {stamp:%Y-%m-%d %H:%M:%S} UTC", ""]
+    for r in results:
+        lines += [f"- **{r.status}** {r.id} {r.name}", *(f"  - {e}" for e in r.evidence)]
+    lines += ["", f"Regression: **{'yes' if incident else 'no'}**"
+              + (f" ({incident.regression_pct:.2f} %)" if incident and incident.regression_pct is not None else "")]
+    create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("verify-phase", key),
+                             description=f"Scheduled verification of phase {key}")
+    report = {"phase": key, "checks": [r.public() for r in results], "incident": None, "triage": None}
+    if incident is not None:
+        report["incident"] = incident.model_dump(mode="json")
+        if incident.regression_pct is None:
+            get_run_logger().error("a check failed without a measurable size; a person triages: %s", incident.evidence)
+        elif start_triage:
+            report["triage"] = triage(incident=incident, repo=repo, config=config)
+    return report

@@ -1,0 +1,199 @@
+"""Triage F.1–F.4 as real flow runs on the session's Prefect server, against sample workspaces with
+bare remotes; notifications and the issue tracker are real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import HttpSink, config_variant, paged_config_text, pager_block, run_git
+
+from runbook.model import Incident, TriageReport
+
+pytestmark = pytest.mark.prefect
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+DATA = Path(__file__).resolve().parent / "data"  # real Alertmanager bodies, from ../shared/reference/samples
+ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
+
+
+@pytest.fixture(scope="module")
+def pager(prefect_server):
+    sink = pager_block("test-triage-pager")
+    yield sink
+    sink.server.shutdown()
+
+
+def triage_config(tmp_path: Path, **replacements: str) -> Path:
+    """The session's test config, every role paged through the test pager, with replacements."""
+    return config_variant(tmp_path, paged_config_text("custom-webhook/test-triage-pager", ROLES), **replacements)
+
+
+def run_triage(sample, config: Path, **incident) -> TriageReport:
+    from flows.triage import triage
+
+    skip = incident.pop("skip", None)
+    answer = incident.pop("owner_decision", None)
+    data = triage(incident=Incident(phase="1", **incident), repo=str(sample.repo), config=str(config), skip=skip,
+                  owner_decision=answer)
+    return TriageReport.model_validate(data)
+
+
+def remote_file(sample, rel: str) -> str:
+    return run_git(sample.origin, "show", f"main:{rel}")
+
+
+def messages_for(pager: HttpSink, incident: str) -> list[dict]:
+    return [b for b in pager.bodies if incident in b["subject"]]
+
+
+def artifact(key: str) -> str:
+    from prefect.artifacts import Artifact
+
+    found = Artifact.get(key)
+    assert found is not None, key
+    return found.data
+
+
+def test_f1_critical_turns_the_flag_off_pushes_deploys_and_pages_on_call(sample, test_config, pager, tmp_path):
+    config = triage_config(tmp_path)
+    before = run_git(sample.origin, "rev-parse", "main")
+    report = run_triage(sample, config, id="inc-crit", kind="service-down", summary="actor-system is down")
+    d = report.decision
+    assert (d.severity, d.action, d.owner, d.rule) == ("critical", "flag-off", "sre-oncall", "S.C/F.1")
+    ran = {s.name: s.status for s in report.rollback.steps if s.status != "skipped"}
+    assert ran == {"flag": "done", "push": "done", "deploy": "done"}, report.rollback.steps  # no revert, no benchmarks
+    assert run_git(sample.origin, "rev-list", "--count", f"{before}..main") == "1"  # the flag commit only
+    assert "Runbook-Step: P1.1" in run_git(sample.origin, "log", "-1", "--format=%B", "main")
+    changed = run_git(sample.origin, "diff", "--name-only", f"{before}..main").split()
+    assert changed and all(path.endswith("Cargo.toml") for path in changed)
+    for path in changed:
+        default = next(line for line in remote_file(sample, path).splitlines() if line.startswith("default"))
+        assert "new-scheduler" not in default, (path, default)
+    paged = messages_for(pager, "inc-crit")
+    assert [m["subject"] for m in paged][:1] == ["[actor-rollback] CRITICAL phase 1 inc-crit: flag-off started"]
+    assert any("flag-off needs-human" in m["subject"] or "flag-off done" in m["subject"] for m in paged)
+    assert all("grafana: https://grafana.example.com/d/actor-scheduler" in m["text"] for m in paged)  # X.2 links
+    record = artifact("triage-inc-crit")
+    assert "**critical** by S.C/F.1" in record and "owner: sre-oncall" in record and "decided by policy" in record
+    assert pager.url not in record  # the block's address is a secret: never in the record
+
+
+def test_f2_high_rolls_the_phase_back_and_tells_the_tech_lead(sample, test_config, pager, tmp_path):
+    config = triage_config(tmp_path)
+    report = run_triage(sample, config, id="inc-high", kind="perf-regression", regression_pct=25.0,
+                        skip=["ci", "benchmarks"])
+    assert (report.decision.severity, report.decision.owner) == ("high", "tech-lead")
+    steps = {s.name: s.status for s in report.rollback.steps}
+    assert steps["revert"] == "done" and steps["push"] == "done" and steps["benchmarks"] == "skipped"
+    revert = next(s for s in report.rollback.steps if s.name == "revert").data["revert"]
+    assert run_git(sample.origin, "merge-base", "--is-ancestor", revert, "main") == ""  # the revert is on the remote
+    assert any(m["subject"].endswith("rollback started") for m in messages_for(pager, "inc-high"))
+    assert report.exit_code == 3  # benchmarks skipped on request: P1.C3 stays unverified, never a pass
+
+
+def test_f3_medium_reminds_the_owner_then_escalates_when_nobody_decides(sample, test_config, pager, tmp_path):
+    config = triage_config(tmp_path, **{'medium = "24h"': 'medium = "6s"', 'reminder_before = "2h"': 'reminder_before = "3s"'})
+    before = run_git(sample.origin, "rev-parse", "main")
+    report = run_triage(sample, config, id="inc-med-quiet", kind="perf-regression", regression_pct=7.0)
+    assert report.decision.severity == "medium" and report.rollback is None
+    subjects = [m["subject"] for m in messages_for(pager, "inc-med-quiet")]
+    assert subjects[0].endswith("your decision is needed")
+    assert any("REMINDER" in s for s in subjects) and any("ESCALATION" in s for s in subjects), subjects
+    assert subjects.index(next(s for s in subjects if "REMINDER" in s)) < subjects.index(
+        next(s for s in subjects if "ESCALATION" in s))
+    ask = next(s for s in report.steps if s.name == "ask-owner")
+    assert ask.status == "failed" and "escalated to project-manager, tech-lead" in ask.evidence[0]
+    assert run_git(sample.origin, "rev-parse", "main") == before  # nothing changed without a decision
+
+
+def test_f3_medium_approved_by_the_owner_with_the_approve_command_rolls_back(sample, test_config, pager, tmp_path):
+    from test_approval import wait_until_paused
+
+    config = triage_config(tmp_path)
+    process = subprocess.Popen([CLI, "triage", "--repo", str(sample.repo), "--config", str(config), "--kind",
+                                "perf-regression", "--regression-pct", "6.5", "--incident", "inc-med-yes",
+                                "--skip", "ci,benchmarks", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, stdin=subprocess.DEVNULL)
+    run_id = wait_until_paused("triage-inc-med-yes")
+    asked = pager.wait_for(lambda b: "inc-med-yes" in b["subject"] and "decision is needed" in b["subject"])
+    assert f"actor-rollback approve {run_id}" in asked["text"]
+    answer = subprocess.run([CLI, "approve", run_id, "--approver", "Mia (PM)", "--comment", "users notice it"],
+                            capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    out, err = process.communicate(timeout=240)
+    result = json.loads(out)
+    assert result["severity"] == "medium" and result["decided_by"] == "Mia (PM)", err
+    assert {s["name"]: s["status"] for s in result["rollback"]["steps"]}["revert"] == "done"
+    assert "Mia (PM): roll back — users notice it" in artifact("triage-inc-med-yes")
+
+
+def test_f3_medium_rejected_registers_an_issue_instead(sample, test_config, pager, tmp_path):
+    config = triage_config(tmp_path)
+    report = run_triage(sample, config, id="inc-med-no", kind="crash", crashes_per_hour=0.5,
+                        owner_decision={"approved": False, "approver": "Mia (PM)"})
+    assert report.decision.severity == "medium" and report.decision.decided_by == "Mia (PM)"
+    assert report.rollback is None
+    assert "Mia (PM)" in remote_file(sample, "docs/issues/inc-med-no.md")
+
+
+def test_f4_low_registers_the_issue_on_the_remote_once(sample, test_config, pager, tmp_path):
+    config = triage_config(tmp_path)
+    first = run_triage(sample, config, id="inc-low", kind="docs", summary="features.md misses new-scheduler")
+    assert first.decision.severity == "low" and first.exit_code == 0, first.steps
+    text = remote_file(sample, "docs/issues/inc-low.md")
+    assert text.startswith("# features.md misses new-scheduler (phase 1) — inc-low")
+    assert "severity: **low** (S.L/F.4" in text
+    head = run_git(sample.origin, "rev-parse", "main")
+    again = run_triage(sample, config, id="inc-low", kind="docs", summary="features.md misses new-scheduler")
+    assert next(s for s in again.steps if s.name == "register-issue").status == "already-done"
+    assert run_git(sample.origin, "rev-parse", "main") == head
+    assert run_git(sample.repo, "status", "--porcelain") == ""
+
+
+def test_f4_http_issue_sink_sends_the_token_but_never_records_it(sample, test_config, pager, tmp_path, monkeypatch):
+    tracker = HttpSink(status=201)
+    monkeypatch.setenv("TEST_TRACKER_TOKEN", "s3cret-tracker-token")
+    config = triage_config(tmp_path, **{'issue_sink = "file"': 'issue_sink = "http"',
+                                        'issue_url = ""': f'issue_url = "{tracker.url}"',
+                                        'issue_token_env = ""': 'issue_token_env = "TEST_TRACKER_TOKEN"'})
+    report = run_triage(sample, config, id="inc-low-http", kind="incompatibility")
+    assert report.exit_code == 0, report.steps
+    assert tracker.bodies[0]["incident"] == "inc-low-http" and tracker.bodies[0]["labels"] == ["actor-rollback", "phase:1"]
+    assert tracker.headers[0]["Authorization"] == "Bearer s3cret-tracker-token"
+    assert tracker.headers[0]["Idempotency-Key"] == "inc-low-http"
+    assert "s3cret-tracker-token" not in artifact("triage-inc-low-http")
+    assert "s3cret-tracker-token" not in json.dumps(report.model_dump(mode="json"))
+    tracker.server.shutdown()
+
+
+def test_cli_dry_run_decides_and_acts_on_nothing(sample, test_config):
+    before = run_git(sample.origin, "rev-parse", "main")
+    run = subprocess.run([CLI, "triage", "--kind", "perf-regression", "--regression-pct", "12", "--phase", "2a",
+                          "--repo", str(sample.repo), "--dry-run", "--json"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert {k: result[k] for k in ("severity", "action", "owner", "notify", "phase")} == {
+        "severity": "high", "action": "rollback", "owner": "tech-lead", "notify": ["tech-lead"], "phase": "2A"}
+    deadline = result["deadline"]
+    assert time.strptime(deadline[:19], "%Y-%m-%dT%H:%M:%S") and deadline.endswith("+00:00")
+    assert run_git(sample.origin, "rev-parse", "main") == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kind", "perf-regression"], "needs its size; give --regression-pct N"),
+    (["--kind", "outage"], "--kind 'outage': expected one of service-down"),
+    (["--kind", "docs", "--phase", "7"], "unknown phase '7'"),
+    ([], "give either --alert FILE or --kind KIND"),
+    (["--alert", "{data}/alertmanager-v4-firing.json"], "no 'phase' label"),
+    (["--alert", "{data}/alertmanager-v4-resolved.json"], "no 'phase' label"),
+    (["--kind", "docs"], "--repo is needed to act"),
+])
+def test_cli_bad_input_exits_2_naming_the_fix(args, message):
+    args = [a.format(data=DATA) for a in args]
+    run = subprocess.run([CLI, "triage", *args, "--json"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and message in json.loads(run.stdout)["error"], run.stdout + run.stderr
