@@ -20,6 +20,7 @@ acted on: a rollback is never undone by an alert going quiet.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -81,8 +82,9 @@ class AlertReceiver:
         self.answer_seconds: deque[float] = deque(maxlen=100_000)
         self.server = ThreadingHTTPServer((host or cfg.host, cfg.port if port is None else port), self._handler())
         self.server.daemon_threads = True
-        self._threads = [threading.Thread(target=self._work, name=f"receiver-worker-{n}", daemon=True)
-                         for n in range(workers)]
+        # each worker runs in a copy of the creator's context: the same Prefect settings (API URL, profile)
+        self._threads = [threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
+                                          name=f"receiver-worker-{n}", daemon=True) for n in range(workers)]
 
     @property
     def url(self) -> str:
