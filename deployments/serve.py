@@ -56,7 +56,10 @@ def start_receiver(config: Path | None = None, port: int | None = None):
     from deployments.receiver import AlertReceiver, deployment_starter
     from runbook.config import load_config
 
+    import logging
+
     cfg = load_config(config).receiver
+    logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), port=port).start()
 
 
