@@ -48,8 +48,10 @@ def served(tmp_path_factory, prefect_server, cargo_env, test_config):
 
     sample = create_sample_workspace(tmp_path_factory.mktemp("served") / "sample")
     log = open(sample.root / "serve.log", "w")
-    process = subprocess.Popen([CLI, "serve", "--repo", str(sample.repo), "--config", str(test_config)], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ}, start_new_session=True)
+    process = subprocess.Popen([CLI, "serve", "--repo", str(sample.repo), "--config", str(test_config),
+                                "--receiver-port", "0"], stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": "served-test-token"},
+                               start_new_session=True)
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -63,6 +65,21 @@ def served(tmp_path_factory, prefect_server, cargo_env, test_config):
     os.killpg(process.pid, 15)
     process.wait(timeout=30)
     log.close()
+
+
+def test_serve_registers_triage_for_alerts_and_a_scheduled_verification(served):
+    triage = read_deployment("triage/alert")
+    assert triage.parameters["repo"] == str(served.repo.resolve())
+    assert triage.parameter_openapi_schema["required"] == ["incident", "repo"]
+    verify = read_deployment("verify/scheduled")
+    assert [s.schedule.cron for s in verify.schedules] == ["0 */6 * * *"]
+
+
+def test_serve_without_the_receiver_token_refuses_to_start(sample, test_config):
+    env = {k: v for k, v in os.environ.items() if k != "ACTOR_ROLLBACK_RECEIVER_TOKEN"}
+    run = subprocess.run([CLI, "serve", "--repo", str(sample.repo), "--config", str(test_config)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "export ACTOR_ROLLBACK_RECEIVER_TOKEN" in " ".join(run.stderr.split())
 
 
 def test_serve_registers_one_manual_deployment_per_phase_with_a_form(served):
