@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 from uuid import UUID
@@ -318,6 +319,142 @@ def triage(
                 _print_report(r.rollback, f"Phase {r.rollback.phase} rollback {r.rollback.incident}")
             out.print(f"outcome: [bold]{r.outcome}[/bold]{' (dry run: nothing done)' if r.dry_run else ''}")
     raise typer.Exit(code)
+
+
+@app.command("postmortem")
+def postmortem_cmd(
+    ref: Annotated[str, typer.Argument(help="The rollback's flow run id or name, or the incident id")],
+    repo: RepoOpt,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A.1/A.2: draft docs/postmortem/YYYY-MM-DD-phase-X-rollback.md and the ADR stub from Prefect's record."""
+    from flows.postmortem import postmortem
+    from tasks.git_repo import open_workspace
+
+    _quiet_prefect(as_json)
+    try:
+        cfg_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        _config(cfg_path, repo)
+        open_workspace(repo)
+        result = postmortem(ref=ref, repo=str(repo), config=str(cfg_path) if cfg_path else "")
+    except (ConfigError, BadInputError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    if as_json:
+        print(json.dumps(result))
+    else:
+        out.print(f"postmortem draft: {result['postmortem']}\nADR stub: {result['adr']}\n"
+                  + escape("\n".join(result["evidence"])))
+
+
+@app.command()
+def audit(
+    since: Annotated[Optional[datetime], typer.Option("--since", help="Only runs started after this date")] = None,
+    phase: Annotated[Optional[str], typer.Option("--phase", help="Only this phase")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every triage and rollback on the Prefect server: trigger, decision, approvals, outcome, duration."""
+    from flows.history import list_runs
+
+    _quiet_prefect(as_json)
+    try:
+        key = normalize_phase(phase) if phase else None
+    except ConfigError as exc:
+        raise _bad_input(str(exc), as_json) from None
+    rows = []
+    for run in list_runs(since, key):
+        tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in run.tags if ":" in t}
+        rows.append({"run": run.name, "id": str(run.id), "kind": "triage" if run.name.startswith("triage-") else "rollback",
+                     "incident": tags.get("incident", ""), "phase": tags.get("phase", ""),
+                     "severity": tags.get("severity", ""),
+                     "trigger": str(run.parameters.get("triggered_by") or tags.get("source") or "manual"),
+                     "started": run.start_time.isoformat() if run.start_time else "",
+                     "seconds": round(run.total_run_time.total_seconds(), 2), "outcome": run.state_name or ""})
+    if as_json:
+        print(json.dumps({"runs": rows}))
+        return
+    table = Table(title="actor-rollback audit", expand=False)
+    for column in ("started", "run", "incident", "phase", "severity", "trigger", "seconds", "outcome"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["started"][:19], r["run"], r["incident"], r["phase"], r["severity"], r["trigger"],
+                      f"{r['seconds']:.1f}", r["outcome"])
+    out.print(table)
+
+
+lock_app = typer.Typer(no_args_is_help=True, help="A.4: the one-week lock on reintroducing a rolled-back phase.")
+app.add_typer(lock_app, name="lock")
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The workspace's git clone (its remote names the target)")]
+PhasesOpt = Annotated[Optional[list[str]], typer.Option("--phase", help="Phases to look at (default: all)")]
+NowOpt = Annotated[Optional[datetime], typer.Option("--now", help="Judge at this time instead of now (what-if, tests)")]
+
+
+def _locks(repo: Path, config: Path | None, phases: list[str] | None, as_json: bool):
+    from flows.retry_lock import read_retry_lock
+    from runbook.config import PHASES
+
+    _quiet_prefect(as_json)
+    try:
+        cfg = _config(config, repo)
+        keys = [normalize_phase(p) for p in _split(phases)] or list(PHASES)
+    except (ConfigError, BadInputError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    return cfg, [(key, read_retry_lock(repo, cfg, key)) for key in keys]
+
+
+def _when(now: datetime | None) -> datetime:
+    from datetime import timezone
+
+    if now is None:
+        return datetime.now(timezone.utc)
+    return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+
+
+@lock_app.command("status")
+def lock_status(repo: RepoOpt, phase: PhasesOpt = None, config: ConfigOpt = None, now: NowOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Show each phase's retry lock."""
+    _, locks = _locks(repo, config, phase, as_json)
+    at = _when(now)
+    if as_json:
+        print(json.dumps({"locks": [{"phase": key, "holds": bool(lock and lock.holds(at)),
+                                     **(lock.model_dump(mode="json") if lock else {})} for key, lock in locks]}))
+        return
+    for key, lock in locks:
+        out.print(lock.describe(at) if lock else f"phase {key}: never rolled back, no lock")
+
+
+@lock_app.command("check")
+def lock_check(repo: RepoOpt, phase: PhasesOpt = None, config: ConfigOpt = None, now: NowOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """Exit 1 while a phase's reintroduction is locked (a CI gate against re-enabling the flag), else 0."""
+    _, locks = _locks(repo, config, phase, as_json)
+    at = _when(now)
+    held = [(key, lock) for key, lock in locks if lock and lock.holds(at)]
+    if as_json:
+        print(json.dumps({"locked": [key for key, _ in held], "exit_code": 1 if held else 0}))
+    else:
+        for _, lock in held:
+            err.print(f"[red]{escape(lock.describe(at))}[/red]")
+        if not held:
+            out.print("no retry lock holds: the phases may be reintroduced (A.6: behind the flag, with a canary)")
+    raise typer.Exit(1 if held else 0)
+
+
+@lock_app.command("lift")
+def lock_lift(repo: RepoOpt, phase: Annotated[str, typer.Option("--phase", help="The phase to unlock")],
+              approver: Annotated[str, typer.Option("--approver", help="Who decides (recorded)")],
+              reason: Annotated[str, typer.Option("--reason", help="Why the week of analysis is cut short (recorded)")],
+              config: ConfigOpt = None) -> None:
+    """Lift a retry lock early: a named person's decision, with the reason, kept in the record."""
+    from flows.retry_lock import lift_retry_lock
+
+    _quiet_prefect(False)
+    try:
+        lifted = lift_retry_lock(repo, _config(config, repo), phase, approver, reason)
+    except (ConfigError, BadInputError, LookupError, ValueError) as exc:
+        raise _bad_input(str(exc), False) from None
+    out.print(escape(lifted.describe()))
 
 
 @app.command("compare-benchmarks")

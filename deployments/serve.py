@@ -26,6 +26,7 @@ def build_deployments(repo: Path, config: Path | None = None):
     from flows.phases import PHASE_FLOWS
     from runbook.config import load_config
 
+    from flows.postmortem import postmortem, postmortem_deadlines
     from flows.triage import triage
     from flows.verify import verify
 
@@ -39,6 +40,12 @@ def build_deployments(repo: Path, config: Path | None = None):
                              tags=["actor-rollback", "verify"],
                              description=f"Metrics and benchmarks of phase {cfg.verification.phase} against their "
                                          "baselines; a regression starts triage."),
+        postmortem.to_deployment(name="manual", parameters=common, tags=["actor-rollback", "postmortem"],
+                                 description="Draft the postmortem and the ADR stub of a rollback (A.1, A.2, A.5)."),
+        postmortem_deadlines.to_deployment(name="scheduled", parameters=common, cron=cfg.after.postmortem_cron,
+                                           tags=["actor-rollback", "postmortem"],
+                                           description="Remind the owners of postmortem drafts still unfilled near "
+                                                       f"their {cfg.after.postmortem_hours}-hour deadline."),
     ]
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(

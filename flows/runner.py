@@ -8,6 +8,7 @@ to a person with its exact commands, and the checklist is judged from the steps'
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -28,6 +29,9 @@ from runbook.phases import StepSpec, select_steps
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
+
+# The steps that change the target: once one of them has run, the phase's reintroduction is locked (A.4).
+CHANGES = ("flag", "revert", "reset", "archive")
 
 # Fault injection for the kill-and-rerun tests: "kill-before:<step name>" SIGKILLs this process.
 FAULT_INJECT = "ACTOR_ROLLBACK_FAULT_INJECT"
@@ -55,6 +59,7 @@ class PhaseRun:
                                dry_run=dry_run, merge_override=merge)
         self.severity = severity
         self.results: list[StepResult] = []
+        self.retry_lock = None  # A.4, set when the run changed the target
         self.stopped_by: StepResult | None = None
         self.logger = get_run_logger()
         self._queue = list(self.selection)
@@ -182,8 +187,20 @@ class PhaseRun:
             checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, self.ctx.dry_run),
             flow_run_id=self._run_id(),
         )
+        self.retry_lock = self._lock_reintroduction(report)
         self._artifacts(report)
         return report.model_dump(mode="json")
+
+    def _lock_reintroduction(self, report: RollbackReport):
+        """A.4: a phase rolled back is not reintroduced for a week; every trigger sees the lock."""
+        from flows.retry_lock import set_retry_lock
+
+        changed = any(s.name in CHANGES and s.status in ("done", "already-done") for s in report.steps)
+        if report.dry_run or not changed:
+            return None
+        lock = set_retry_lock(self.ctx.repo, self.cfg, self.phase, self.ctx.incident, self._run_id())
+        self.logger.info("A.4 retry lock: %s", lock.describe())
+        return lock
 
     def _artifacts(self, report: RollbackReport) -> None:
         key = artifact_key("rollback-phase", report.phase, report.incident)
@@ -193,11 +210,13 @@ class PhaseRun:
         for item in report.checklist:
             lines.append(f"- **{item.status.upper()}** {item.id} {item.item}")
             lines += [f"  - {e}" for e in item.evidence]
+        if self.retry_lock is not None:
+            lines += ["", "## After the rollback", "", f"- A.4 {self.retry_lock.describe()}"]
         lines += ["", "## Links", ""] + [f"- {k}: {v}" for k, v in self.cfg.dashboards.model_dump().items() if v]
         create_markdown_artifact(markdown="\n".join(lines), key=f"{key}-checklist",
                                  description=f"Phase {report.phase} checklist for {report.incident}")
         create_table_artifact(
             table=[{"id": s.id, "step": s.name, "status": s.status, "seconds": round(s.seconds, 2),
-                    "evidence": " / ".join(s.evidence)[:2000]} for s in report.steps],
+                    "evidence": " / ".join(s.evidence)[:2000], "data": json.dumps(s.data)} for s in report.steps],
             key=f"{key}-steps", description=f"Phase {report.phase} steps for {report.incident}",
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
@@ -253,3 +253,10 @@ def _record(report: TriageReport, cfg: RollbackConfig) -> None:
     lines += ["", "## Links", "", *(f"- {k}: {v}" for k, v in cfg.dashboards.model_dump().items() if v)]
     create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("triage", i.id),
                              description=f"Triage of {i.id}: {d.severity}, {d.action}")
+    create_table_artifact(table=[{  # machine-readable, for the postmortem and the audit
+        "incident": i.id, "phase": i.phase, "kind": i.kind, "source": i.source,
+        "started_at": i.started_at.isoformat() if i.started_at else "", "severity": d.severity, "rule": d.rule,
+        "reason": d.reason, "action": d.action, "owner": d.owner, "deadline": d.deadline.isoformat(),
+        "decided_by": d.decided_by, "decided_at": d.decided_at.isoformat() if d.decided_at else "",
+        "outcome": report.outcome}], key=artifact_key("triage", i.id, "decision"),
+        description=f"Triage decision for {i.id}")

@@ -295,6 +295,15 @@ class AfterConfig(_Strict):
     postmortem_dir: str = "docs/postmortem"
     adr_dir: str = "docs/adr"
     retry_lock_days: int = Field(default=7, ge=0)
+    postmortem_notify: list[str] = ["tech-lead", "architect"]  # told when a draft is unfilled near its deadline
+    postmortem_remind_before: str = "12h"
+    postmortem_cron: str = "0 * * * *"  # how often the deadlines are checked
+
+    @field_validator("postmortem_remind_before")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
 
 class RollbackConfig(_Strict):

@@ -289,6 +289,32 @@ def commit_files(ctx: StepContext, paths: list[str], summary: str) -> str:
     return repo.head.commit.hexsha
 
 
+def publish_new_files(ctx: StepContext, files: dict[str, str], summary: str) -> StepResult:
+    """Commit the files that are not at HEAD yet and push like a rollback commit (never forced).
+
+    A file already at HEAD is left alone — people may have edited it since — so a rerun changes
+    nothing; a file written but not committed by an interrupted run is committed.
+    """
+    if ctx.dry_run:
+        return StepResult(id=ctx.step_id, name="publish", status="planned",
+                          evidence=[f"commit {', '.join(files)} and push"])
+    repo = open_workspace(ctx.repo)
+    evidence = sync_with_remote(repo, ctx, resumable=files)
+    new = {rel: text for rel, text in files.items() if head_text(repo, rel) is None}
+    evidence += [f"{rel} is already at {repo.head.commit.hexsha[:10]}: left as it is" for rel in files if rel not in new]
+    if new:
+        for rel, text in new.items():
+            (ctx.repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            (ctx.repo / rel).write_text(text)
+        sha = commit_files(ctx, list(new), summary)
+        evidence.append(f"{', '.join(new)} committed as {sha[:10]}")
+    pushed = push_rollback(ctx)
+    if pushed.status == "failed":
+        return pushed
+    return StepResult(id=ctx.step_id, name="publish", status="done" if new else "already-done",
+                      evidence=[*evidence, *pushed.evidence], data={"published": ",".join(files)})
+
+
 def _commit(repo: Repo, ctx: StepContext, message: str) -> None:
     author = ctx.cfg.git.commit_author
     name, email = re.fullmatch(r"(.+) <(.+)>", author).groups()  # validated by the config

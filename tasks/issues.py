@@ -16,7 +16,7 @@ import urllib.request
 from runbook.errors import BadInputError, StepError, TransientError
 from runbook.model import Decision, Incident, StepResult
 from tasks.context import StepContext
-from tasks.git_repo import commit_files, head_text, open_workspace, push_rollback, sync_with_remote
+from tasks.git_repo import publish_new_files
 
 
 def issue_markdown(incident: Incident, decision: Decision, run_url: str | None) -> str:
@@ -37,25 +37,8 @@ def register_issue(ctx: StepContext, incident: Incident, decision: Decision, run
     if cfg.issue_sink == "http":
         return _post_issue(ctx, incident, text)
     rel = f"{cfg.issue_dir.strip('/')}/{incident.id}.md"
-    if ctx.dry_run:
-        return StepResult(id="F.4", name="register-issue", status="planned", evidence=[f"commit {rel} and push"])
-    repo = open_workspace(ctx.repo)
-    evidence = sync_with_remote(repo, ctx, resumable={rel: text})
-    if head_text(repo, rel) is not None:
-        evidence.append(f"{rel} is already registered at {repo.head.commit.hexsha[:10]}")
-        status = "already-done"
-    else:
-        path = ctx.repo / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        sha = commit_files(ctx, [rel], f"register issue {incident.id} for the next release")
-        evidence.append(f"{rel} committed as {sha[:10]}")
-        status = "done"
-    pushed = push_rollback(ctx)
-    if pushed.status == "failed":
-        return pushed
-    return StepResult(id="F.4", name="register-issue", status=status, evidence=[*evidence, *pushed.evidence],
-                      data={"issue": rel})
+    result = publish_new_files(ctx, {rel: text}, f"register issue {incident.id} for the next release")
+    return result.model_copy(update={"id": "F.4", "name": "register-issue", "data": {"issue": rel}})
 
 
 def _post_issue(ctx: StepContext, incident: Incident, text: str) -> StepResult:

@@ -1,0 +1,107 @@
+"""After the rollback (A.1, A.2, A.5, P0.3): the postmortem draft and the ADR stub, and the
+48-hour deadline watch.
+
+The draft is written from Prefect's own record of the incident (flows/history.py) into the
+target workspace — `docs/postmortem/YYYY-MM-DD-phase-X-rollback.md` and the next ADR — and
+committed and pushed like a rollback commit (`git.push`: straight to main, or a branch for
+review). A file already there is never overwritten: people edit it after the draft.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.history import incident_history
+from runbook.config import load_config, parse_duration
+from runbook.postmortem import deadline_of, next_adr, postmortem_path, render_adr, render_postmortem, unfilled_sections
+from tasks.context import StepContext, artifact_key
+from tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
+from tasks.notify import notify_roles
+
+
+def _adr_files(repo: Path, adr_dir: str, ref: str = "HEAD") -> list[str]:
+    out = run_git(open_workspace(repo), "ls-tree", "--name-only", f"{ref}:{adr_dir}") if _has_dir(repo, adr_dir, ref) else ""
+    return out.split()
+
+
+def _has_dir(repo: Path, rel: str, ref: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", f"{ref}:{rel}"], cwd=repo, capture_output=True).returncode == 0
+
+
+@flow(name="postmortem", flow_run_name="postmortem-{ref}", log_prints=True, persist_result=False)
+def postmortem(ref: str, repo: str, config: str = "") -> dict:
+    """Draft the postmortem (A.1/A.2) and the ADR stub (A.5) of a rollback from its Prefect record.
+
+    Args:
+        ref: The rollback's flow run id or name, or the incident id.
+        repo: Path of the target workspace's git clone.
+        config: Path of a rollback.toml; the shipped one when empty.
+    """
+    cfg = load_config(config or None)
+    history = incident_history(ref, cfg)
+    target = Path(repo).resolve()
+    pm_rel = postmortem_path(cfg.after.postmortem_dir, history)
+    title = f"Phase {history.phase} rollback {history.incident}: design correction"
+    existing = _adr_files(target, cfg.after.adr_dir)
+    slug_tail = f"phase-{history.phase.lower()}-rollback-{history.incident.lower()}"
+    mine = next((name for name in existing if slug_tail in name), None)  # a rerun reuses its ADR
+    number, name = (int(mine.split("-")[0]), mine) if mine else next_adr(existing, title)
+    adr_rel = f"{cfg.after.adr_dir.strip('/')}/{name}"
+    template = head_text(open_workspace(target), f"{cfg.after.adr_dir.strip('/')}/template.md")
+    day = (history.ended or history.started).strftime("%Y-%m-%d")
+    pm_text = render_postmortem(history, cfg.after.postmortem_hours,
+                                posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
+    adr_text = render_adr(template, number, title, day,
+                          f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
+                          posixpath.relpath(pm_rel, posixpath.dirname(adr_rel)))
+    ctx = StepContext(repo=target, cfg=cfg, phase=history.phase, incident=history.incident,
+                      reason=f"postmortem draft of {history.incident}", step_id="A.2")
+    result = publish_new_files(ctx, {pm_rel: pm_text, adr_rel: adr_text},
+                               f"postmortem draft and ADR stub for {history.incident}")
+    get_run_logger().info("A.2 %s: %s", result.status, "; ".join(result.evidence))
+    create_markdown_artifact(markdown=pm_text, key=artifact_key("postmortem", history.incident),
+                             description=f"Postmortem draft of {history.incident} ({pm_rel})")
+    return {"postmortem": pm_rel, "adr": adr_rel, "status": result.status, "evidence": result.evidence,
+            "rollback_run_id": history.rollback_run_id}
+
+
+@flow(name="postmortem-deadlines", log_prints=True, persist_result=False)
+def postmortem_deadlines(repo: str, config: str = "", now: Optional[datetime] = None) -> dict:
+    """A.1: the drafts on the remote that still have unfilled sections near (or past) their 48-hour deadline
+    are sent to their owners.
+
+    Args:
+        repo: Path of the target workspace's git clone (only fetched; the work tree is not touched).
+        config: Path of a rollback.toml; the shipped one when empty.
+        now: Judge at this time instead of now (what-if, tests).
+    """
+    cfg = load_config(config or None)
+    target = Path(repo).resolve()
+    git = open_workspace(target)
+    run_git(git, "fetch", "--quiet", cfg.remote)
+    ref = f"{cfg.remote}/{cfg.main_branch}"
+    at = now or datetime.now(timezone.utc)
+    remind = parse_duration(cfg.after.postmortem_remind_before)
+    found = []
+    if _has_dir(target, cfg.after.postmortem_dir, ref):
+        for name in run_git(git, "ls-tree", "--name-only", f"{ref}:{cfg.after.postmortem_dir}").split():
+            rel = f"{cfg.after.postmortem_dir.strip('/')}/{name}"
+            text = run_git(git, "show", f"{ref}:{rel}")
+            missing, deadline = unfilled_sections(text), deadline_of(text)
+            if not missing or deadline is None or at < deadline - remind:
+                continue
+            late = at >= deadline
+            subject = f"[actor-rollback] postmortem {'OVERDUE' if late else 'due'}: {rel}"
+            body = (f"{rel} is due {deadline.isoformat()} (A.1: within {cfg.after.postmortem_hours} h) and still "
+                    f"has unfilled sections: {', '.join(missing)}.")
+            sent = notify_roles(cfg, cfg.after.postmortem_notify, subject, body)
+            found.append({"file": rel, "deadline": deadline.isoformat(), "overdue": late, "unfilled": missing,
+                          "notified": sent})
+    return {"checked_at": at.isoformat(), "reminded": found}

@@ -1,0 +1,136 @@
+"""Section 3 of the runbook after a real Phase 1 rollback on a sample workspace: the retry lock
+(A.4), the postmortem draft and ADR stub from Prefect's record (A.1, A.2, A.5), the 48-hour
+deadline watch, and the audit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from helpers import config_variant, paged_config_text, pager_block, run_git
+
+from runbook.postmortem import TO_FILL, next_adr, unfilled_sections
+
+pytestmark = pytest.mark.prefect
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def rolled_back(tmp_path_factory, prefect_server, test_config):
+    """One real Phase 1 rollback (CI and benchmarks skipped) shared by the module's tests."""
+    from deployments.cli import run_phase_flow
+    from tasks.sample_workspace import create_sample_workspace
+
+    root = tmp_path_factory.mktemp("after")
+    sample = create_sample_workspace(root / "sample")
+    pager = pager_block("test-after-pager")
+    config = config_variant(root, paged_config_text("custom-webhook/test-after-pager", ("tech-lead", "architect")))
+    before = datetime.now(timezone.utc)
+    report = run_phase_flow("1", sample.repo, "throughput -12 % after phase 1", "INC-after", False, [],
+                            ["ci", "benchmarks"], "", config, triggered_by="test")
+    yield sample, config, report, before, pager
+    pager.server.shutdown()
+
+
+def test_a4_the_rollback_locks_reintroduction_refused_on_day_6_allowed_on_day_8(rolled_back):
+    sample, config, report, before, _ = rolled_back
+    day = lambda n: (before + timedelta(days=n)).isoformat(timespec="seconds")  # noqa: E731
+    locked = cli("lock", "check", "--repo", str(sample.repo), "--phase", "1", "--config", str(config), "--now", day(6))
+    assert locked.returncode == 1 and "LOCKED until" in locked.stderr and "INC-after" in locked.stderr
+    free = cli("lock", "check", "--repo", str(sample.repo), "--phase", "1", "--config", str(config), "--now", day(8))
+    assert free.returncode == 0, free.stderr
+    other = cli("lock", "check", "--repo", str(sample.repo), "--phase", "2a", "--config", str(config), "--now", day(1))
+    assert other.returncode == 0  # only the phase rolled back is locked
+    status = json.loads(cli("lock", "status", "--repo", str(sample.repo), "--config", str(config), "--json").stdout)
+    phase1 = next(lock for lock in status["locks"] if lock["phase"] == "1")
+    assert phase1["holds"] and phase1["incident"] == "INC-after" and phase1["flow_run_id"] == report.flow_run_id
+
+
+def test_a4_lifting_early_needs_a_named_approver_and_a_reason_and_is_recorded(rolled_back, tmp_path):
+    from flows.retry_lock import read_retry_lock, set_retry_lock
+    from runbook.config import load_config
+
+    sample, config, *_ = rolled_back
+    cfg = load_config(config)
+    set_retry_lock(sample.repo, cfg, "2B", "INC-2b", None)
+    refused = cli("lock", "lift", "--repo", str(sample.repo), "--phase", "2b", "--approver", "", "--reason", "",
+                  "--config", str(config))
+    assert refused.returncode == 2 and "--approver NAME and --reason WHY" in " ".join(refused.stderr.split())
+    lifted = cli("lock", "lift", "--repo", str(sample.repo), "--phase", "2b", "--approver", "Ken (architect)",
+                 "--reason", "root cause fixed in ADR-0002", "--config", str(config))
+    assert lifted.returncode == 0, lifted.stderr
+    lock = read_retry_lock(sample.repo, cfg, "2B")
+    assert lock.lifted_by == "Ken (architect)" and lock.lift_reason == "root cause fixed in ADR-0002"
+    assert cli("lock", "check", "--repo", str(sample.repo), "--phase", "2b", "--config", str(config)).returncode == 0
+
+
+def test_a1_a2_postmortem_draft_from_the_real_run_with_revert_sha_timings_and_checklist(rolled_back):
+    sample, config, report, *_ = rolled_back
+    run = cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config), "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert result["postmortem"] == f"docs/postmortem/{day}-phase-1-rollback.md" and result["status"] == "done"
+    text = run_git(sample.origin, "show", f"main:{result['postmortem']}")
+    revert = next(s for s in report.steps if s.name == "revert").data["revert"]
+    assert f"- Revert commit: `{revert}`" in text
+    assert "P1.2b revert_merge" in text and "| Completed |" in text  # task runs with their times and states
+    timed = [line for line in text.splitlines() if "P1.1 disable_feature_flag" in line]
+    assert timed and timed[0].split("|")[3].strip().endswith(" s")
+    assert "**PASS** P1.C1 The feature flag is disabled" in text and "**UNVERIFIED** P1.C3" in text
+    assert unfilled_sections(text) == ["Root cause", "Why detection was late", "Prevention: design",
+                                       "Prevention: tests", "Prevention: feature-flag strategy"]
+    assert result["adr"].startswith("docs/adr/0002-phase-1-rollback-inc-after")  # after the sample's ADR-0001
+    adr = run_git(sample.origin, "show", f"main:{result['adr']}")
+    assert adr.startswith("# ADR-0002: Phase 1 rollback INC-after: design correction")
+    assert f"(../postmortem/{day}-phase-1-rollback.md)" in adr and "../adr/0002-" in text
+    head = run_git(sample.origin, "rev-parse", "main")
+    again = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config), "--json").stdout)
+    assert again["status"] == "already-done" and run_git(sample.origin, "rev-parse", "main") == head
+
+
+def test_a1_unfilled_drafts_near_their_deadline_are_sent_to_the_owners(rolled_back):
+    from flows.postmortem import postmortem_deadlines
+
+    sample, config, _, before, pager = rolled_back
+    if cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config)).returncode not in (0,):
+        pytest.fail("the postmortem draft could not be written")
+    early = postmortem_deadlines(repo=str(sample.repo), config=str(config), now=before + timedelta(hours=1))
+    assert early["reminded"] == []
+    late = postmortem_deadlines(repo=str(sample.repo), config=str(config), now=before + timedelta(hours=40))
+    [due] = late["reminded"]
+    assert not due["overdue"] and due["unfilled"][0] == "Root cause"
+    message = pager.wait_for(lambda b: "postmortem due" in b["subject"])
+    assert "still has unfilled sections: Root cause" in message["text"]
+    overdue = postmortem_deadlines(repo=str(sample.repo), config=str(config), now=before + timedelta(hours=49))
+    assert overdue["reminded"][0]["overdue"]
+
+
+def test_audit_lists_the_rollback_with_its_trigger_and_outcome(rolled_back):
+    run = cli("audit", "--phase", "1", "--json")
+    assert run.returncode == 0, run.stderr
+    rows = [r for r in json.loads(run.stdout)["runs"] if r["incident"] == "INC-after"]
+    assert rows and rows[0]["kind"] == "rollback" and rows[0]["trigger"] == "test" and rows[0]["outcome"] == "Completed"
+    assert rows[0]["seconds"] > 0
+
+
+@pytest.mark.parametrize("existing,number,name", [
+    (["0001-flag.md", "0007-queue.md", "template.md"], 8, "0008-phase-1-rollback.md"),
+    (["001-x.md", "012-y.md"], 13, "013-phase-1-rollback.md"),  # the target's own width
+    ([], 1, "0001-phase-1-rollback.md"),
+])
+def test_adr_numbering_follows_the_existing_adrs(existing, number, name):
+    assert next_adr(existing, "Phase 1 rollback") == (number, name)
+
+
+def test_a_filled_section_is_no_longer_reported():
+    text = f"### Root cause\n\nthe queue\n\n### Why detection was late\n\nx\n\n{TO_FILL}\n"
+    assert unfilled_sections(text) == ["Why detection was late"]
