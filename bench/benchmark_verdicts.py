@@ -33,7 +33,7 @@ from tasks.sample_workspace import create_sample_workspace  # noqa: E402
 def config(rounds: int, quick_ms: int):
     text = SHIPPED_CONFIG.read_text()
     text = text.replace('baseline_ref = ""  ', 'baseline_ref = "HEAD~3"  ').replace("rounds = 3 ", f"rounds = {rounds} ")
-    text = text.replace("env = {}  ", f'env = {{ ACTOR_BENCH_QUICK = "{quick_ms}" }}  ')
+    text = text.replace("\nenv = {}  ", f'\nenv = {{ ACTOR_BENCH_QUICK = "{quick_ms}" }}  ')
     return parse_config(tomllib.loads(text))
 
 

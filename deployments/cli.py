@@ -348,6 +348,38 @@ def postmortem_cmd(
 
 
 @app.command()
+def reintroduce(
+    phase: Annotated[str, typer.Argument(help="0, 1, 2A, 2B, 3 or 4")],
+    repo: RepoOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why now: the ADR's plan (recorded in every commit)")],
+    incident: Annotated[str, typer.Option("--incident", help="An id for this reintroduction")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A.6: after the retry lock and with the ADR written, re-apply the phase behind its flag via a canary."""
+    from flows.reintroduce import reintroduce as reintroduce_flow
+    from tasks.git_repo import open_workspace
+
+    try:
+        key = normalize_phase(phase)
+        cfg_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        _config(cfg_path, repo)
+        open_workspace(repo)
+    except (ConfigError, BadInputError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    _quiet_prefect(as_json)
+    result = reintroduce_flow(phase=key, repo=str(repo.resolve()), reason=reason, incident_id=incident,
+                              config=str(cfg_path) if cfg_path else "")
+    if as_json:
+        print(json.dumps(result))
+    else:
+        _print_report(RollbackReport.model_validate({k: v for k, v in result.items()
+                                                     if k in ("phase", "incident", "dry_run", "steps")}),
+                      f"Reintroduction of phase {key} ({incident})")
+    raise typer.Exit(result["exit_code"])
+
+
+@app.command()
 def audit(
     since: Annotated[Optional[datetime], typer.Option("--since", help="Only runs started after this date")] = None,
     phase: Annotated[Optional[str], typer.Option("--phase", help="Only this phase")] = None,

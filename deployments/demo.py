@@ -48,7 +48,7 @@ def prepare(root: Path) -> Demo:
         'file = ""                       #': f'file = "{production / "actor-system.log"}"  #',
         'baseline_ref = ""  ': 'baseline_ref = "merge-parent"  ',
         "rounds = 3 ": "rounds = 2 ",
-        "env = {}  ": 'env = { ACTOR_BENCH_QUICK = "500" }  ',
+        "\nenv = {}  ": '\nenv = { ACTOR_BENCH_QUICK = "500" }  ',
     }.items():
         assert old in text, old
         text = text.replace(old, new)

@@ -27,6 +27,7 @@ def build_deployments(repo: Path, config: Path | None = None):
     from runbook.config import load_config
 
     from flows.postmortem import postmortem, postmortem_deadlines
+    from flows.reintroduce import reintroduce
     from flows.triage import triage
     from flows.verify import verify
 
@@ -46,6 +47,9 @@ def build_deployments(repo: Path, config: Path | None = None):
                                            tags=["actor-rollback", "postmortem"],
                                            description="Remind the owners of postmortem drafts still unfilled near "
                                                        f"their {cfg.after.postmortem_hours}-hour deadline."),
+        reintroduce.to_deployment(name="manual", parameters=common, tags=["actor-rollback", "reintroduce"],
+                                  description="A.6: after the retry lock and with the ADR written, re-apply a phase "
+                                              "behind its flag through a canary; a regressing canary rolls back."),
     ]
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(

@@ -20,15 +20,11 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.history import incident_history
 from runbook.config import load_config, parse_duration
-from runbook.postmortem import deadline_of, next_adr, postmortem_path, render_adr, render_postmortem, unfilled_sections
+from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
+from tasks.adr import adr_stub
 from tasks.context import StepContext, artifact_key
-from tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
+from tasks.git_repo import open_workspace, publish_new_files, run_git
 from tasks.notify import notify_roles
-
-
-def _adr_files(repo: Path, adr_dir: str, ref: str = "HEAD") -> list[str]:
-    out = run_git(open_workspace(repo), "ls-tree", "--name-only", f"{ref}:{adr_dir}") if _has_dir(repo, adr_dir, ref) else ""
-    return out.split()
 
 
 def _has_dir(repo: Path, rel: str, ref: str) -> bool:
@@ -48,21 +44,14 @@ def postmortem(ref: str, repo: str, config: str = "") -> dict:
     history = incident_history(ref, cfg)
     target = Path(repo).resolve()
     pm_rel = postmortem_path(cfg.after.postmortem_dir, history)
-    title = f"Phase {history.phase} rollback {history.incident}: design correction"
-    existing = _adr_files(target, cfg.after.adr_dir)
-    slug_tail = f"phase-{history.phase.lower()}-rollback-{history.incident.lower()}"
-    mine = next((name for name in existing if slug_tail in name), None)  # a rerun reuses its ADR
-    number, name = (int(mine.split("-")[0]), mine) if mine else next_adr(existing, title)
-    adr_rel = f"{cfg.after.adr_dir.strip('/')}/{name}"
-    template = head_text(open_workspace(target), f"{cfg.after.adr_dir.strip('/')}/template.md")
-    day = (history.ended or history.started).strftime("%Y-%m-%d")
-    pm_text = render_postmortem(history, cfg.after.postmortem_hours,
-                                posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
-    adr_text = render_adr(template, number, title, day,
-                          f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
-                          posixpath.relpath(pm_rel, posixpath.dirname(adr_rel)))
     ctx = StepContext(repo=target, cfg=cfg, phase=history.phase, incident=history.incident,
                       reason=f"postmortem draft of {history.incident}", step_id="A.2")
+    adr_folder = cfg.after.adr_dir.strip("/")
+    adr_rel, adr_text = adr_stub(ctx, f"Phase {history.phase} rollback {history.incident}: design correction",
+                                 f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
+                                 posixpath.relpath(pm_rel, adr_folder),
+                                 f"phase-{history.phase.lower()}-rollback-{history.incident.lower()}")
+    pm_text = render_postmortem(history, cfg.after.postmortem_hours, posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
     result = publish_new_files(ctx, {pm_rel: pm_text, adr_rel: adr_text},
                                f"postmortem draft and ADR stub for {history.incident}")
     get_run_logger().info("A.2 %s: %s", result.status, "; ".join(result.evidence))

@@ -261,6 +261,18 @@ class ReceiverConfig(_Strict):
         return value
 
 
+class ReintroduceConfig(_Strict):
+    """A.6: bring a phase back step by step — flag off by default, a canary with the flag on."""
+
+    version: str = "reintroduce-phase{phase}"
+    canary_command: str = "./scripts/deploy.sh canary --version={version} --new-scheduler=on"
+    canary_stop_command: str = "./scripts/deploy.sh canary --stop"
+    canary_env: dict[str, str] = {}  # e.g. the canary's port and state folder
+    canary_metrics_url: str = "http://127.0.0.1:19101/metrics"
+    window_seconds: int = Field(default=300, gt=0)  # the canary is watched this long against the stable service
+    timeout_seconds: int = Field(default=900, gt=0)
+
+
 class VerificationConfig(_Strict):
     """Scheduled verification: benchmarks and metrics against the baseline, triage on a regression."""
 
@@ -326,6 +338,7 @@ class RollbackConfig(_Strict):
     triage: TriageConfig = TriageConfig()
     receiver: ReceiverConfig = ReceiverConfig()
     verification: VerificationConfig = VerificationConfig()
+    reintroduce: ReintroduceConfig = ReintroduceConfig()
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

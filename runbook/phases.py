@@ -52,7 +52,7 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
     "0": [
         StepSpec("P0.1", "archive", "Archive the unmerged branch: tag archive/<branch>, delete it"),
         StepSpec("P0.2", "review", "Review the design documents and analyse the problem", automated=False),
-        StepSpec("P0.3", "adr", "Record the design change in an ADR", pending_issue=8),
+        StepSpec("P0.3", "adr", "Record the design change in an ADR (a stub, numbered after the target's ADRs)"),
         StepSpec("P0.4", "redesign", "Redesign with a new approach", automated=False),
     ],
     "1": [

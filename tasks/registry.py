@@ -9,6 +9,7 @@ from typing import Callable
 from runbook.errors import StepError
 from runbook.model import StepResult
 from runbook.phases import StepSpec, describe
+from tasks.adr import record_design_change
 from tasks.benchmarks import verify_benchmarks
 from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
 from tasks.ci_workflow import disable_no_std_ci
@@ -38,6 +39,7 @@ STEP_FUNCTIONS: dict[str, StepFunction] = {
     "ci-file": disable_no_std_ci,  # P3.3
     "build": build_pinned_to_tokio,  # P3.1
     "archive": archive_branch,  # P0.1
+    "adr": record_design_change,  # P0.3
     "reset": reset_to_phase_0_baseline,  # P4.3: without an approval it only reports needs-human
 }
 

@@ -720,11 +720,12 @@ DEPLOY_SH = """\
 # new-scheduler is in the default features, and config/actor_system.toml.
 set -euo pipefail
 env_name="${1:?usage: deploy.sh ENVIRONMENT --version=VERSION | --stop}"
-version="" stop=""
+version="" stop="" override=""
 for arg in "${@:2}"; do
   case "$arg" in
     --version=*) version="${arg#--version=}" ;;
     --stop) stop=1 ;;
+    --new-scheduler=on|--new-scheduler=off) override="${arg#--new-scheduler=}" ;;  # a canary with the flag on
     *) echo "deploy.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -749,6 +750,7 @@ if [ -n "$stop" ]; then stop_service; echo "stopped actor-system in $env_name"; 
 commit="$(git -C "$here" rev-parse --short HEAD)"
 features="$(grep -E '^default *=' "$here/modules/actor-core/Cargo.toml" | head -n 1)"
 case "$features" in *new-scheduler*) scheduler=on ;; *) scheduler=off ;; esac
+[ -n "$override" ] && scheduler="$override"
 python="${ACTOR_SERVICE_PYTHON:-${ACTOR_ROLLBACK_PYTHON:-python3}}"
 
 stop_service

@@ -140,7 +140,7 @@ def test_config(session_dir: Path, production: dict[str, str]) -> Path:
         'file = ""                       #': f'file = "{production["log"]}"  #',
         "timeout_seconds = 3600          # no answer": "timeout_seconds = 5          # no answer",
         "rounds = 3 ": "rounds = 1 ",
-        "env = {}  ": 'env = { ACTOR_BENCH_QUICK = "200" }  ',
+        "\nenv = {}  ": '\nenv = { ACTOR_BENCH_QUICK = "200" }  ',
     }))
     os.environ["ACTOR_ROLLBACK_TEST_CONFIG"] = str(path)
     return path

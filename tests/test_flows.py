@@ -67,11 +67,14 @@ def test_ambiguous_merge_stops_the_flow_before_any_revert(sample, test_config, p
     assert run_git(sample.origin, "rev-parse", "main") == remote_before
 
 
-def test_phase_0_flow_archives_the_poc_branch_and_hands_the_review_to_a_person(sample, test_config, prefect_server):
+def test_phase_0_flow_archives_the_poc_branch_records_an_adr_and_hands_the_review_to_a_person(sample, test_config, prefect_server):
     report = run_phase_flow("0", sample.repo, "PoC abandoned", "inc-0", False, [], [], "", test_config, "test")
     status = {s.name: s.status for s in report.steps}
-    assert status == {"archive": "done", "review": "needs-human", "adr": "needs-human", "redesign": "needs-human"}
+    assert status == {"archive": "done", "review": "needs-human", "adr": "done", "redesign": "needs-human"}
     assert "archive/feature/ready-queue-coordinator-poc" in run_git(sample.origin, "tag")
+    adr = next(s for s in report.steps if s.name == "adr").data["adr"]  # P0.3, numbered after the sample's ADR-0001
+    assert adr.startswith("docs/adr/0002-phase-0-rollback-inc-0")
+    assert run_git(sample.origin, "show", f"main:{adr}").startswith("# ADR-0002: Phase 0 rollback inc-0: design change")
 
 
 def test_phase_2b_flow_confirms_actor_cell_handles_messages_directly(sample, test_config, prefect_server):
