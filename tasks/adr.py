@@ -14,14 +14,19 @@ from tasks.context import StepContext
 from tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
 
 
+def adr_files(ctx: StepContext) -> list[str]:
+    """The file names in the target's ADR folder at HEAD (none when it has no such folder)."""
+    try:
+        return run_git(open_workspace(ctx.repo), "ls-tree", "--name-only", f"HEAD:{ctx.cfg.after.adr_dir.strip('/')}").split()
+    except GitCommandError:
+        return []
+
+
 def adr_stub(ctx: StepContext, title: str, context: str, link: str, slug_tail: str) -> tuple[str, str]:
     """(path, text) of the ADR for this incident: its existing file when a rerun finds one, else the next number."""
     repo = open_workspace(ctx.repo)
     folder = ctx.cfg.after.adr_dir.strip("/")
-    try:
-        existing = run_git(repo, "ls-tree", "--name-only", f"HEAD:{folder}").split()
-    except GitCommandError:
-        existing = []
+    existing = adr_files(ctx)
     mine = next((name for name in existing if slug_tail in name), None)
     number, name = (int(mine.split("-")[0]), mine) if mine else next_adr(existing, title)
     template = head_text(repo, f"{folder}/template.md")

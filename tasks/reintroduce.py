@@ -10,6 +10,7 @@ from git import GitCommandError
 from runbook.errors import BadInputError, ConflictError, StepError
 from runbook.model import StepResult
 from runbook.postmortem import TO_FILL
+from tasks.adr import adr_files
 from tasks.commands import run_bounded
 from tasks.context import StepContext
 from tasks.git_repo import (_abort_revert, _commit, find_phase_merge, find_revert_of, head_text, open_workspace,
@@ -21,11 +22,7 @@ def check_adr(ctx: StepContext) -> StepResult:
     """A.5: the phase's ADR (the improvement plan) exists and has no unfilled section."""
     repo = open_workspace(ctx.repo)
     folder = ctx.cfg.after.adr_dir.strip("/")
-    try:
-        names = run_git(repo, "ls-tree", "--name-only", f"HEAD:{folder}").split()
-    except GitCommandError:
-        names = []
-    mine = [n for n in names if f"phase-{ctx.phase.lower()}-rollback" in n]
+    mine = [n for n in adr_files(ctx) if f"phase-{ctx.phase.lower()}-rollback" in n]
     if not mine:
         raise BadInputError(f"no ADR for phase {ctx.phase} in {folder}/: write the improvement plan first (A.5; "
                             f"`actor-rollback postmortem INCIDENT` drafts it)")
