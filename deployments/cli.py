@@ -393,12 +393,17 @@ def audit(
         key = normalize_phase(phase) if phase else None
     except ConfigError as exc:
         raise _bad_input(str(exc), as_json) from None
+    from flows.history import triage_decision
+
     rows = []
     for run in list_runs(since, key):
         tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in run.tags if ":" in t}
-        rows.append({"run": run.name, "id": str(run.id), "kind": "triage" if run.name.startswith("triage-") else "rollback",
+        triage_run = run.name.startswith("triage-")
+        decision = triage_decision(run.id, tags.get("incident", "")) if triage_run else {}
+        rows.append({"run": run.name, "id": str(run.id), "kind": "triage" if triage_run else "rollback",
                      "incident": tags.get("incident", ""), "phase": tags.get("phase", ""),
-                     "severity": tags.get("severity", ""),
+                     "severity": tags.get("severity", ""), "rule": decision.get("rule", ""),
+                     "decided_by": decision.get("decided_by", ""),
                      "trigger": str(run.parameters.get("triggered_by") or tags.get("source") or "manual"),
                      "started": run.start_time.isoformat() if run.start_time else "",
                      "seconds": round(run.total_run_time.total_seconds(), 2), "outcome": run.state_name or ""})
@@ -406,11 +411,11 @@ def audit(
         print(json.dumps({"runs": rows}))
         return
     table = Table(title="actor-rollback audit", expand=False)
-    for column in ("started", "run", "incident", "phase", "severity", "trigger", "seconds", "outcome"):
+    for column in ("started", "run", "incident", "phase", "severity", "decided by", "trigger", "seconds", "outcome"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["started"][:19], r["run"], r["incident"], r["phase"], r["severity"], r["trigger"],
-                      f"{r['seconds']:.1f}", r["outcome"])
+        table.add_row(r["started"][:19], r["run"], r["incident"], r["phase"], r["severity"], r["decided_by"],
+                      r["trigger"], f"{r['seconds']:.1f}", r["outcome"])
     out.print(table)
 
 

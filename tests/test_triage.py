@@ -130,6 +130,9 @@ def test_f3_medium_approved_by_the_owner_with_the_approve_command_rolls_back(sam
     assert result["severity"] == "medium" and result["decided_by"] == "Mia (PM)", err
     assert {s["name"]: s["status"] for s in result["rollback"]["steps"]}["revert"] == "done"
     assert "Mia (PM): roll back — users notice it" in artifact("triage-inc-med-yes")
+    audit = subprocess.run([CLI, "audit", "--json"], capture_output=True, text=True, timeout=60)
+    row = next(r for r in json.loads(audit.stdout)["runs"] if r["run"] == "triage-inc-med-yes")
+    assert (row["severity"], row["rule"], row["decided_by"]) == ("medium", "S.M/F.3", "Mia (PM)")
 
 
 def test_f3_medium_rejected_registers_an_issue_instead(sample, test_config, pager, tmp_path):
