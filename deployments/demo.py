@@ -42,7 +42,7 @@ def prepare(root: Path) -> Demo:
     text = SHIPPED_CONFIG.read_text()
     for old, new in {
         'metrics_url = "http://127.0.0.1:19100/metrics"': f'metrics_url = "http://127.0.0.1:{port}/metrics"',
-        "window_seconds = 300 ": "window_seconds = 5 ",
+        "\nwindow_seconds = 300 ": "\nwindow_seconds = 5 ",
         "throughput_min = 0 ": "throughput_min = 900 ",
         'source = "kubernetes"           #': 'source = "file"           #',
         'file = ""                       #': f'file = "{production / "actor-system.log"}"  #',

@@ -7,7 +7,7 @@ improvement plan written (A.5).
     flag               → stays off by default (P1.1's edit if the re-apply brought it back)
     push               → never forced
     canary             → one instance with the flag on
-    watch the canary   → against the stable service, over reintroduce.window_seconds
+    watch the canary   → against the stable service, over reintroduce.canary_window_seconds
     promote            → the re-applied code everywhere, the flag still off by default; turning it
                          on by default is a reviewed change, not this flow's
     or roll back       → stop the canary and run the phase's rollback as a new incident

@@ -269,7 +269,7 @@ class ReintroduceConfig(_Strict):
     canary_stop_command: str = "./scripts/deploy.sh canary --stop"
     canary_env: dict[str, str] = {}  # e.g. the canary's port and state folder
     canary_metrics_url: str = "http://127.0.0.1:19101/metrics"
-    window_seconds: int = Field(default=300, gt=0)  # the canary is watched this long against the stable service
+    canary_window_seconds: int = Field(default=300, gt=0)  # the canary is watched this long against the stable service
     timeout_seconds: int = Field(default=900, gt=0)
 
 

@@ -87,7 +87,7 @@ def watch_canary(ctx: StepContext) -> StepResult:
         with ThreadPoolExecutor(2) as pool:
             first = dict(zip(urls, pool.map(scrape, urls.values())))
             started = time.monotonic()
-            time.sleep(r.window_seconds)
+            time.sleep(r.canary_window_seconds)
             last = dict(zip(urls, pool.map(scrape, urls.values())))
     except SourceUnreachable as exc:
         return StepResult(id="A.6", name="watch-canary", status="needs-human",
@@ -97,7 +97,7 @@ def watch_canary(ctx: StepContext) -> StepResult:
     canary, stable = (rates_between(first[k], last[k], seconds, names) for k in ("canary", "stable"))
     readings = judge(canary, stable, ctx)
     failed = [x for x in readings if x.verdict == "fail"]
-    evidence = [f"canary {r.canary_metrics_url} against stable {m.metrics_url} over {r.window_seconds} s",
+    evidence = [f"canary {r.canary_metrics_url} against stable {m.metrics_url} over {r.canary_window_seconds} s",
                 *(x.line() for x in readings)]
     if failed:
         worst = regression_pct(readings, ctx)

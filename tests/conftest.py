@@ -134,7 +134,7 @@ def test_config(session_dir: Path, production: dict[str, str]) -> Path:
     path = session_dir / "rollback.test.toml"
     path.write_text(config_text(**{
         'metrics_url = "http://127.0.0.1:19100/metrics"': f'metrics_url = "{production["metrics"]}"',
-        "window_seconds = 300 ": "window_seconds = 2 ",
+        "\nwindow_seconds = 300 ": "\nwindow_seconds = 2 ",
         "throughput_min = 0 ": "throughput_min = 900 ",
         'source = "kubernetes"           #': 'source = "file"           #',
         'file = ""                       #': f'file = "{production["log"]}"  #',

@@ -94,15 +94,19 @@ class HttpSink:
         raise AssertionError(f"nothing matching arrived in {timeout} s; got {self.bodies}")
 
 
-def config_variant(where: Path, text: str | None = None, **replacements: str) -> Path:
-    """The session's test config (or `text`) with exact text replacements, each of which must match,
-    written to <where>/rollback.toml."""
-    text = text if text is not None else Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
+def replaced(text: str, **replacements: str) -> str:
+    """`text` with exact replacements, each of which must match."""
     for old, new in replacements.items():
         assert old in text, f"not in the config: {old}"
         text = text.replace(old, new)
+    return text
+
+
+def config_variant(where: Path, text: str | None = None, **replacements: str) -> Path:
+    """The session's test config (or `text`) with exact text replacements, written to <where>/rollback.toml."""
+    text = text if text is not None else Path(os.environ["ACTOR_ROLLBACK_TEST_CONFIG"]).read_text()
     path = where / "rollback.toml"
-    path.write_text(text)
+    path.write_text(replaced(text, **replacements))
     return path
 
 

@@ -7,7 +7,7 @@ import json
 import tomllib
 
 import pytest
-from helpers import context, run_git
+from helpers import context, replaced, run_git
 
 from runbook.benchstats import Estimate
 from runbook.config import parse_config
@@ -17,11 +17,7 @@ pytestmark = pytest.mark.cargo
 
 
 def bench_cfg(test_config, **replacements):
-    text = test_config.read_text()
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    return parse_config(tomllib.loads(text))
+    return parse_config(tomllib.loads(replaced(test_config.read_text(), **replacements)))
 
 
 def test_p1_c3_flag_on_against_a_flag_off_baseline_is_never_passed(sample, cargo_env, test_config):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import config_text, git
-from helpers import context
+from helpers import context, replaced
 
 from runbook.config import parse_config
 from runbook.errors import StepError
@@ -26,14 +26,6 @@ CORE = "modules/actor-core/Cargo.toml"
 
 def cfg_from(text: str):
     return parse_config(tomllib.loads(text))
-
-
-def test_config_text(test_config: Path, **replacements: str) -> str:
-    text = test_config.read_text()
-    for old, new in replacements.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    return text
 
 
 def deploy(sample, version: str) -> None:
@@ -90,9 +82,9 @@ def prometheus_config(test_config: Path, prometheus: str, window: int = 3):
         'cpu = "sum(rate(process_cpu_seconds_total{job=\\"actor-system\\"}[1m]))"':
             'cpu = "sum(rate(process_cpu_seconds_total{job=\\"actor-system\\"}[3s]))"',
     }
-    return cfg_from(test_config_text(test_config, **{
+    return cfg_from(replaced(test_config.read_text(), **{
         'prometheus_url = ""': f'prometheus_url = "{prometheus}"',
-        "window_seconds = 2 ": f"window_seconds = {window} ",
+        "\nwindow_seconds = 2 ": f"\nwindow_seconds = {window} ",
         "step_seconds = 15 ": "step_seconds = 1 ",
         **queries,
     }))
@@ -135,9 +127,9 @@ def test_p1_3b_reads_the_service_directly_without_prometheus(sample, test_config
 def test_p1_3b_prometheus_down_is_unverified_never_pass(sample, test_config):
     from conftest import free_port
 
-    cfg = cfg_from(test_config_text(test_config, **{
+    cfg = cfg_from(replaced(test_config.read_text(), **{
         'prometheus_url = ""': f'prometheus_url = "http://127.0.0.1:{free_port()}"',
-        "window_seconds = 2 ": "window_seconds = 0.1 ", "attempts = 3 ": "attempts = 2 "}))
+        "\nwindow_seconds = 2 ": "\nwindow_seconds = 0.1 ", "attempts = 3 ": "attempts = 2 "}))
     result = watch_metrics(context(sample.repo, step_id="P1.3b", cfg=cfg))
     assert result.status == "needs-human"
     assert "unreachable after 2 attempts" in result.evidence[0]
@@ -145,8 +137,8 @@ def test_p1_3b_prometheus_down_is_unverified_never_pass(sample, test_config):
 
 
 def test_p1_3b_a_query_that_returns_nothing_is_unverified(sample, prometheus, test_config):
-    cfg = cfg_from(test_config_text(test_config, **{
-        'prometheus_url = ""': f'prometheus_url = "{prometheus}"', "window_seconds = 2 ": "window_seconds = 1 ",
+    cfg = cfg_from(replaced(test_config.read_text(), **{
+        'prometheus_url = ""': f'prometheus_url = "{prometheus}"', "\nwindow_seconds = 2 ": "\nwindow_seconds = 1 ",
         "step_seconds = 15 ": "step_seconds = 1 ",
         'error_rate = "sum(rate(actor_message_errors_total[1m])) / sum(rate(actor_messages_processed_total[1m]))"':
             'error_rate = "sum(rate(no_such_metric_total[3s]))"'}))

@@ -53,10 +53,12 @@ def served(tmp_path_factory, prefect_server, cargo_env, test_config):
                                env={**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": "served-test-token"},
                                start_new_session=True)
     deadline = time.monotonic() + 90
-    while True:
+    while True:  # another test's serve may have registered the same names: wait for ours
         try:
-            read_deployment("rollback-phase-4/manual")
-            break
+            if all(read_deployment(name).parameters["repo"] == str(sample.repo.resolve())
+                   for name in ("rollback-phase-4/manual", "triage/alert", "verify/scheduled")):
+                break
+            raise LookupError("not ours yet")
         except Exception:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"serve did not register its deployments: {(sample.root / 'serve.log').read_text()}")

@@ -34,8 +34,8 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
     config = config_variant(tmp_path, text, **{
         metrics: f'metrics_url = "http://127.0.0.1:{stable}/metrics"',
         'canary_env = {}': f'canary_env = {{ ACTOR_SERVICE_PORT = "{canary}", ACTOR_DEPLOY_STATE = "{tmp_path / "canary"}" }}',
-        'canary_metrics_url = "http://127.0.0.1:19101/metrics"': f'canary_metrics_url = "http://127.0.0.1:{canary}/metrics"'})
-    assert load_config(config).reintroduce.window_seconds == 2  # the session config's short watch windows
+        'canary_metrics_url = "http://127.0.0.1:19101/metrics"': f'canary_metrics_url = "http://127.0.0.1:{canary}/metrics"',
+        "canary_window_seconds = 300 ": "canary_window_seconds = 2 "})
     rolled = datetime.now(timezone.utc)
     report = run_phase_flow("1", sample.repo, "throughput -12 %", "INC-re", False, [], ["ci", "benchmarks"], "", config,
                             triggered_by="test")
