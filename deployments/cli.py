@@ -545,6 +545,7 @@ def serve(
     limit: Annotated[int, typer.Option("--limit", help="Runs at once (each target still takes one at a time)")] = 4,
     receiver: Annotated[bool, typer.Option("--receiver/--no-receiver", help="Run the alert receiver beside the deployments")] = True,
     receiver_port: Annotated[Optional[int], typer.Option("--receiver-port", help="Override receiver.port")] = None,
+    receiver_host: Annotated[Optional[str], typer.Option("--receiver-host", help="Override receiver.host (0.0.0.0 in a container)")] = None,
 ) -> None:
     """Serve the deployments (rollback-phase-<P>/manual, triage/alert, verify/scheduled) and the alert receiver."""
     from deployments.serve import prepare_runner_environment
@@ -565,7 +566,7 @@ def serve(
     from deployments.serve import serve_rollbacks
 
     config = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
-    serve_rollbacks(repo, config, limit, receiver_port, receiver)
+    serve_rollbacks(repo, config, limit, receiver_port, receiver, receiver_host)
 
 
 @app.command()

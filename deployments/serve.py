@@ -62,7 +62,7 @@ def build_deployments(repo: Path, config: Path | None = None):
     return deployments
 
 
-def start_receiver(config: Path | None = None, port: int | None = None):
+def start_receiver(config: Path | None = None, port: int | None = None, host: str | None = None):
     """The alert receiver beside the deployments; it starts runs of `receiver.deployment`."""
     from deployments.receiver import AlertReceiver, deployment_starter
     from runbook.config import load_config
@@ -71,15 +71,15 @@ def start_receiver(config: Path | None = None, port: int | None = None):
 
     cfg = load_config(config).receiver
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
-    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), port=port).start()
+    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port).start()
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
-                    with_receiver: bool = True) -> None:
+                    with_receiver: bool = True, receiver_host: str | None = None) -> None:
     prepare_runner_environment()
     from prefect import serve
 
-    receiver = start_receiver(config, receiver_port) if with_receiver else None
+    receiver = start_receiver(config, receiver_port, receiver_host) if with_receiver else None
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:

@@ -14,6 +14,10 @@ missing=()
 for package in "${!need[@]}"; do
   [ -e "${need[$package]}" ] || missing+=("$package")
 done
+# PostgreSQL (the production-stack tests run a Prefect server on it): initdb on PATH or in Debian's folder
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is not on PATH (looked in \$HOME/.cargo/bin too): install Rust (rustup) to build the sample workspace" >&2
   exit 1

@@ -1,0 +1,121 @@
+"""The production setting: a Prefect server on a real PostgreSQL (loopback), concurrent rollbacks of
+different sample workspaces in parallel, and the per-target limit still holding under them."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import free_port, require
+from helpers import config_variant, run_git
+
+pytestmark = pytest.mark.prefect
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+
+
+def pg_binary(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+
+
+def as_postgres_user(args: list[str]) -> list[str]:
+    """initdb refuses to run as root: run the server as `nobody` then."""
+    return ["runuser", "-u", "nobody", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    initdb, pg_ctl, createdb = pg_binary("initdb"), pg_binary("pg_ctl"), pg_binary("createdb")
+    require(bool(initdb and pg_ctl and createdb), "PostgreSQL (Debian package postgresql: initdb, pg_ctl)")
+    # outside pytest's temp folder (private to root), so that `nobody` can reach it
+    data = Path(tempfile.mkdtemp(prefix="actor-rollback-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "nobody")
+    port = free_port()
+    subprocess.run(as_postgres_user([initdb, "-D", str(data / "db"), "-U", "prefect", "--auth=trust"]), check=True,
+                   capture_output=True)
+    subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                                     f"-k {data} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                                     "start"]), check=True, capture_output=True)
+    subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "prefect"], check=True)
+    yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect", port
+    for state in glob.glob(str(tmp_path_factory.getbasetemp() / "**" / "production" / "service.pid"), recursive=True):
+        subprocess.run(["kill", Path(state).read_text().strip()], capture_output=True)
+    subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-m", "fast", "stop"]), capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_prefect(postgres, tmp_path_factory):
+    """A second Prefect server, on PostgreSQL."""
+    url, _ = postgres
+    home = tmp_path_factory.mktemp("pg-prefect-home")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": url}
+    log = open(home / "server.log", "w")
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the Prefect server on PostgreSQL did not start: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield api
+    os.killpg(server.pid, 15)
+    server.wait(timeout=30)
+    log.close()
+
+
+def start(api: str, repo: Path, incident: str, config: Path) -> subprocess.Popen:
+    """A Phase 1 rollback through the CLI; each target deploys to its own "production" (port, state)."""
+    production = {"ACTOR_SERVICE_PORT": str(free_port()), "ACTOR_DEPLOY_STATE": str(repo.parent / "production")}
+    return subprocess.Popen([CLI, "run", "1", "--repo", str(repo), "--reason", "throughput -12 % (pg)", "--incident",
+                             incident, "--skip", "ci,monitor,logs,benchmarks", "--config", str(config), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PREFECT_API_URL": api, **production})
+
+
+def test_concurrent_rollbacks_of_different_targets_on_a_postgres_backed_server_with_the_per_target_limit(
+        pg_prefect, postgres, tmp_path, test_config):
+    from tasks.sample_workspace import create_sample_workspace
+
+    samples = [create_sample_workspace(tmp_path / f"sample{n}") for n in range(3)]
+    config = config_variant(tmp_path)
+    started = time.monotonic()
+    runs = [start(pg_prefect, s.repo, f"pg-{n}", config) for n, s in enumerate(samples)]
+    # a second rollback of the first target at the same time: the target's limit makes it wait
+    twin = start(pg_prefect, samples[0].repo, "pg-0-twin", config)
+    results = [(p.wait(timeout=300), p.communicate()) for p in [*runs, twin]]
+    seconds = time.monotonic() - started
+    for code, (out, err) in results[:3]:
+        # 3: checks unverified (the watch and the benchmarks skipped on request)
+        assert code in (0, 3), [(s["name"], s["status"], s["evidence"][:2]) for s in json.loads(out)["steps"]] if out else err
+    for sample in samples:  # every target's phase 1 merge reverted on its remote, exactly once
+        subjects = run_git(sample.origin, "log", "--format=%s", "main").splitlines()
+        assert sum(s.startswith('Revert "Merge pull request #12') for s in subjects) == 1, subjects[:5]
+    pair = [results[0], results[3]]  # the two rollbacks of the first target
+    reverts = sorted(next(x["status"] for x in json.loads(out)["steps"] if x["name"] == "revert") for _, (out, _) in pair)
+    assert reverts == ["already-done", "done"], pair  # one did it, the other found it done
+    assert all(code in (0, 3) for code, _ in pair)
+    assert any("waiting for the rollback already running on this target" in err for _, (_, err) in pair)
+    flow_runs = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(postgres[1]), "-U", "prefect", "-d", "prefect",
+                                "-tAc", "select count(*) from flow_run where name like 'rollback-phase-1-pg-%'"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    assert flow_runs == "4"  # the runs live in PostgreSQL
+    assert seconds < 240

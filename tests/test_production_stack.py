@@ -1,0 +1,129 @@
+"""The production stack's files, each checked by its own tool: the compose file against the
+compose-spec schema (check-jsonschema; no Docker engine runs here, so `docker compose config` cannot),
+the Prometheus config and rules with promtool (incl. the rule unit tests), the Alertmanager config
+with amtool, the Kubernetes manifests with kubernetes-validate, the Grafana dashboard's queries
+against a real Prometheus, and the Dockerfile's install steps against what CI runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import require
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_compose_file_is_valid_compose_spec_and_takes_secrets_from_the_environment():
+    checked = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(DOCKER / "compose.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"postgres", "prefect-server", "runner", "prometheus", "alertmanager", "grafana"}
+    assert "postgresql+asyncpg://" in compose["services"]["prefect-server"]["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
+    assert compose["secrets"]["receiver_token"] == {"environment": "ACTOR_ROLLBACK_RECEIVER_TOKEN"}
+    text = (DOCKER / "compose.yaml").read_text()
+    for variable in ("POSTGRES_PASSWORD", "ACTOR_ROLLBACK_RECEIVER_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{variable}:?" in text  # required from the environment, no default value
+    for mount in ("./prometheus/alert-rules.yml", "./alertmanager/alertmanager.yml", "./grafana/dashboards"):
+        assert mount in text and (DOCKER / mount).exists()
+
+
+def test_prometheus_config_and_the_runbook_alert_rules_pass_promtool_with_their_unit_tests():
+    promtool = shutil.which("promtool")
+    require(promtool is not None, "promtool (Debian package prometheus)")
+    config = run(promtool, "check", "config", str(DOCKER / "prometheus" / "prometheus.yml"))
+    assert config.returncode == 0 and "SUCCESS: 4 rules found" in config.stdout, config.stdout + config.stderr
+    tests = run(promtool, "test", "rules", "alert-rules.test.yml", cwd=DOCKER / "prometheus")
+    assert tests.returncode == 0 and "SUCCESS" in tests.stdout, tests.stdout + tests.stderr
+
+
+def test_every_alert_rule_maps_to_an_incident_kind_the_receiver_knows():
+    from runbook.config import load_config
+
+    rules = yaml.safe_load((DOCKER / "prometheus" / "alert-rules.yml").read_text())["groups"][0]["rules"]
+    names = {r["alert"] for r in rules}
+    assert names == set(load_config(None).receiver.alertnames)
+
+
+def test_alertmanager_config_passes_amtool_and_routes_to_the_receiver_with_a_token_file():
+    amtool = shutil.which("amtool")
+    require(amtool is not None, "amtool (Debian package prometheus-alertmanager)")
+    checked = run(amtool, "check-config", str(DOCKER / "alertmanager" / "alertmanager.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = yaml.safe_load((DOCKER / "alertmanager" / "alertmanager.yml").read_text())
+    hook = config["receivers"][0]["webhook_configs"][0]
+    assert hook["url"].endswith("/alerts/alertmanager") and hook["send_resolved"] is True
+    assert hook["http_config"]["authorization"]["credentials_file"] == "/run/secrets/receiver_token"
+
+
+def test_kubernetes_manifests_validate_and_rbac_grants_only_what_the_steps_call():
+    manifests = sorted((ROOT / "deployments" / "kubernetes").glob("*.yaml"))
+    checked = run(str(BIN / "kubernetes-validate"), "--strict", *map(str, manifests))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    docs = [d for m in manifests for d in yaml.safe_load_all(m.read_text()) if d]
+    role = next(d for d in docs if d["kind"] == "Role")
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    # tasks/kubernetes_deploy.py and tasks/logs.py: read/patch the Deployment, its status, list pods, read logs
+    assert granted == {("apps", "deployments", "get"), ("apps", "deployments", "patch"),
+                       ("apps", "deployments/status", "get"), ("", "pods", "list"), ("", "pods/log", "get")}
+    used = set(re.findall(r"\.(read_namespaced_\w+|patch_namespaced_\w+|list_namespaced_\w+)\(",
+                          (ROOT / "tasks" / "kubernetes_deploy.py").read_text() + (ROOT / "tasks" / "logs.py").read_text()))
+    assert used == {"read_namespaced_deployment", "patch_namespaced_deployment", "read_namespaced_deployment_status",
+                    "list_namespaced_pod", "read_namespaced_pod_log"}
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert not secret.get("data") and not secret.get("stringData")  # no token in the repository
+
+
+def test_the_kubernetes_work_pool_deployments_point_at_real_flows():
+    import importlib
+
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect-kubernetes.yaml").read_text())
+    assert spec["definitions"]["work_pools"]["kubernetes"]["name"] == "rollback-kubernetes"
+    for deployment in spec["deployments"]:
+        path, name = deployment["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+        assert hasattr(flow, "to_deployment"), deployment["entrypoint"]
+        assert deployment["work_pool"]["name"] == "rollback-kubernetes"
+
+
+def test_grafana_dashboard_loads_and_its_queries_run_on_a_real_prometheus(prometheus):
+    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "actor-scheduler.json").read_text())
+    from runbook.config import load_config
+
+    assert load_config(None).dashboards.grafana.endswith(f"/d/{dashboard['uid']}")  # X.2's link
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 6
+    for expr in exprs:
+        answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", (expr, answer)
+    provisioning = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "dashboards" / "actor-rollback.yml").read_text())
+    assert provisioning["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dockerfile_installs_what_ci_installs_runs_unprivileged_and_bakes_no_secret():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for package in packages:
+        assert f"COPY {package}/ {package}/" in dockerfile, package
+    assert "COPY pyproject.toml README.md rollback.toml ./" in dockerfile
+    assert "pip install --no-cache-dir -e ." in dockerfile and "pip install --quiet -e '.[dev]'" in makefile
+    assert re.search(r"^FROM python:3\.11-slim-bookworm$", dockerfile, re.M)  # a pinned base, never :latest
+    assert re.search(r"^USER rollback$", dockerfile, re.M)
+    assert not re.search(r"(?i)(token|password|secret|key)\s*=", dockerfile.split("ENTRYPOINT")[0].replace(
+        "GIT_TERMINAL_PROMPT=0", ""))
+    assert 'ENTRYPOINT ["actor-rollback"]' in dockerfile and "--receiver-host" in dockerfile
