@@ -46,32 +46,46 @@ def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")
 
 
+def start_prefect_server(home: Path, log_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    """`prefect server start` on a free loopback port with its own home; (process, API URL) once healthy."""
+    home.mkdir(exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    full_env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_API_URL": url, **env}
+    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
+    log = open(log_path, "w")
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"the Prefect server did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, 15)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+
+
 @pytest.fixture(scope="session")
 def prefect_server(session_dir: Path):
     """A real `prefect server start` on loopback (SQLite), shared by the whole session."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     home = session_dir / "prefect-home"
-    home.mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "TMPDIR": str(session_dir)}
-    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    log = open(session_dir / "prefect-server.log", "w")
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"the Prefect server did not start: see {session_dir / 'prefect-server.log'}")
-        time.sleep(0.3)
+    server, url = start_prefect_server(home, session_dir / "prefect-server.log", TMPDIR=str(session_dir))
     os.environ["PREFECT_API_URL"] = url  # for the CLI subprocesses the tests start
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: str(home)}):
@@ -79,12 +93,7 @@ def prefect_server(session_dir: Path):
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)  # send queued run logs before the server goes away
-    os.killpg(server.pid, 15)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, 9)
-    log.close()
+    stop_process_group(server)
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port, require
+from conftest import free_port, require, start_prefect_server, stop_process_group
 from helpers import config_variant, run_git
 
 pytestmark = pytest.mark.prefect
@@ -56,30 +55,10 @@ def postgres(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pg_prefect(postgres, tmp_path_factory):
     """A second Prefect server, on PostgreSQL."""
-    url, _ = postgres
     home = tmp_path_factory.mktemp("pg-prefect-home")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_DATABASE_CONNECTION_URL": url}
-    log = open(home / "server.log", "w")
-    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the Prefect server on PostgreSQL did not start: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    server, api = start_prefect_server(home, home / "server.log", PREFECT_SERVER_DATABASE_CONNECTION_URL=postgres[0])
     yield api
-    os.killpg(server.pid, 15)
-    server.wait(timeout=30)
-    log.close()
+    stop_process_group(server)
 
 
 def start(api: str, repo: Path, incident: str, config: Path) -> subprocess.Popen:
