@@ -86,13 +86,18 @@ def incident_history(ref: str, cfg: RollbackConfig) -> IncidentHistory:
         timeline.append(TimelineEntry(run.end_time, f"{run.name} ended", run.total_run_time.total_seconds(),
                                       run.state_name or ""))
     checklist = artifacts.get(f"{_key(key)}-checklist")
+    ttm = _table(artifacts.get(f"{_key(key)}-ttm"))
+    for row in ttm:
+        if row["milestone"] not in ("run started",):
+            timeline.append(TimelineEntry(datetime.fromisoformat(row["at"]), f"time to mitigation: {row['milestone']} "
+                                          f"(+{row['seconds']:.2f} s)"))
     failed = any(r.get("status") == "failed" for r in steps)
     return IncidentHistory(
         incident=incident, phase=phase, rollback_run=run.name, rollback_run_id=str(run.id), rollback_url=url_for(run) or "",
         started=run.start_time or run.expected_start_time, ended=run.end_time,
         outcome=("failed" if failed else run.state_name or "?"), trigger=str(run.parameters.get("triggered_by", "?")),
         reason=str(run.parameters.get("reason", "")), decision=decision, triage_url=triage_url, timeline=timeline,
-        steps=steps, checklist=str(checklist.data) if checklist else "",
+        steps=steps, checklist=str(checklist.data) if checklist else "", mitigation=ttm,
         links={k: v for k, v in cfg.dashboards.model_dump().items() if v})
 
 

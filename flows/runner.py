@@ -30,6 +30,9 @@ from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
 
+# Time to mitigation: when these steps finish, the mitigation has reached that point.
+MILESTONES = {"flag": "flag off committed", "push": "pushed", "deploy": "deploy done"}
+
 # The steps that change the target: once one of them has run, the phase's reintroduction is locked (A.4).
 CHANGES = ("flag", "revert", "reset", "archive")
 
@@ -50,7 +53,7 @@ def default_incident_id() -> str:
 class PhaseRun:
     def __init__(self, phase: str, repo: str, reason: str, incident_id: str = "", dry_run: bool = False,
                  only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                 config: str = "", severity: str = "") -> None:
+                 config: str = "", severity: str = "", incident_started_at: str = "") -> None:
         self.phase = normalize_phase(phase)
         self.cfg: RollbackConfig = load_config(config or None)
         self.selection = select_steps(self.phase, only, skip)
@@ -60,6 +63,10 @@ class PhaseRun:
         self.severity = severity
         self.results: list[StepResult] = []
         self.retry_lock = None  # A.4, set when the run changed the target
+        self.milestones: dict[str, datetime] = {"run started": datetime.now(timezone.utc)}
+        if incident_started_at:
+            started = datetime.fromisoformat(incident_started_at.replace("Z", "+00:00"))
+            self.milestones["incident started"] = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
         self.stopped_by: StepResult | None = None
         self.logger = get_run_logger()
         self._queue = list(self.selection)
@@ -157,6 +164,9 @@ class PhaseRun:
     def _record(self, spec: StepSpec, result: StepResult) -> None:
         self.ctx.facts.update(result.data)
         self.results.append(result)
+        milestone = MILESTONES.get(spec.name)
+        if milestone and result.status in ("done", "already-done") and not self.ctx.dry_run:
+            self.milestones.setdefault(milestone, result.finished_at or datetime.now(timezone.utc))
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
         # A change that failed or waits for a person stops what builds on it; a check only reports.
         stops = result.status in ("failed", "needs-human") and (
@@ -202,14 +212,27 @@ class PhaseRun:
         self.logger.info("A.4 retry lock: %s", lock.describe())
         return lock
 
+    def time_to_mitigation(self) -> list[dict]:
+        """Each milestone with its time and the seconds since the incident began (or the run started)."""
+        origin = self.milestones.get("incident started", self.milestones["run started"])
+        return [{"milestone": name, "at": at.isoformat(), "seconds": round((at - origin).total_seconds(), 3)}
+                for name, at in sorted(self.milestones.items(), key=lambda item: item[1])]
+
     def _artifacts(self, report: RollbackReport) -> None:
         key = artifact_key("rollback-phase", report.phase, report.incident)
+        if not report.dry_run:
+            create_table_artifact(table=self.time_to_mitigation(), key=f"{key}-ttm",
+                                  description=f"Time to mitigation of {report.incident}: incident start → flag off "
+                                              "pushed → deploy done")
         lines = [f"# Phase {report.phase} rollback — {report.incident}", "",
                  f"Outcome: **{report.outcome}**{' (dry run)' if report.dry_run else ''}", "",
                  f"Reason: {report.reason}", "", "## Checklist", ""]
         for item in report.checklist:
             lines.append(f"- **{item.status.upper()}** {item.id} {item.item}")
             lines += [f"  - {e}" for e in item.evidence]
+        if not report.dry_run:
+            lines += ["", "## Time to mitigation", ""] + [f"- {m['milestone']}: {m['at']} (+{m['seconds']:.2f} s)"
+                                                         for m in self.time_to_mitigation()]
         if self.retry_lock is not None:
             lines += ["", "## After the rollback", "", f"- A.4 {self.retry_lock.describe()}"]
         lines += ["", "## Links", ""] + [f"- {k}: {v}" for k, v in self.cfg.dashboards.model_dump().items() if v]

@@ -195,6 +195,7 @@ def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> 
         reason=f"{report.decision.severity} ({report.decision.rule}): {incident.summary or incident.kind}",
         repo=target.repo, incident_id=incident.id, only=only, skip=None if only else target.skip,
         config=target.config, severity=report.decision.severity,
+        incident_started_at=incident.started_at.isoformat() if incident.started_at else "",
         triggered_by=f"triage ({incident.source})")
     return RollbackReport.model_validate(result)
 

@@ -64,6 +64,7 @@ class StepResult(_Model):
     seconds: float = 0.0
     failure: FailureKind | None = None
     data: dict[str, str] = {}  # machine-readable facts later steps use (e.g. the revert SHA)
+    finished_at: datetime | None = None  # when the step's work ended (time to mitigation)
 
     @property
     def ok(self) -> bool:

@@ -49,6 +49,7 @@ class IncidentHistory:
     steps: list[dict] = field(default_factory=list)  # the steps table: id, step, status, seconds, evidence, data
     checklist: str = ""  # the checklist artifact's markdown
     links: dict[str, str] = field(default_factory=dict)
+    mitigation: list[dict] = field(default_factory=list)  # time to mitigation: milestone, at, seconds
 
     def fact(self, key: str) -> str:
         for row in self.steps:
@@ -81,6 +82,11 @@ def render_postmortem(history: IncidentHistory, deadline_hours: int, adr_link: s
         lines.append(f"- Pushed: `{pushed}`")
     if h.started and h.ended:
         lines.append(f"- Rollback duration: {(h.ended - h.started).total_seconds():.1f} s")
+    marks = {m["milestone"]: m["seconds"] for m in h.mitigation}
+    if "pushed" in marks or "deploy done" in marks:
+        since = "the incident's start" if "incident started" in marks else "the run's start"
+        lines.append("- Time to mitigation (from " + since + "): " + ", ".join(
+            f"{name} +{marks[name]:.2f} s" for name in ("flag off committed", "pushed", "deploy done") if name in marks))
     lines += ["", "## Timeline (UTC, from Prefect's record)", "", "| time | event | duration | status |",
               "|---|---|---|---|"]
     for entry in sorted(h.timeline, key=lambda e: e.at):

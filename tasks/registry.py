@@ -4,6 +4,7 @@ run so that it always ends in a StepResult (no Prefect here: `plan` uses it too)
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Callable
 
 from runbook.errors import StepError
@@ -64,4 +65,5 @@ def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) ->
             result = StepResult(id=spec.id, name=spec.name, status="failed", failure="fault",
                                 evidence=[f"{type(exc).__name__}: {exc}"])
     result.seconds = time.monotonic() - started
+    result.finished_at = datetime.now(timezone.utc)
     return result

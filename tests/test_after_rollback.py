@@ -82,6 +82,8 @@ def test_a1_a2_postmortem_draft_from_the_real_run_with_revert_sha_timings_and_ch
     text = run_git(sample.origin, "show", f"main:{result['postmortem']}")
     revert = next(s for s in report.steps if s.name == "revert").data["revert"]
     assert f"- Revert commit: `{revert}`" in text
+    assert "- Time to mitigation (from the run's start): flag off committed +" in text and "deploy done +" in text
+    assert "time to mitigation: pushed (+" in text  # and in the timeline
     assert "P1.2b revert_merge" in text and "| Completed |" in text  # task runs with their times and states
     timed = [line for line in text.splitlines() if "P1.1 disable_feature_flag" in line]
     assert timed and timed[0].split("|")[3].strip().endswith(" s")

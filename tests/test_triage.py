@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def artifact(key: str) -> str:
 def test_f1_critical_turns_the_flag_off_pushes_deploys_and_pages_on_call(sample, test_config, pager, tmp_path):
     config = triage_config(tmp_path)
     before = run_git(sample.origin, "rev-parse", "main")
-    report = run_triage(sample, config, id="inc-crit", kind="service-down", summary="actor-system is down")
+    alert_start = datetime.now(timezone.utc) - timedelta(seconds=5)
+    report = run_triage(sample, config, id="inc-crit", kind="service-down", summary="actor-system is down",
+                        started_at=alert_start)
     d = report.decision
     assert (d.severity, d.action, d.owner, d.rule) == ("critical", "flag-off", "sre-oncall", "S.C/F.1")
     ran = {s.name: s.status for s in report.rollback.steps if s.status != "skipped"}
@@ -81,6 +84,24 @@ def test_f1_critical_turns_the_flag_off_pushes_deploys_and_pages_on_call(sample,
     record = artifact("triage-inc-crit")
     assert "**critical** by S.C/F.1" in record and "owner: sre-oncall" in record and "decided by policy" in record
     assert pager.url not in record  # the block's address is a secret: never in the record
+
+
+def test_the_time_to_mitigation_recorded_by_the_run_matches_its_own_state_timestamps(test_config):
+    """The F.1 run above: its `-ttm` artifact against the push and deploy task runs' end times."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+
+    rows = {r["milestone"]: r for r in json.loads(artifact("rollback-phase-1-inc-crit-ttm"))}
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["rollback-phase-1-inc-crit"])))
+        tasks = {t.name: t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))}
+    origin = datetime.fromisoformat(rows["incident started"]["at"])
+    for milestone, task in (("pushed", "P1.2b push_rollback"), ("deploy done", "P1.3a deploy_with_command")):
+        at = datetime.fromisoformat(rows[milestone]["at"])
+        assert abs((at - tasks[task].end_time).total_seconds()) < 0.5, (milestone, at, tasks[task].end_time)
+        assert rows[milestone]["seconds"] == pytest.approx((at - origin).total_seconds(), abs=0.01)
+    assert rows["pushed"]["seconds"] > 5  # counted from the alert's start, 5 s before the triage
+    assert rows["incident started"]["seconds"] == 0 and rows["run started"]["seconds"] > 5
 
 
 def test_f2_high_rolls_the_phase_back_and_tells_the_tech_lead(sample, test_config, pager, tmp_path):
