@@ -15,10 +15,7 @@ import argparse
 import copy
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,34 +26,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _services import start_prefect, stop  # noqa: E402
+
 TOKEN = "bench-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_prefect(home: Path) -> subprocess.Popen:
-    """A Prefect server of its own; the env is set before Prefect is imported."""
-    import httpx
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_LOGGING_LEVEL": "WARNING"})
-    prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit("the Prefect server did not start")
 
 
 def bodies(alerts: int, distinct: int) -> list[bytes]:
@@ -131,8 +104,7 @@ def main() -> None:
             with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
                 run(args)
         finally:
-            os.killpg(server.pid, 15)
-            server.wait(timeout=30)
+            stop(server)
 
 
 def run(args) -> None:

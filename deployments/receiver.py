@@ -35,8 +35,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from runbook.alerts import AlertError, ReceivedAlert, alerts_to_incidents, generic_incident
-from runbook.config import ReceiverConfig
+from runbook.config import ReceiverConfig, SeverityConfig
+from runbook.errors import BadInputError
 from runbook.model import Incident
+from runbook.severity import decide
 
 log = logging.getLogger("actor_rollback.receiver")
 Starter = Callable[[Incident, str], str]  # (incident, idempotency key) -> flow run id
@@ -60,9 +62,36 @@ def deployment_starter(deployment: str, parameters: dict[str, Any]) -> Starter:
     return start
 
 
+def in_process_starter(repo: str, config: str, workers: int = 2) -> Starter:
+    """The warm path: triage runs in this process (a thread), so it starts at once — no runner poll,
+    no new interpreter. The run is recorded in Prefect like any other; a run already named
+    `triage-<incident>` (a repeat after a restart) is not started twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warm-triage")
+
+    def start(incident: Incident, key: str) -> str:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        from flows.triage import triage
+
+        with get_client(sync_client=True) as client:
+            existing = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"triage-{incident.id}"])), limit=1)
+        if existing:
+            return str(existing[0].id)
+        run = contextvars.copy_context().run
+        pool.submit(run, lambda: triage(incident=incident, repo=repo, config=config))
+        return f"in-process triage-{incident.id}"
+
+    return start
+
+
 class AlertReceiver:
     def __init__(self, cfg: ReceiverConfig, starter: Starter, host: str | None = None, port: int | None = None,
-                 workers: int = 4, remember: int = 100_000) -> None:
+                 workers: int = 4, remember: int = 100_000, critical_starter: Starter | None = None,
+                 severity: SeverityConfig | None = None) -> None:
         token = os.environ.get(cfg.token_env, "")
         if not token:
             raise ReceiverSetupError(f"the receiver needs a bearer token: export {cfg.token_env}=<a long random "
@@ -71,6 +100,8 @@ class AlertReceiver:
         if cfg.hmac_secret_env and not secret:
             raise ReceiverSetupError(f"receiver.hmac_secret_env names {cfg.hmac_secret_env}, which is not set; export it")
         self.cfg, self.starter = cfg, starter
+        # Critical incidents (F.1) may take the warm path: triage in this process, no pick-up delay
+        self.critical_starter, self.severity = critical_starter, severity
         self._token, self._secret = token.encode(), secret.encode()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
@@ -144,10 +175,20 @@ class AlertReceiver:
             finally:
                 self._queue.task_done()
 
+    def _starter_for(self, incident: Incident) -> Starter:
+        if self.critical_starter is None or self.severity is None:
+            return self.starter
+        try:
+            critical = decide(incident, self.severity).severity == "critical"
+        except BadInputError:
+            critical = False
+        return self.critical_starter if critical else self.starter
+
     def _start(self, alert: ReceivedAlert) -> None:
+        starter = self._starter_for(alert.incident)
         for delay in (0.5, 1, 2, 4, 8, 16, 30):  # the Prefect server may be restarting: keep the alert
             try:
-                run_id = self.starter(alert.incident, alert.key)
+                run_id = starter(alert.incident, alert.key)
             except Exception as exc:
                 self.counters["start_failures"] += 1
                 log.warning("could not start triage for %s (%s); retrying in %s s", alert.incident.id,

@@ -62,16 +62,21 @@ def build_deployments(repo: Path, config: Path | None = None):
     return deployments
 
 
-def start_receiver(config: Path | None = None, port: int | None = None, host: str | None = None):
-    """The alert receiver beside the deployments; it starts runs of `receiver.deployment`."""
-    from deployments.receiver import AlertReceiver, deployment_starter
+def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None):
+    """The alert receiver beside the deployments; it starts runs of `receiver.deployment`, and
+    Critical incidents' triage in this process when `receiver.critical_in_process`."""
+    from deployments.receiver import AlertReceiver, deployment_starter, in_process_starter
     from runbook.config import load_config
 
     import logging
 
-    cfg = load_config(config).receiver
+    full = load_config(config)
+    cfg = full.receiver
+    warm = in_process_starter(str(repo.resolve()), str(config.resolve()) if config else "") \
+        if cfg.critical_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
-    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port).start()
+    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port, critical_starter=warm,
+                         severity=full.severity).start()
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
@@ -79,7 +84,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     prepare_runner_environment()
     from prefect import serve
 
-    receiver = start_receiver(config, receiver_port, receiver_host) if with_receiver else None
+    receiver = start_receiver(repo, config, receiver_port, receiver_host) if with_receiver else None
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:

@@ -17,6 +17,7 @@ from prefect.variables import Variable
 from pydantic import BaseModel
 
 from flows.target_lock import target_key
+from flows.variables import put_variable
 from runbook.config import RollbackConfig, normalize_phase
 
 
@@ -54,8 +55,7 @@ def read_retry_lock(repo: Path, cfg: RollbackConfig, phase: str) -> RetryLock | 
 
 
 def _write(repo: Path, cfg: RollbackConfig, lock: RetryLock) -> None:
-    Variable.set(_name(repo, cfg, lock.phase), lock.model_dump_json(), overwrite=True,
-                 tags=["actor-rollback", "retry-lock"])
+    put_variable(_name(repo, cfg, lock.phase), lock.model_dump_json(), tags=["actor-rollback", "retry-lock"])
 
 
 def set_retry_lock(repo: Path, cfg: RollbackConfig, phase: str, incident: str, flow_run_id: str | None,

@@ -31,6 +31,7 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
+from flows.variables import put_variable
 from runbook.config import RollbackConfig
 from runbook.errors import StepError
 from tasks.git_repo import open_workspace, run_git
@@ -115,10 +116,11 @@ class TargetLock:
         if self._renewer:
             self._renewer.join(timeout=5)
         if self.lease_id:
-            client.release_concurrency_slots_with_lease(self.lease_id)
+            # our record goes first: once the slot is free the next run writes its own record
             held = Variable.get(self.record, default=None)
             if isinstance(held, dict) and held.get("lease_id") == str(self.lease_id):
                 Variable.unset(self.record)
+            client.release_concurrency_slots_with_lease(self.lease_id)
 
 
 def _release_if_holder_died(client, record: str, log) -> bool:
@@ -163,8 +165,8 @@ def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow
                     f"(flow run {held.get('flow_run_id', '?')})")
                 waiting_said = True
             time.sleep(1)
-        Variable.set(record, {"lease_id": str(lock.lease_id), "incident": incident, "flow_run_id": flow_run_id,
-                              "host": socket.gethostname(), "pid": os.getpid(), "limit": name}, overwrite=True)
+        put_variable(record, {"lease_id": str(lock.lease_id), "incident": incident, "flow_run_id": flow_run_id,
+                              "host": socket.gethostname(), "pid": os.getpid(), "limit": name})
         lock.start_renewing()
     try:
         yield name

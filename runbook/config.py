@@ -251,6 +251,7 @@ class ReceiverConfig(_Strict):
     default_phase: str = ""  # for alerts without a phase label; empty = such alerts are refused
     alertnames: dict[str, str] = {}  # alertname -> incident kind, for alerts without a kind label
     deployment: str = "triage/alert"  # the triage deployment a firing alert starts
+    critical_in_process: bool = True  # F.1: a Critical incident's triage runs in the receiver's process (warm)
 
     @field_validator("alertnames")
     @classmethod

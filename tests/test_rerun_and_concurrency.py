@@ -99,3 +99,41 @@ def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path):
     assert "inc-slow" in report["steps"][0]["evidence"][0]
     assert all(s["status"] == "skipped" for s in report["steps"][1:])
     assert finish(first)[0] == 3
+
+
+def test_lock_records_survive_concurrent_writers_and_a_deleter(prefect_server):
+    """The race that made a second run crash with 404: its record written while the first deleted its own."""
+    import threading
+
+    from prefect.variables import Variable
+
+    from flows.variables import put_variable
+
+    errors, stop = [], threading.Event()
+
+    def deleter():
+        while not stop.is_set():
+            Variable.unset("race_record_test")
+
+    def writer(n):
+        try:
+            for i in range(15):
+                put_variable("race_record_test", {"writer": n, "i": i})
+        except Exception as exc:  # noqa: BLE001 — any failure is the finding
+            errors.append(exc)
+
+    import contextvars
+
+    def thread(fn, *args):  # the session's Prefect settings (server URL) in each thread
+        return threading.Thread(target=contextvars.copy_context().run, args=(fn, *args))
+
+    threads = [thread(deleter)] + [thread(writer, n) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    stop.set()
+    threads[0].join()
+    assert errors == []
+    put_variable("race_record_test", {"final": True})
+    assert Variable.get("race_record_test") == {"final": True}
