@@ -164,7 +164,7 @@ def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow
                 log(f"waiting for the rollback already running on this target: {held.get('incident', '?')} "
                     f"(flow run {held.get('flow_run_id', '?')})")
                 waiting_said = True
-            time.sleep(1)
+            time.sleep(0.2)  # a fine poll: the next run starts within 0.2 s of the release
         put_variable(record, {"lease_id": str(lock.lease_id), "incident": incident, "flow_run_id": flow_run_id,
                               "host": socket.gethostname(), "pid": os.getpid(), "limit": name})
         lock.start_renewing()

@@ -121,6 +121,7 @@ def test_service_down_alert_to_flag_off_on_the_remote_and_the_on_call_paged(tmp_
         health = wait_until(lambda: (h := httpx.get(f"http://127.0.0.1:{receiver_port}/healthz").json())["resolved"] and h,
                             90, "the resolved alert recorded")
         assert health["started"] == 1 and health["refused"] == 0
+        assert "started: flow run in-process triage-am-" in (tmp_path / "serve.log").read_text()  # the warm path
         assert serve.poll() is None
     finally:
         procs.stop()

@@ -199,3 +199,21 @@ def test_an_alert_storm_of_1000_alerts_over_100_fingerprints_starts_exactly_100_
     receiver.drain(timeout=120)
     assert receiver.counters["started"] == 100 and receiver.counters["duplicates"] == 900
     assert len({r.parameters["incident"]["id"] for r in runs_for("am-storm")}) == len(runs_for("am-storm")) == 100
+
+
+def test_a_critical_alert_takes_the_warm_path_and_a_high_one_a_deployment_run(deployment, monkeypatch):
+    warm: list[str] = []
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    cfg = config(**{"receiver.deployment": DEPLOYMENT})
+    receiver = AlertReceiver(cfg.receiver, deployment_starter(DEPLOYMENT, {}), port=0, severity=cfg.severity,
+                             critical_starter=lambda incident, key: warm.append(incident.id) or "in-process").start()
+    try:
+        down = alertmanager_body("ad10", alertname="ActorServiceDown")  # mapped to service-down: Critical
+        assert post(receiver, "/alerts/alertmanager", down).status_code == 202
+        slow = alertmanager_body("ad11")  # a 15 % throughput regression: High
+        assert post(receiver, "/alerts/alertmanager", slow).status_code == 202
+        receiver.drain()
+    finally:
+        receiver.stop()
+    assert warm == ["am-ad10-20261129T082513"] and runs_for("am-ad10-") == []
+    assert len(runs_for("am-ad11-")) == 1
