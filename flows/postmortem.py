@@ -10,7 +10,6 @@ review). A file already there is never overwritten: people edit it after the dra
 from __future__ import annotations
 
 import posixpath
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -23,12 +22,8 @@ from runbook.config import load_config, parse_duration
 from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
 from tasks.adr import adr_stub
 from tasks.context import StepContext, artifact_key
-from tasks.git_repo import open_workspace, publish_new_files, run_git
+from tasks.git_repo import files_at, open_workspace, publish_new_files, run_git
 from tasks.notify import notify_roles
-
-
-def _has_dir(repo: Path, rel: str, ref: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", f"{ref}:{rel}"], cwd=repo, capture_output=True).returncode == 0
 
 
 @flow(name="postmortem", flow_run_name="postmortem-{ref}", log_prints=True, persist_result=False)
@@ -79,18 +74,16 @@ def postmortem_deadlines(repo: str, config: str = "", now: Optional[datetime] = 
     at = now or datetime.now(timezone.utc)
     remind = parse_duration(cfg.after.postmortem_remind_before)
     found = []
-    if _has_dir(target, cfg.after.postmortem_dir, ref):
-        for name in run_git(git, "ls-tree", "--name-only", f"{ref}:{cfg.after.postmortem_dir}").split():
-            rel = f"{cfg.after.postmortem_dir.strip('/')}/{name}"
-            text = run_git(git, "show", f"{ref}:{rel}")
-            missing, deadline = unfilled_sections(text), deadline_of(text)
-            if not missing or deadline is None or at < deadline - remind:
-                continue
-            late = at >= deadline
-            subject = f"[actor-rollback] postmortem {'OVERDUE' if late else 'due'}: {rel}"
-            body = (f"{rel} is due {deadline.isoformat()} (A.1: within {cfg.after.postmortem_hours} h) and still "
-                    f"has unfilled sections: {', '.join(missing)}.")
-            sent = notify_roles(cfg, cfg.after.postmortem_notify, subject, body)
-            found.append({"file": rel, "deadline": deadline.isoformat(), "overdue": late, "unfilled": missing,
-                          "notified": sent})
+    for name, text in files_at(git, ref, cfg.after.postmortem_dir).items():
+        rel = f"{cfg.after.postmortem_dir.strip('/')}/{name}"
+        missing, deadline = unfilled_sections(text), deadline_of(text)
+        if not missing or deadline is None or at < deadline - remind:
+            continue
+        late = at >= deadline
+        subject = f"[actor-rollback] postmortem {'OVERDUE' if late else 'due'}: {rel}"
+        body = (f"{rel} is due {deadline.isoformat()} (A.1: within {cfg.after.postmortem_hours} h) and still "
+                f"has unfilled sections: {', '.join(missing)}.")
+        sent = notify_roles(cfg, cfg.after.postmortem_notify, subject, body)
+        found.append({"file": rel, "deadline": deadline.isoformat(), "overdue": late, "unfilled": missing,
+                      "notified": sent})
     return {"checked_at": at.isoformat(), "reminded": found}

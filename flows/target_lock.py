@@ -28,7 +28,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
 from flows.variables import put_variable
@@ -67,8 +67,10 @@ def ensure_limit(client, name: str) -> None:
     except ObjectNotFound:
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass  # created meanwhile by the other run (found by the PostgreSQL test): fine
         except PrefectHTTPStatusError as exc:
-            if exc.response.status_code != 409:  # created meanwhile by the other run: fine
+            if exc.response.status_code != 409:
                 raise
         return
     if limit.limit != 1 or not limit.active:

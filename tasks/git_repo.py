@@ -47,6 +47,15 @@ def _log(repo: Repo, *args: str) -> list[Commit]:
     return [Commit(*line.split("\x1f", 2)) for line in out.splitlines() if line]
 
 
+def files_at(repo: Repo, ref: str, folder: str) -> dict[str, str]:
+    """The files of `folder` at `ref` (name → text); none when the folder is not there."""
+    try:
+        names = run_git(repo, "ls-tree", "--name-only", f"{ref}:{folder.strip('/')}").split()
+    except GitCommandError:
+        return {}
+    return {name: run_git(repo, "show", f"{ref}:{folder.strip('/')}/{name}") for name in names}
+
+
 def dirty_paths(repo: Repo) -> list[str]:
     """Tracked files with uncommitted changes (staged or not); untracked files are not at risk."""
     out = run_git(repo, "status", "--porcelain=v1", "--untracked-files=no")

@@ -75,7 +75,9 @@ def test_concurrent_rollbacks_of_different_targets_on_a_postgres_backed_server_w
     from tasks.sample_workspace import create_sample_workspace
 
     samples = [create_sample_workspace(tmp_path / f"sample{n}") for n in range(3)]
-    config = config_variant(tmp_path)
+    # a deploy that takes a few seconds keeps each run on its target while the twin arrives
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         "command = \"bash -c 'sleep 3 && ./scripts/deploy.sh production --version={version}'\""})
     started = time.monotonic()
     runs = [start(pg_prefect, s.repo, f"pg-{n}", config) for n, s in enumerate(samples)]
     # a second rollback of the first target at the same time: the target's limit makes it wait
@@ -89,6 +91,8 @@ def test_concurrent_rollbacks_of_different_targets_on_a_postgres_backed_server_w
         subjects = run_git(sample.origin, "log", "--format=%s", "main").splitlines()
         assert sum(s.startswith('Revert "Merge pull request #12') for s in subjects) == 1, subjects[:5]
     pair = [results[0], results[3]]  # the two rollbacks of the first target
+    for code, (out, err) in pair:
+        assert out, f"exit {code} without a report: {err[-1200:]}"
     reverts = sorted(next(x["status"] for x in json.loads(out)["steps"] if x["name"] == "revert") for _, (out, _) in pair)
     assert reverts == ["already-done", "done"], pair  # one did it, the other found it done
     assert all(code in (0, 3) for code, _ in pair)
