@@ -608,7 +608,7 @@ def demo(
     out.print(f"\nThe remote's main now:\n{escape(remote_log)}")
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
     out.print(f"\nAudit trail: flow run rollback-phase-1-{incident} ({report.flow_run_id}) on {where}; "
-              f"artifacts rollback-phase-1-{incident}-checklist and -steps.")
+              f"artifacts rollback-phase-1-{incident}-checklist, -steps and -ttm (its time to mitigation).")
     # The demo shows the flow; findings of its checks (a noisy benchmark) are reported, not fatal.
     broken = [s for s in report.steps if s.status == "failed" and s.name not in ("monitor", "logs", "benchmarks")]
     raise typer.Exit(1 if broken else 0)
