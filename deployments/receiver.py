@@ -29,7 +29,7 @@ import os
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -109,8 +109,6 @@ class AlertReceiver:
         self._queue: queue.Queue[ReceivedAlert | None] = queue.Queue()
         self.counters = {"requests": 0, "refused": 0, "firing": 0, "started": 0, "duplicates": 0, "resolved": 0,
                          "start_failures": 0}
-        self.started_runs: dict[str, str] = {}  # incident id -> flow run id
-        self.answer_seconds: deque[float] = deque(maxlen=100_000)
         self.server = ThreadingHTTPServer((host or cfg.host, cfg.port if port is None else port), self._handler())
         self.server.daemon_threads = True
         # each worker runs in a copy of the creator's context: the same Prefect settings (API URL, profile)
@@ -197,7 +195,6 @@ class AlertReceiver:
                 continue
             with self._lock:
                 self.counters["started"] += 1
-                self.started_runs[alert.incident.id] = run_id
             log.info("triage of %s started: flow run %s", alert.incident.id, run_id)
             return
         with self._lock:  # forget it so that Alertmanager's next re-send tries again
@@ -272,7 +269,6 @@ class AlertReceiver:
                 self.wfile.write(data)
 
             def do_POST(self) -> None:
-                started = time.perf_counter()
                 status, body = receiver._handle(self.path.split("?")[0], self.headers, self.rfile.read)
                 with receiver._lock:
                     receiver.counters["requests"] += 1
@@ -281,7 +277,6 @@ class AlertReceiver:
                 if status >= 400:
                     log.warning("refused %s %s: %s %s", self.command, self.path, status, body["error"])
                 self._answer(status, body)
-                receiver.answer_seconds.append(time.perf_counter() - started)
 
             def do_GET(self) -> None:
                 if self.path.split("?")[0] != "/healthz":

@@ -44,8 +44,7 @@ def postmortem(ref: str, repo: str, config: str = "") -> dict:
     adr_folder = cfg.after.adr_dir.strip("/")
     adr_rel, adr_text = adr_stub(ctx, f"Phase {history.phase} rollback {history.incident}: design correction",
                                  f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
-                                 posixpath.relpath(pm_rel, adr_folder),
-                                 f"phase-{history.phase.lower()}-rollback-{history.incident.lower()}")
+                                 posixpath.relpath(pm_rel, adr_folder))
     pm_text = render_postmortem(history, cfg.after.postmortem_hours, posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
     result = publish_new_files(ctx, {pm_rel: pm_text, adr_rel: adr_text},
                                f"postmortem draft and ADR stub for {history.incident}")

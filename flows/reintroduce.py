@@ -29,10 +29,9 @@ from runbook.errors import BadInputError, StepError
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import StepSpec
 from tasks.cargo_manifest import disable_feature_flag
-from tasks.commands import deploy_with_command
 from tasks.context import StepContext, artifact_key
 from tasks.git_repo import push_rollback
-from tasks.reintroduce import check_adr, deploy_canary, reapply_phase, stop_canary, watch_canary
+from tasks.reintroduce import check_adr, deploy_canary, promote, reapply_phase, stop_canary, watch_canary
 from tasks.registry import execute_step
 
 
@@ -84,11 +83,7 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
         watched = run("watch-canary", "A.6", watch_canary)
         run("stop-canary", "A.6", stop_canary)
         if watched.status == "done":
-            promote = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={
-                "command": cfg.deploy.command.replace("{version}", cfg.reintroduce.version.format(phase=key.lower()))})})
-            ctx.cfg = promote
-            run("promote", "A.6", deploy_with_command)
-            steps[-1].evidence.append(f"the flag stays off by default: turning {cfg.flag} on is a reviewed change")
+            run("promote", "A.6", promote)
         elif watched.status == "failed":
             sub = _roll_back(key, repo, config, incident_id, watched, rollback_skip)
             steps.append(sub)

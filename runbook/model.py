@@ -16,6 +16,11 @@ IncidentKind = Literal[
 
 Outcome = Literal["done", "failed", "bad-input", "needs-human"]
 EXIT_CODES = {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3}  # the CLI's exit codes
+WORSE = ("done", "needs-human", "failed", "bad-input")  # bad input is the operator's to fix first
+
+
+def worst(outcomes) -> Outcome:
+    return max(outcomes, key=WORSE.index, default="done")
 
 # How a failed step failed: bad input (exit 2) is the operator's to fix; a fault (exit 1) is the system's.
 FailureKind = Literal["bad-input", "fault"]
@@ -70,9 +75,18 @@ class StepResult(_Model):
     def ok(self) -> bool:
         return self.status in ("done", "already-done", "skipped", "planned")
 
+    @property
+    def outcome(self) -> Outcome:
+        if self.status == "failed":
+            return "bad-input" if self.failure == "bad-input" else "failed"
+        return "needs-human" if self.status == "needs-human" else "done"
+
     def public(self) -> dict:
         return {"id": self.id, "name": self.name, "status": self.status,
                 "evidence": self.evidence, "seconds": round(self.seconds, 3)}
+
+
+CHECK_OUTCOME: dict[str, Outcome] = {"pass": "done", "fail": "failed", "unverified": "needs-human"}
 
 
 class ChecklistItem(_Model):
@@ -98,18 +112,10 @@ class RollbackReport(_Model):
 
     @property
     def outcome(self) -> Outcome:
-        failed = [s for s in self.steps if s.status == "failed"]
-        if any(s.failure == "bad-input" for s in failed):
-            return "bad-input"
+        steps = [s.outcome for s in self.steps]
         if self.dry_run:  # a plan verifies nothing, so its unverified checklist is no finding
-            return "failed" if failed else "done"
-        if failed or any(c.status == "fail" for c in self.checklist):
-            return "failed"
-        if any(s.status == "needs-human" for s in self.steps) or any(
-            c.status == "unverified" for c in self.checklist
-        ):
-            return "needs-human"
-        return "done"
+            return worst(o for o in steps if o != "needs-human")
+        return worst([*steps, *(CHECK_OUTCOME[c.status] for c in self.checklist)])
 
     @property
     def exit_code(self) -> int:
@@ -136,16 +142,7 @@ class TriageReport(_Model):
 
     @property
     def outcome(self) -> Outcome:
-        failed = [s for s in self.steps if s.status == "failed"]
-        if any(s.failure == "bad-input" for s in failed):
-            return "bad-input"
-        if failed:
-            return "failed"
-        if self.rollback is not None and self.rollback.outcome != "done":
-            return self.rollback.outcome
-        if any(s.status == "needs-human" for s in self.steps):
-            return "needs-human"
-        return "done"
+        return worst([*(s.outcome for s in self.steps), *([self.rollback.outcome] if self.rollback else [])])
 
     @property
     def exit_code(self) -> int:

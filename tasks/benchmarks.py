@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import os
 import subprocess
@@ -126,6 +125,15 @@ def read_baseline(spec: str, criterion_root: Path | None = None) -> dict[str, Es
                               "baseline name")
 
 
+def note(r: Comparison) -> str:
+    """What a verdict needs said beside it: the severity, what is missing, or the runs needed."""
+    if r.verdict == "missing":
+        return f"only in the {'baseline' if r.side == 'current' else 'current run'}"
+    if r.verdict == "unverifiable":
+        return f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
+    return r.severity
+
+
 def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: str, current: str) -> str:
     counts = {v: sum(r.verdict == v for r in results) for v in
               ("within-tolerance", "regression", "improvement", "unverifiable", "missing")}
@@ -137,11 +145,9 @@ def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: s
              "| benchmark | verdict | change | 95 % interval | note |", "|---|---|---|---|---|"]
     for r in results:
         if r.verdict == "missing":
-            lines.append(f"| {r.id} | missing | | | only in the {'baseline' if r.side == 'current' else 'current run'} |")
+            lines.append(f"| {r.id} | missing | | | {note(r)} |")
             continue
-        note = r.severity or (f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
-                              if r.verdict == "unverifiable" else "")
-        lines.append(f"| {r.id} | {r.verdict} | {r.change_pct:+.2f} % | [{r.low_pct:+.2f}, {r.high_pct:+.2f}] % | {note} |")
+        lines.append(f"| {r.id} | {r.verdict} | {r.change_pct:+.2f} % | [{r.low_pct:+.2f}, {r.high_pct:+.2f}] % | {note(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -232,10 +238,7 @@ def verdict_rows(results: list[Comparison]) -> list[dict]:
         return None if value is None else round(value, 2)
 
     return [{"benchmark": r.id, "verdict": r.verdict, "change_pct": pct(r.change_pct), "low_pct": pct(r.low_pct),
-             "high_pct": pct(r.high_pct), "severity": r.severity,
-             "note": (f"missing in the {r.side}" if r.verdict == "missing" else
-                      f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
-                      if r.verdict == "unverifiable" else "")} for r in results]
+             "high_pct": pct(r.high_pct), "severity": r.severity, "note": note(r)} for r in results]
 
 
 def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:

@@ -10,7 +10,7 @@ from git import GitCommandError
 from runbook.errors import BadInputError, ConflictError, StepError
 from runbook.model import StepResult
 from runbook.postmortem import TO_FILL
-from tasks.adr import adr_files
+from tasks.adr import adr_files, adr_slug
 from tasks.commands import run_bounded
 from tasks.context import StepContext
 from tasks.git_repo import (_abort_revert, _commit, find_phase_merge, find_revert_of, head_text, open_workspace,
@@ -22,7 +22,7 @@ def check_adr(ctx: StepContext) -> StepResult:
     """A.5: the phase's ADR (the improvement plan) exists and has no unfilled section."""
     repo = open_workspace(ctx.repo)
     folder = ctx.cfg.after.adr_dir.strip("/")
-    mine = [n for n in adr_files(ctx) if f"phase-{ctx.phase.lower()}-rollback" in n]
+    mine = [n for n in adr_files(ctx) if adr_slug(ctx.phase) in n]
     if not mine:
         raise BadInputError(f"no ADR for phase {ctx.phase} in {folder}/: write the improvement plan first (A.5; "
                             f"`actor-rollback postmortem INCIDENT` drafts it)")
@@ -59,10 +59,10 @@ def reapply_phase(ctx: StepContext) -> StepResult:
                       evidence=[*evidence, f"git revert {revert[:10]} → {sha[:10]}: phase {ctx.phase} is back"])
 
 
-def _command(ctx: StepContext, command: str, name: str) -> StepResult:
+def _command(ctx: StepContext, command: str, name: str, env: dict[str, str]) -> StepResult:
     r = ctx.cfg.reintroduce
     text = command.format(version=r.version.format(phase=ctx.phase.lower()))
-    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env=r.canary_env)
+    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env=env)
     if outcome.returncode != 0:
         raise StepError(f"`{text}` " + ("timed out" if outcome.returncode is None else f"exited {outcome.returncode}")
                         + ": " + " | ".join(outcome.tail[-3:]))
@@ -70,11 +70,19 @@ def _command(ctx: StepContext, command: str, name: str) -> StepResult:
 
 
 def deploy_canary(ctx: StepContext) -> StepResult:
-    return _command(ctx, ctx.cfg.reintroduce.canary_command, "canary")
+    return _command(ctx, ctx.cfg.reintroduce.canary_command, "canary", ctx.cfg.reintroduce.canary_env)
 
 
 def stop_canary(ctx: StepContext) -> StepResult:
-    return _command(ctx, ctx.cfg.reintroduce.canary_stop_command, "stop-canary")
+    return _command(ctx, ctx.cfg.reintroduce.canary_stop_command, "stop-canary", ctx.cfg.reintroduce.canary_env)
+
+
+def promote(ctx: StepContext) -> StepResult:
+    """The re-applied code everywhere (the production deploy command, the reintroduction's version);
+    the flag stays off by default: turning it on is a reviewed change, not this flow's."""
+    result = _command(ctx, ctx.cfg.deploy.command, "promote", {})
+    result.evidence.append(f"the flag stays off by default: turning {ctx.cfg.flag} on is a reviewed change")
+    return result
 
 
 def watch_canary(ctx: StepContext) -> StepResult:

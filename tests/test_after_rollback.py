@@ -136,3 +136,16 @@ def test_adr_numbering_follows_the_existing_adrs(existing, number, name):
 def test_a_filled_section_is_no_longer_reported():
     text = f"### Root cause\n\nthe queue\n\n### Why detection was late\n\nx\n\n{TO_FILL}\n"
     assert unfilled_sections(text) == ["Why detection was late"]
+
+
+def test_p0_3_a_rerun_finds_its_own_adr_even_when_the_incident_id_is_not_a_slug(sample):
+    from helpers import context
+
+    from tasks.adr import record_design_change
+
+    ctx = context(sample.repo, phase="0", step_id="P0.3", incident="INC-7.a")
+    first, again = record_design_change(ctx), record_design_change(ctx)
+    assert first.status == "done" and first.data["adr"] == "docs/adr/0002-phase-0-rollback-inc-7-a.md"
+    assert again.status == "already-done" and again.data["adr"] == first.data["adr"]
+    assert run_git(sample.origin, "ls-tree", "--name-only", "main:docs/adr").split() == [
+        "0001-scheduler-refactor-behind-flag.md", "0002-phase-0-rollback-inc-7-a.md", "template.md"]

@@ -69,12 +69,16 @@ def served(tmp_path_factory, prefect_server, cargo_env, test_config):
     log.close()
 
 
-def test_serve_registers_triage_for_alerts_and_a_scheduled_verification(served):
+def test_serve_registers_triage_verification_postmortem_and_reintroduction_deployments(served):
     triage = read_deployment("triage/alert")
     assert triage.parameters["repo"] == str(served.repo.resolve())
     assert triage.parameter_openapi_schema["required"] == ["incident", "repo"]
     verify = read_deployment("verify/scheduled")
     assert [s.schedule.cron for s in verify.schedules] == ["0 */6 * * *"]
+    deadlines = read_deployment("postmortem-deadlines/scheduled")  # A.1's 48-hour watch
+    assert [s.schedule.cron for s in deadlines.schedules] == ["0 * * * *"]
+    for name in ("postmortem/manual", "reintroduce-phase/manual"):
+        assert read_deployment(name).parameters["repo"] == str(served.repo.resolve())
 
 
 def test_serve_without_the_receiver_token_refuses_to_start(sample, test_config):
