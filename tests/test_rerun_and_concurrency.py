@@ -86,12 +86,26 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
     assert "waiting for the rollback already running on this target" in err_a + err_b
 
 
-def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path):
+def wait_until_held(repo: Path, config: Path, incident: str, timeout: float = 120) -> None:
+    """Until `incident`'s run holds the target (its lock record is written): no guess at how long a start takes."""
+    from prefect.variables import Variable
+
+    from flows.target_lock import target_key
+    from runbook.config import load_config
+
+    record = f"rollback_lock_{target_key(repo, load_config(config))}"
+    deadline = time.monotonic() + timeout
+    while (Variable.get(record, default=None) or {}).get("incident") != incident:
+        assert time.monotonic() < deadline, f"{incident} never took the target's lock"
+        time.sleep(0.2)
+
+
+def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path, prefect_server):
     config = config_variant(tmp_path, **{"wait_seconds = 120": "wait_seconds = 1",
                                       'command = "./scripts/deploy.sh production --version={version}"':
                                       'command = "sleep 8"'})
     first = start(sample.repo, "inc-slow", "--config", str(config), "--skip", "ci,benchmarks")
-    time.sleep(5)  # the first run holds the target by now (it is in its 8 s deploy)
+    wait_until_held(sample.repo, config, "inc-slow")  # it then spends 8 s in its deploy
     code, report, _ = finish(start(sample.repo, "inc-late", "--config", str(config), "--skip", "ci,benchmarks"))
     assert code == 2
     assert report["steps"][0]["name"] == "target-lock"
