@@ -28,7 +28,7 @@ bench: $(STAMP) system-packages
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
 
 serve: $(STAMP) system-packages
-	scripts/serve-local.sh
+	scripts/serve-local.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -393,13 +393,15 @@ def audit(
         key = normalize_phase(phase) if phase else None
     except ConfigError as exc:
         raise _bad_input(str(exc), as_json) from None
-    from flows.history import triage_decision
+    from flows.history import triage_decisions
 
     rows = []
-    for run in list_runs(since, key):
+    runs = list_runs(since, key)
+    decisions = triage_decisions(runs)
+    for run in runs:
         tags = {t.split(":", 1)[0]: t.split(":", 1)[1] for t in run.tags if ":" in t}
         triage_run = run.name.startswith("triage-")
-        decision = triage_decision(run.id, tags.get("incident", "")) if triage_run else {}
+        decision = decisions.get(str(run.id), {})
         rows.append({"run": run.name, "id": str(run.id), "kind": "triage" if triage_run else "rollback",
                      "incident": tags.get("incident", ""), "phase": tags.get("phase", ""),
                      "severity": tags.get("severity", ""), "rule": decision.get("rule", ""),

@@ -268,7 +268,11 @@ class ReintroduceConfig(_Strict):
     version: str = "reintroduce-phase{phase}"
     canary_command: str = "./scripts/deploy.sh canary --version={version} --new-scheduler=on"
     canary_stop_command: str = "./scripts/deploy.sh canary --stop"
-    canary_env: dict[str, str] = {}  # e.g. the canary's port and state folder
+    canary_env: dict[str, str] = {}  # e.g. the canary's port and state folder (Kubernetes: the container's env)
+    # Kubernetes backend: a Deployment `<deployment>-canary` beside the stable one, from an image built with the
+    # flag on (a Cargo feature is compiled in, so the canary needs its own image)
+    canary_image: str = "registry.example.com/actor-system:{version}-new-scheduler"
+    canary_replicas: int = Field(default=1, ge=1)
     canary_metrics_url: str = "http://127.0.0.1:19101/metrics"
     canary_window_seconds: int = Field(default=300, gt=0)  # the canary is watched this long against the stable service
     timeout_seconds: int = Field(default=900, gt=0)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make serve`: a local Prefect server (if none is set) and the rollback deployments, for the UI.
 # REPO=path/to/clone make serve   — without REPO a sample workspace is created to try it on.
+# make serve ARGS="--receiver-port 9096"   — more options for `actor-rollback serve`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_RUNNER_POLL_FREQUENCY="${PREFECT_RUNNER_POLL_FREQUENCY:-1}"
@@ -24,4 +25,5 @@ if [ -z "${ACTOR_ROLLBACK_RECEIVER_TOKEN:-}" ]; then
   export ACTOR_ROLLBACK_RECEIVER_TOKEN="$("$here/.venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
   echo "alert receiver token (give it to Alertmanager as a bearer token): $ACTOR_ROLLBACK_RECEIVER_TOKEN"
 fi
-exec "$here/.venv/bin/actor-rollback" serve --repo "$repo"
+# not exec: the EXIT trap must stop the server this script started when serve ends, however it ends
+"$here/.venv/bin/actor-rollback" serve --repo "$repo" "$@"  # e.g. --receiver-port 9096

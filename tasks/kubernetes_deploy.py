@@ -5,10 +5,15 @@ in-cluster service account. The patch carries the resourceVersion it was read at
 concurrent change answers 409: the Deployment is read again and the patch retried. The rollout
 is done when the controller has observed the new generation and every replica is updated and
 available; the Progressing condition's ProgressDeadlineExceeded, or our own timeout, fails it.
+
+A.6's canary is a Deployment `<deployment>-canary` made from the stable one's pod template (the
+canary image, `track: canary` in its labels and selector, `reintroduce.canary_replicas` replicas),
+waited for like any rollout, and deleted when the canary has been judged.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from datetime import datetime, timezone
@@ -69,14 +74,15 @@ def _rolled_out(deployment) -> tuple[bool, str]:
     return observed and updated == wanted and available == wanted and total == wanted, progress
 
 
-def deploy_to_kubernetes(ctx: StepContext) -> StepResult:
+def deploy_to_kubernetes(ctx: StepContext, version: str | None = None, name: str = "deploy") -> StepResult:
+    """Set the Deployment's image to `version` (the phase's rollback version unless given)."""
     from kubernetes.client.exceptions import ApiException
 
     k = ctx.cfg.deploy.kubernetes
-    image = k.image.format(version=deploy_version(ctx.cfg, ctx.phase))
+    image = k.image.format(version=version or deploy_version(ctx.cfg, ctx.phase))
     where = f"deployment/{k.deployment} -n {k.namespace}"
     if ctx.dry_run:
-        return StepResult(id=ctx.step_id, name="deploy", status="planned",
+        return StepResult(id=ctx.step_id, name=name, status="planned",
                           evidence=[f"set {where} container {k.container} to {image}; wait for the rollout"])
     _, apps = kubernetes_clients()
     evidence = []
@@ -86,7 +92,7 @@ def deploy_to_kubernetes(ctx: StepContext) -> StepResult:
         except ApiException as exc:
             raise _api_error(exc, f"reading {where}") from None
         if _current_image(current, k.container) == image and _rolled_out(current)[0]:
-            return StepResult(id=ctx.step_id, name="deploy", status="already-done",
+            return StepResult(id=ctx.step_id, name=name, status="already-done",
                               evidence=[f"{where} already runs {image}, rolled out"])
         body = {
             "metadata": {"resourceVersion": current.metadata.resource_version,
@@ -104,17 +110,112 @@ def deploy_to_kubernetes(ctx: StepContext) -> StepResult:
                 evidence.append(f"409 conflict (the Deployment changed meanwhile): read again, attempt {attempt + 1}")
                 continue
             raise _api_error(exc, f"patching {where}") from None
+    evidence.append(_wait_for_rollout(apps, k, k.deployment))
+    return StepResult(id=ctx.step_id, name=name, status="done", evidence=evidence, data={"image": image})
+
+
+def _wait_for_rollout(apps, k, deployment: str) -> str:
+    from kubernetes.client.exceptions import ApiException
+
+    where = f"deployment/{deployment} -n {k.namespace}"
     deadline = time.monotonic() + k.rollout_timeout_seconds
     while True:
         try:
-            deployment = apps.read_namespaced_deployment_status(k.deployment, k.namespace)
+            status = apps.read_namespaced_deployment_status(deployment, k.namespace)
         except ApiException as exc:
             raise _api_error(exc, f"reading the rollout of {where}") from None
-        done, progress = _rolled_out(deployment)
+        done, progress = _rolled_out(status)
         if done:
-            evidence.append(f"rollout complete: {progress}")
-            return StepResult(id=ctx.step_id, name="deploy", status="done", evidence=evidence,
-                              data={"image": image})
+            return f"rollout complete: {progress}"
         if time.monotonic() > deadline:
             raise StepError(f"the rollout of {where} did not finish within {k.rollout_timeout_seconds} s ({progress})")
         time.sleep(k.poll_seconds)
+
+
+def canary_name(ctx: StepContext) -> str:
+    return f"{ctx.cfg.deploy.kubernetes.deployment}-canary"
+
+
+def _canary_pod_spec(template_spec: dict, container: str, image: str, env: dict[str, str]) -> dict:
+    spec = copy.deepcopy(template_spec)
+    for c in spec.get("containers", []):
+        if c["name"] == container:
+            c["image"] = image
+            kept = [e for e in c.get("env") or [] if e.get("name") not in env]
+            c["env"] = kept + [{"name": key, "value": value} for key, value in sorted(env.items())]
+    return spec
+
+
+def canary_manifest(stable, ctx: StepContext, image: str) -> tuple[dict, list[str]]:
+    """The canary Deployment made from the stable one, and warnings about the pair."""
+    from kubernetes import client
+
+    k, r = ctx.cfg.deploy.kubernetes, ctx.cfg.reintroduce
+    plain = client.ApiClient().sanitize_for_serialization(stable)
+    _current_image(stable, k.container)  # the container must exist: a clear error otherwise
+    selector = plain["spec"].get("selector") or {}
+    template = plain["spec"]["template"]
+    labels = {**(template.get("metadata", {}).get("labels") or {}), "track": "canary"}
+    manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": canary_name(ctx), "namespace": k.namespace,
+                     "labels": {**(plain["metadata"].get("labels") or {}), "track": "canary",
+                                "actor-rollback/canary-of": k.deployment},
+                     "annotations": {"actor-rollback/incident": ctx.incident}},
+        "spec": {"replicas": r.canary_replicas,
+                 "selector": {**selector, "matchLabels": {**(selector.get("matchLabels") or {}), "track": "canary"}},
+                 "template": {"metadata": {"labels": labels,
+                                           "annotations": {"actor-rollback/incident": ctx.incident}},
+                              "spec": _canary_pod_spec(template["spec"], k.container, image, r.canary_env)}},
+    }
+    warnings = []
+    stable_match = selector.get("matchLabels") or {}
+    if not selector.get("matchExpressions") and all(labels.get(key) == value for key, value in stable_match.items()):
+        warnings.append(f"the stable Deployment's selector {stable_match} also matches the canary's pods: give the "
+                        "stable pods `track: stable` in their labels and selector (Kubernetes' canary pattern)")
+    return manifest, warnings
+
+
+def deploy_canary_to_kubernetes(ctx: StepContext, version: str) -> StepResult:
+    """A.6: the canary Deployment beside the stable one; a rerun updates it instead of failing."""
+    from kubernetes.client.exceptions import ApiException
+
+    k, r = ctx.cfg.deploy.kubernetes, ctx.cfg.reintroduce
+    image = r.canary_image.format(version=version)
+    name, where = canary_name(ctx), f"deployment/{canary_name(ctx)} -n {k.namespace}"
+    _, apps = kubernetes_clients()
+    try:
+        stable = apps.read_namespaced_deployment(k.deployment, k.namespace)
+    except ApiException as exc:
+        raise _api_error(exc, f"reading the stable deployment/{k.deployment} -n {k.namespace}") from None
+    manifest, evidence = canary_manifest(stable, ctx, image)
+    try:
+        apps.create_namespaced_deployment(k.namespace, manifest)
+        evidence.append(f"created {where}: {r.canary_replicas} replica(s) of {image}")
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _api_error(exc, f"creating {where}") from None
+        try:  # a rerun: the canary exists; bring it to this image and template
+            current = apps.read_namespaced_deployment(name, k.namespace)
+            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+            apps.replace_namespaced_deployment(name, k.namespace, manifest)
+        except ApiException as again:
+            raise _api_error(again, f"updating the existing {where}") from None
+        evidence.append(f"{where} existed (a rerun): replaced with {r.canary_replicas} replica(s) of {image}")
+    evidence.append(_wait_for_rollout(apps, k, name))
+    return StepResult(id="A.6", name="canary", status="done", evidence=evidence, data={"canary_image": image})
+
+
+def stop_canary_on_kubernetes(ctx: StepContext) -> StepResult:
+    from kubernetes.client.exceptions import ApiException
+
+    k = ctx.cfg.deploy.kubernetes
+    where = f"deployment/{canary_name(ctx)} -n {k.namespace}"
+    _, apps = kubernetes_clients()
+    try:
+        apps.delete_namespaced_deployment(canary_name(ctx), k.namespace, propagation_policy="Foreground")
+    except ApiException as exc:
+        if exc.status == 404:
+            return StepResult(id="A.6", name="stop-canary", status="already-done", evidence=[f"no {where}"])
+        raise _api_error(exc, f"deleting {where}") from None
+    return StepResult(id="A.6", name="stop-canary", status="done", evidence=[f"deleted {where} (and its pods)"])

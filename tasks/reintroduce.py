@@ -61,7 +61,7 @@ def reapply_phase(ctx: StepContext) -> StepResult:
 
 def _command(ctx: StepContext, command: str, name: str, env: dict[str, str]) -> StepResult:
     r = ctx.cfg.reintroduce
-    text = command.format(version=r.version.format(phase=ctx.phase.lower()))
+    text = command.format(version=_version(ctx))
     outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env=env)
     if outcome.returncode != 0:
         raise StepError(f"`{text}` " + ("timed out" if outcome.returncode is None else f"exited {outcome.returncode}")
@@ -69,18 +69,39 @@ def _command(ctx: StepContext, command: str, name: str, env: dict[str, str]) -> 
     return StepResult(id="A.6", name=name, status="done", evidence=[f"$ {text}", *outcome.tail[-2:]])
 
 
+def _version(ctx: StepContext) -> str:
+    return ctx.cfg.reintroduce.version.format(phase=ctx.phase.lower())
+
+
+def _on_kubernetes(ctx: StepContext) -> bool:
+    return ctx.cfg.deploy.backend == "kubernetes"
+
+
 def deploy_canary(ctx: StepContext) -> StepResult:
+    if _on_kubernetes(ctx):
+        from tasks.kubernetes_deploy import deploy_canary_to_kubernetes
+
+        return deploy_canary_to_kubernetes(ctx, _version(ctx))
     return _command(ctx, ctx.cfg.reintroduce.canary_command, "canary", ctx.cfg.reintroduce.canary_env)
 
 
 def stop_canary(ctx: StepContext) -> StepResult:
+    if _on_kubernetes(ctx):
+        from tasks.kubernetes_deploy import stop_canary_on_kubernetes
+
+        return stop_canary_on_kubernetes(ctx)
     return _command(ctx, ctx.cfg.reintroduce.canary_stop_command, "stop-canary", ctx.cfg.reintroduce.canary_env)
 
 
 def promote(ctx: StepContext) -> StepResult:
-    """The re-applied code everywhere (the production deploy command, the reintroduction's version);
+    """The re-applied code everywhere (the production deploy, the reintroduction's version);
     the flag stays off by default: turning it on is a reviewed change, not this flow's."""
-    result = _command(ctx, ctx.cfg.deploy.command, "promote", {})
+    if _on_kubernetes(ctx):
+        from tasks.kubernetes_deploy import deploy_to_kubernetes
+
+        result = deploy_to_kubernetes(ctx.for_step("A.6"), version=_version(ctx), name="promote")
+    else:
+        result = _command(ctx, ctx.cfg.deploy.command, "promote", {})
     result.evidence.append(f"the flag stays off by default: turning {ctx.cfg.flag} on is a reviewed change")
     return result
 

@@ -3,7 +3,9 @@
 No cluster can run on these machines, so the real `kubernetes` client talks to this HTTP
 server on loopback: Deployment read / status read / patch (with resourceVersion and 409
 conflicts), a rollout that advances one replica per status read (or stalls past its progress
-deadline), pod list by label and pod logs with tailLines. Scenarios inject 409s and 5xx.
+deadline), pod list by label and pod logs with tailLines. Scenarios inject 409s and 5xx. Other
+Deployments (A.6's canary) can be created, read, replaced and deleted; a create whose selector does
+not match its pod labels is refused with 422 as the real API server does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ClusterState:
     requests: list[tuple[str, str]] = field(default_factory=list)
     patches: list[dict] = field(default_factory=list)
     status_reads_after_patch: int = 0
+    others: dict[str, dict] = field(default_factory=dict)  # created Deployments (the canary), by name
+    deletions: list[tuple[str, dict]] = field(default_factory=list)
 
 
 def deployment_json(state: ClusterState) -> dict:
@@ -57,6 +61,24 @@ def deployment_json(state: ClusterState) -> dict:
                    "updatedReplicas": state.updated, "availableReplicas": available if state.stall else state.updated,
                    "readyReplicas": available, "conditions": conditions},
     }
+
+
+def other_json(state: ClusterState, name: str) -> dict:
+    stored = copy.deepcopy(state.others[name])
+    wanted = stored["spec"].get("replicas", 1)
+    ready = stored.pop("_updated")
+    stored["metadata"]["generation"] = stored.pop("_generation")
+    stored["metadata"]["resourceVersion"] = str(stored.pop("_resource_version"))
+    stored["status"] = {"observedGeneration": stored["metadata"]["generation"], "replicas": wanted,
+                        "updatedReplicas": ready, "availableReplicas": ready, "readyReplicas": ready,
+                        "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}
+    return stored
+
+
+def selector_matches(manifest: dict) -> bool:
+    selector = manifest.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    labels = manifest.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
 
 
 def status_json(code: int, reason: str, message: str) -> dict:
@@ -96,6 +118,9 @@ class KubernetesApi:
                     return self._send(200, deployment_json(state))
                 if method == "PATCH" and url.path == deployment:
                     return self._patch()
+                if url.path.startswith(f"/apis/apps/v1/namespaces/{ns}/deployments"):
+                    return self._other_deployment(method, url.path.removeprefix(
+                        f"/apis/apps/v1/namespaces/{ns}/deployments").strip("/"))
                 if method == "GET" and url.path == f"/api/v1/namespaces/{ns}/pods":
                     selector = parse_qs(url.query).get("labelSelector", [""])[0]
                     pods = [{"metadata": {"name": pod, "namespace": ns, "labels": {"app": "actor-system"}}}
@@ -131,6 +156,43 @@ class KubernetesApi:
                 state.status_reads_after_patch = 0
                 self._send(200, deployment_json(state))
 
+            def _body(self) -> dict:
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+            def _other_deployment(self, method: str, rest: str) -> None:
+                state = outer.state
+                name, _, sub = rest.partition("/")
+                if method == "POST" and not name:
+                    manifest = self._body()
+                    new = manifest.get("metadata", {}).get("name", "")
+                    if new in state.others or new == state.name:
+                        return self._send(409, status_json(409, "AlreadyExists", f'deployments.apps "{new}" already exists'))
+                    if not selector_matches(manifest):
+                        return self._send(422, status_json(422, "Invalid", "spec.template.metadata.labels: Invalid "
+                                                           "value: `selector` does not match template `labels`"))
+                    state.others[new] = {**manifest, "_generation": 1, "_resource_version": 500, "_updated": 0}
+                    return self._send(201, other_json(state, new))
+                if name not in state.others:
+                    return self._send(404, status_json(404, "NotFound", f'deployments.apps "{name}" not found'))
+                stored = state.others[name]
+                if method == "GET" and sub in ("", "status"):
+                    if sub == "status":  # the canary's pods come up at the first status read
+                        stored["_updated"] = stored["spec"].get("replicas", 1)
+                    return self._send(200, other_json(state, name))
+                if method == "PUT" and not sub:
+                    manifest = self._body()
+                    if manifest.get("metadata", {}).get("resourceVersion") != str(stored["_resource_version"]):
+                        return self._send(409, status_json(409, "Conflict", "the object has been modified"))
+                    state.others[name] = {**manifest, "_generation": stored["_generation"] + 1,
+                                          "_resource_version": stored["_resource_version"] + 1, "_updated": 0}
+                    return self._send(200, other_json(state, name))
+                if method == "DELETE" and not sub:
+                    options = {**self._body(), **{k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}}
+                    state.deletions.append((name, options))  # the client sends the options as query or body
+                    del state.others[name]
+                    return self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+                return self._send(404, status_json(404, "NotFound", f"{method} {self.path}"))
+
             def _advance(self) -> None:
                 state = outer.state
                 state.status_reads_after_patch += 1
@@ -143,6 +205,15 @@ class KubernetesApi:
 
             def do_PATCH(self):
                 self._route("PATCH")
+
+            def do_POST(self):
+                self._route("POST")
+
+            def do_PUT(self):
+                self._route("PUT")
+
+            def do_DELETE(self):
+                self._route("DELETE")
 
             def log_message(self, *args):
                 pass

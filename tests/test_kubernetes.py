@@ -94,3 +94,66 @@ def test_p1_3c_reads_every_pods_recent_lines_and_counts_errors_per_pod(cluster, 
 def test_p1_3c_no_pods_is_unverified(cluster, tmp_path):
     result = check_logs(k8s_ctx(tmp_path, step_id="P1.3c"))
     assert result.status == "needs-human" and "silence proves nothing" in result.evidence[0]
+
+
+CANARY = "actor-system-canary"
+
+
+def test_a6_canary_is_a_deployment_beside_the_stable_one_with_the_flag_on_image(cluster, tmp_path):
+    from tasks.reintroduce import deploy_canary
+
+    ctx = k8s_ctx(tmp_path, step_id="A.6", **{"canary_env = {}": 'canary_env = { RUST_LOG = "debug" }'})
+    result = deploy_canary(ctx)
+    assert result.status == "done", result.evidence
+    canary = cluster.state.others[CANARY]
+    assert canary["spec"]["replicas"] == 1
+    assert canary["spec"]["selector"]["matchLabels"] == {"app": "actor-system", "track": "canary"}
+    assert canary["spec"]["template"]["metadata"]["labels"] == {"app": "actor-system", "track": "canary"}
+    [container] = canary["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/actor-system:reintroduce-phase1-new-scheduler"
+    assert {"name": "RUST_LOG", "value": "debug"} in container["env"]
+    assert canary["metadata"]["annotations"]["actor-rollback/incident"] == "inc-test"
+    # the stable Deployment is left alone, and told it overlaps the canary's pods
+    assert cluster.state.image == "registry.example.com/actor-system:v0.4.0" and cluster.state.patches == []
+    assert any("also matches the canary's pods" in line and "track: stable" in line for line in result.evidence)
+    assert "rollout complete: 1/1 updated, 1/1 available, 1 total" in result.evidence
+
+
+def test_a6_a_rerun_replaces_the_existing_canary_instead_of_failing(cluster, tmp_path):
+    from tasks.reintroduce import deploy_canary
+
+    deploy_canary(k8s_ctx(tmp_path, step_id="A.6"))
+    again = deploy_canary(k8s_ctx(tmp_path, step_id="A.6", **{"canary_replicas = 1": "canary_replicas = 2"}))
+    assert again.status == "done"
+    assert any("existed (a rerun): replaced with 2 replica(s)" in line for line in again.evidence)
+    assert list(cluster.state.others) == [CANARY] and cluster.state.others[CANARY]["spec"]["replicas"] == 2
+    assert cluster.state.others[CANARY]["_generation"] == 2
+
+
+def test_a6_stopping_the_canary_deletes_it_and_a_second_stop_is_already_done(cluster, tmp_path):
+    from tasks.reintroduce import deploy_canary, stop_canary
+
+    deploy_canary(k8s_ctx(tmp_path, step_id="A.6"))
+    stopped = stop_canary(k8s_ctx(tmp_path, step_id="A.6"))
+    assert stopped.status == "done" and CANARY not in cluster.state.others
+    assert cluster.state.deletions[0][0] == CANARY
+    assert cluster.state.deletions[0][1].get("propagationPolicy") == "Foreground"  # its pods go with it
+    assert stop_canary(k8s_ctx(tmp_path, step_id="A.6")).status == "already-done"
+
+
+def test_a6_promote_sets_the_stable_deployment_to_the_reintroduced_version_flag_still_off(cluster, tmp_path):
+    from tasks.reintroduce import promote
+
+    result = promote(k8s_ctx(tmp_path, step_id="A.6"))
+    assert result.status == "done" and result.name == "promote"
+    assert cluster.state.image == "registry.example.com/actor-system:reintroduce-phase1"  # not the -new-scheduler one
+    assert any("the flag stays off by default" in line for line in result.evidence)
+
+
+def test_a6_canary_without_the_configured_container_is_bad_input_and_creates_nothing(cluster, tmp_path):
+    from tasks.reintroduce import deploy_canary
+
+    ctx = k8s_ctx(tmp_path, step_id="A.6", **{'container = "actor-system"': 'container = "actor"'})
+    with pytest.raises(BadInputError, match="no container 'actor'.*deploy.kubernetes.container"):
+        deploy_canary(ctx)
+    assert cluster.state.others == {}
