@@ -221,3 +221,24 @@ def test_cli_bad_input_exits_2_naming_the_fix(args, message):
     args = [a.format(data=DATA) for a in args]
     run = subprocess.run([CLI, "triage", *args, "--json"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and message in json.loads(run.stdout)["error"], run.stdout + run.stderr
+
+
+def test_f3_medium_on_the_embedded_server_hands_the_decision_to_its_owner_and_changes_nothing(sample, test_config,
+                                                                                               tmp_path):
+    """Without PREFECT_API_URL the run lives on Prefect's in-process server: nobody else can answer a
+    pause there, so the run does not wait for one — it says who decides by when, and touches nothing."""
+    before = run_git(sample.origin, "rev-parse", "main")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "embedded-home")
+    done = subprocess.run([CLI, "triage", "--repo", str(sample.repo), "--config", str(test_config), "--kind",
+                           "perf-regression", "--regression-pct", "7", "--incident", "inc-med-embedded", "--json"],
+                          capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    result = json.loads(done.stdout)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert (result["severity"], result["owner"]) == ("medium", "project-manager")
+    ask = next(s for s in result["steps"] if s["name"] == "ask-owner")
+    assert ask["status"] == "needs-human"
+    assert "on the embedded server nobody can answer this run; project-manager decides by " + result["deadline"] \
+        in ask["evidence"][0]
+    assert result.get("rollback") is None
+    assert run_git(sample.origin, "rev-parse", "main") == before
