@@ -7,7 +7,9 @@
 
 Every POST needs `Authorization: Bearer <token>` (the token from the env var named by
 `receiver.token_env`, compared in constant time); when `receiver.hmac_secret_env` is set, also
-`X-Signature: sha256=<hex HMAC-SHA256 of the body>`. Bodies over `receiver.max_body_bytes` are
+`X-Signature: sha256=<hex HMAC-SHA256 of the body>` — or, on /alerts/grafana, Grafana's own
+signature (`X-Grafana-Alerting-Signature: <hex>` of the body, or of `<timestamp>:<body>` with
+the timestamp header configured, which must then be fresh). Bodies over `receiver.max_body_bytes` are
 refused before they are read. A payload is validated whole: any unusable alert refuses it all
 with a 4xx naming the alert and the fix, and nothing is started.
 
@@ -211,13 +213,35 @@ class AlertReceiver:
             return 401, "wrong bearer token"
         return None
 
-    def _signed(self, headers, body: bytes) -> tuple[int, str] | None:
+    def _signed(self, headers, body: bytes, source: str) -> tuple[int, str] | None:
         if not self._secret:
             return None
         given = headers.get("X-Signature", "")
         expected = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return 401, "bad or missing X-Signature: expected sha256=<hex HMAC-SHA256 of the body>"
+        if given and hmac.compare_digest(given.encode(), expected.encode()):
+            return None
+        if source == "grafana" and headers.get(self.cfg.grafana_signature_header):
+            return self._grafana_signed(headers, body)
+        return 401, "bad or missing X-Signature: expected sha256=<hex HMAC-SHA256 of the body>"
+
+    def _grafana_signed(self, headers, body: bytes) -> tuple[int, str] | None:
+        """Grafana's scheme: hex HMAC-SHA256 of the body, or of `<unix timestamp>:<body>`."""
+        name, stamp_name = self.cfg.grafana_signature_header, self.cfg.grafana_timestamp_header
+        signed = body
+        if stamp_name:
+            stamp = headers.get(stamp_name, "")
+            if not stamp.isdigit():
+                return 401, f"missing {stamp_name}: receiver.grafana_timestamp_header says Grafana sends one"
+            age = abs(time.time() - int(stamp))
+            if age > self.cfg.signature_max_age_seconds:
+                return 401, (f"{stamp_name} is {age:.0f} s away from now (over receiver.signature_max_age_seconds = "
+                             f"{self.cfg.signature_max_age_seconds}): a replay, or a clock to fix")
+            signed = stamp.encode() + b":" + body
+        expected = hmac.new(self._secret, signed, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(headers.get(name, "").strip().lower().encode(), expected.encode()):
+            return 401, (f"bad {name}: expected the hex HMAC-SHA256 of "
+                         + (f"'<{stamp_name}>:<body>'" if stamp_name else "the body")
+                         + " with the secret of receiver.hmac_secret_env (the contact point's HMAC secret)")
         return None
 
     def _handle(self, path: str, headers, read: Callable[[int], bytes]) -> tuple[int, dict]:
@@ -234,7 +258,7 @@ class AlertReceiver:
             return 413, {"error": f"body of {length} bytes is over the limit of {self.cfg.max_body_bytes} "
                                   "(receiver.max_body_bytes)"}
         body = read(int(length))
-        refused = self._signed(headers, body)
+        refused = self._signed(headers, body, routes[path])
         if refused:
             return refused[0], {"error": refused[1]}
         try:

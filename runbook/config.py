@@ -243,6 +243,11 @@ class ReceiverConfig(_Strict):
     port: int = Field(default=9095, ge=0, le=65535)
     token_env: str = "ACTOR_ROLLBACK_RECEIVER_TOKEN"  # bearer token; required
     hmac_secret_env: str = ""  # when set, an X-Signature: sha256=<hex> of the body is required
+    # Grafana signs with its own scheme (contact point → HMAC signature): hex HMAC-SHA256 of the body, or of
+    # "<timestamp>:<body>" when it is given a timestamp header; accepted on /alerts/grafana besides X-Signature
+    grafana_signature_header: str = "X-Grafana-Alerting-Signature"
+    grafana_timestamp_header: str = ""  # e.g. X-Grafana-Alerting-Signature-Timestamp; then required and fresh
+    signature_max_age_seconds: int = Field(default=300, gt=0)  # a signed timestamp older than this is a replay
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     phase_label: str = "phase"
     kind_label: str = "kind"

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -171,6 +172,62 @@ def test_with_a_signing_secret_an_unsigned_or_badly_signed_body_is_refused(deplo
     finally:
         receiver.stop()
     assert len(runs_for("am-ac09-")) == 1
+
+
+def grafana_alert(fingerprint: str) -> bytes:
+    body = {**alertmanager_body(fingerprint), "orgId": 1, "version": "1", "title": "[FIRING:1]", "state": "alerting"}
+    return json.dumps(body).encode()
+
+
+def grafana_signature(body: bytes, stamp: str = "") -> str:
+    return hmac.new(b"hmac-secret", (stamp.encode() + b":" + body) if stamp else body, hashlib.sha256).hexdigest()
+
+
+def test_grafanas_own_hmac_signature_is_accepted_on_the_grafana_endpoint_only(deployment, monkeypatch):
+    monkeypatch.setenv("TEST_RECEIVER_HMAC", "hmac-secret")
+    receiver = make_receiver(monkeypatch, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC"})
+    try:
+        body = grafana_alert("gs01")
+        signed = {"X-Grafana-Alerting-Signature": grafana_signature(body)}
+        assert post(receiver, "/alerts/grafana", body, headers=signed).status_code == 202
+        forged = post(receiver, "/alerts/grafana", body, headers={"X-Grafana-Alerting-Signature": "0" * 64})
+        assert forged.status_code == 401 and "the hex HMAC-SHA256 of the body" in forged.json()["error"]
+        other = post(receiver, "/alerts/alertmanager", json.dumps(alertmanager_body("gs02")).encode(),
+                     headers={"X-Grafana-Alerting-Signature": grafana_signature(body)})
+        assert other.status_code == 401 and "X-Signature" in other.json()["error"]  # Grafana's scheme for Grafana only
+        receiver.drain()
+    finally:
+        receiver.stop()
+    assert len(runs_for("gf-gs01-")) == 1 and runs_for("am-gs02-") == []
+
+
+def test_grafanas_timestamped_signature_must_be_fresh_so_a_replay_is_refused(deployment, monkeypatch):
+    monkeypatch.setenv("TEST_RECEIVER_HMAC", "hmac-secret")
+    stamp_header = "X-Grafana-Alerting-Signature-Timestamp"
+    receiver = make_receiver(monkeypatch, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC",
+                                             "receiver.grafana_timestamp_header": stamp_header})
+    try:
+        body = grafana_alert("gs03")
+        now = str(int(time.time()))
+        fresh = {"X-Grafana-Alerting-Signature": grafana_signature(body, now), stamp_header: now}
+        assert post(receiver, "/alerts/grafana", body, headers=fresh).status_code == 202
+        old = str(int(time.time()) - 600)  # a captured request sent again ten minutes later
+        replay = post(receiver, "/alerts/grafana", grafana_alert("gs04"),
+                      headers={"X-Grafana-Alerting-Signature": grafana_signature(grafana_alert("gs04"), old),
+                               stamp_header: old})
+        assert replay.status_code == 401 and "a replay" in replay.json()["error"]
+        unstamped = post(receiver, "/alerts/grafana", grafana_alert("gs05"),
+                         headers={"X-Grafana-Alerting-Signature": grafana_signature(grafana_alert("gs05"))})
+        assert unstamped.status_code == 401 and f"missing {stamp_header}" in unstamped.json()["error"]
+        body_only = post(receiver, "/alerts/grafana", grafana_alert("gs06"),  # the stamp not in what was signed
+                         headers={"X-Grafana-Alerting-Signature": grafana_signature(grafana_alert("gs06")),
+                                  stamp_header: now})
+        assert body_only.status_code == 401
+        receiver.drain()
+    finally:
+        receiver.stop()
+    assert len(runs_for("gf-gs03-")) == 1
+    assert all(runs_for(f"gf-gs0{n}-") == [] for n in (4, 5, 6))
 
 
 def test_the_receiver_refuses_to_start_without_its_token(monkeypatch):
