@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -17,16 +21,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_prefect(home: Path) -> subprocess.Popen:
-    """`prefect server start` (SQLite) of its own; PREFECT_* set in this process before Prefect is imported."""
+def pg_binary(name: str) -> str | None:
+    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+
+
+def as_postgres_user(args: list[str]) -> list[str]:
+    """initdb refuses to run as root: run the server as `nobody` then."""
+    return ["runuser", "-u", "nobody", "--", *args] if os.geteuid() == 0 else args
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    """A PostgreSQL of its own on loopback (Debian's initdb/pg_ctl); yields Prefect's database URL."""
+    initdb, pg_ctl, createdb = pg_binary("initdb"), pg_binary("pg_ctl"), pg_binary("createdb")
+    if not (initdb and pg_ctl and createdb):
+        raise FileNotFoundError("PostgreSQL (Debian package postgresql: initdb, pg_ctl) is not installed")
+    # outside private temp folders, so that `nobody` can reach it
+    data = Path(tempfile.mkdtemp(prefix="actor-rollback-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "nobody")
+    port = free_port()
+    try:
+        subprocess.run(as_postgres_user([initdb, "-D", str(data / "db"), "-U", "prefect", "--auth=trust"]),
+                       check=True, capture_output=True)
+        subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                                         f"-k {data} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                                         "start"]), check=True, capture_output=True)
+        subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "prefect"], check=True)
+        yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect"
+    finally:
+        subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-m", "fast", "stop"]), capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def start_prefect(home: Path, database_url: str = "") -> subprocess.Popen:
+    """`prefect server start` of its own (SQLite, or the PostgreSQL at `database_url`); PREFECT_* set in this
+    process before Prefect is imported."""
     import httpx
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "PREFECT_LOGGING_LEVEL": "WARNING"})
+    env = {**os.environ, **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {})}
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+    server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

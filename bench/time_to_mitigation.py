@@ -27,13 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from _services import free_port, start_prefect, stop  # noqa: E402
+from _services import free_port, postgres, start_prefect, stop  # noqa: E402
 
 TOKEN = "ttm-bench-token-0123456789abcdef"
 
@@ -152,7 +153,8 @@ def stages(incident: str, t0: float) -> dict[str, float]:
     sub = wait_for(lambda: find(f"rollback-phase-1-{incident}"), 60, "the rollback run", step=0.2)
     with get_client(sync_client=True) as client:
         tasks = {t.name: t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[sub.id])))}
-    out = {"triage running": triage.start_time.timestamp() - t0, "rollback running": sub.start_time.timestamp() - t0}
+    out = {"triage running": triage.start_time.timestamp() - t0, "rollback created": sub.created.timestamp() - t0,
+           "rollback running": sub.start_time.timestamp() - t0}
     for label, name in (("flag done", "P1.1 disable_feature_flag"), ("push done", "P1.2b push_rollback"),
                         ("deploy done", "P1.3a deploy_with_command")):
         task = tasks.get(name)
@@ -161,7 +163,21 @@ def stages(incident: str, t0: float) -> dict[str, float]:
     return out
 
 
-def webhook_trials(target: Target, receiver_port: int, trials: int, mode: str) -> list[dict]:
+def wait_until_final(incident: str) -> None:
+    """Until the trial's triage run and its rollback subflow have ended (their teardown included)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    def ended() -> bool:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(
+                any_=[f"triage-{incident}", f"rollback-phase-1-{incident}"])))
+        return len(runs) == 2 and all(r.state and r.state.is_final() for r in runs)
+
+    wait_for(ended, 120, f"the end of {incident}'s runs", step=0.2)
+
+
+def webhook_trials(target: Target, receiver_port: int, trials: int, mode: str, settle: bool = False) -> list[dict]:
     import httpx
 
     results = []
@@ -181,7 +197,12 @@ def webhook_trials(target: Target, receiver_port: int, trials: int, mode: str) -
         wait_for(lambda: target.deploys() > deploys, 120, "the redeploy")
         t_deploy = time.time() - t0
         results.append({"pushed": t_push, "deployed": t_deploy, **stages(incident, t0)})
-        print(f"  {mode} trial {n + 1}: pushed {t_push:.2f} s, deployed {t_deploy:.2f} s", flush=True)
+        got = results[-1]
+        print(f"  {mode} trial {n + 1}: pushed {t_push:.2f} s, deployed {t_deploy:.2f} s (triage running "
+              f"{got['triage running']:.2f}, rollback created {got['rollback created']:.2f}, running "
+              f"{got['rollback running']:.2f})", flush=True)
+        if settle:
+            wait_until_final(incident)
         time.sleep(1)
     return results
 
@@ -259,7 +280,7 @@ def report(name: str, results: list[dict]) -> None:
     print(f"\n{name}: {len(results)} trials")
     print("| from the trigger to | p50 | p95 | max |")
     print("|---|---|---|---|")
-    for key in ("triage running", "rollback running", "flag done", "pushed", "deployed"):
+    for key in ("triage running", "rollback created", "rollback running", "flag done", "pushed", "deployed"):
         values = [r[key] for r in results if key in r]
         if values:
             print(f"| {key} | {pct(values, 50):.2f} s | {pct(values, 95):.2f} s | {max(values):.2f} s |")
@@ -280,10 +301,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--gauge-trials", type=int, default=20)
+    parser.add_argument("--modes", default="deployment,warm", help="webhook paths to measure")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the Prefect server's database (postgres: a PostgreSQL of the script's own)")
+    parser.add_argument("--settle", action="store_true",
+                        help="start a trial only once the previous trial's runs have ended (not just pushed)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, (postgres() if args.database == "postgres" else nullcontext("")) as db:
         where = Path(tmp)
-        server = start_prefect(where / "prefect-home")
+        server = start_prefect(where / "prefect-home", db)
+        print(f"Prefect server on {args.database}", flush=True)
         processes, target = [], None
         try:
             from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -291,13 +318,13 @@ def main() -> None:
             with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
                 target = Target(where)
                 all_results = {}
-                for mode in ("deployment", "warm"):
+                for mode in args.modes.split(","):
                     receiver_port = free_port()
                     serve = start_serve(target, config_for(target, where, mode == "warm"), receiver_port,
                                         where / f"serve-{mode}.log")
                     processes.append(serve)
                     print(f"{mode} path:", flush=True)
-                    all_results[mode] = webhook_trials(target, receiver_port, args.trials, mode)
+                    all_results[mode] = webhook_trials(target, receiver_port, args.trials, mode, args.settle)
                     if mode == "warm" and args.gauge_trials:
                         print("gauge path (warm):", flush=True)
                         all_results["gauge"] = gauge_trials(target, receiver_port, args.gauge_trials, where)
@@ -305,8 +332,11 @@ def main() -> None:
                     processes.remove(serve)
                 print(f"\nmachine: {os.cpu_count()} cores; Prefect server, runner, receiver, git remote and "
                       "service all on loopback")
-                report("webhook → Critical path, receiver starts a deployment run (runner poll 1 s)", all_results["deployment"])
-                report("webhook → Critical path, warm (triage in the serve process)", all_results["warm"])
+                if "deployment" in all_results:
+                    report("webhook → Critical path, receiver starts a deployment run (runner poll 1 s)",
+                           all_results["deployment"])
+                if "warm" in all_results:
+                    report("webhook → Critical path, warm (triage in the serve process)", all_results["warm"])
                 if "gauge" in all_results:
                     report("gauge flip → Prometheus → Alertmanager → receiver → warm Critical path", all_results["gauge"])
         finally:

@@ -6,10 +6,8 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,35 +19,17 @@ pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 
 
-def pg_binary(name: str) -> str | None:
-    return shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
-
-
-def as_postgres_user(args: list[str]) -> list[str]:
-    """initdb refuses to run as root: run the server as `nobody` then."""
-    return ["runuser", "-u", "nobody", "--", *args] if os.geteuid() == 0 else args
-
-
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
-    initdb, pg_ctl, createdb = pg_binary("initdb"), pg_binary("pg_ctl"), pg_binary("createdb")
-    require(bool(initdb and pg_ctl and createdb), "PostgreSQL (Debian package postgresql: initdb, pg_ctl)")
-    # outside pytest's temp folder (private to root), so that `nobody` can reach it
-    data = Path(tempfile.mkdtemp(prefix="actor-rollback-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(data, "nobody")
-    port = free_port()
-    subprocess.run(as_postgres_user([initdb, "-D", str(data / "db"), "-U", "prefect", "--auth=trust"]), check=True,
-                   capture_output=True)
-    subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
-                                     f"-k {data} -p {port} -c listen_addresses=127.0.0.1 -c max_connections=200",
-                                     "start"]), check=True, capture_output=True)
-    subprocess.run([createdb, "-h", "127.0.0.1", "-p", str(port), "-U", "prefect", "prefect"], check=True)
-    yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect", port
-    for state in glob.glob(str(tmp_path_factory.getbasetemp() / "**" / "production" / "service.pid"), recursive=True):
-        subprocess.run(["kill", Path(state).read_text().strip()], capture_output=True)
-    subprocess.run(as_postgres_user([pg_ctl, "-D", str(data / "db"), "-m", "fast", "stop"]), capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
+    from bench._services import pg_binary
+    from bench._services import postgres as start_postgres
+
+    require(all(pg_binary(name) for name in ("initdb", "pg_ctl", "createdb")),
+            "PostgreSQL (Debian package postgresql: initdb, pg_ctl)")
+    with start_postgres() as url:
+        yield url, int(url.rsplit(":", 1)[1].split("/")[0])
+        for state in glob.glob(str(tmp_path_factory.getbasetemp() / "**" / "production" / "service.pid"), recursive=True):
+            subprocess.run(["kill", Path(state).read_text().strip()], capture_output=True)
 
 
 @pytest.fixture(scope="module")
