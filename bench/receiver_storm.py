@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _services import start_prefect, stop  # noqa: E402
+from _timing import percentile  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -86,8 +86,9 @@ def bare_server() -> ThreadingHTTPServer:
     return server
 
 
-def pct(times: list[float], q: float) -> float:
-    return statistics.quantiles(times, n=100)[q - 1] * 1000
+def pct(times: list[float], q: int) -> float:
+    """The q-th percentile in milliseconds."""
+    return percentile(times, q) * 1000
 
 
 def main() -> None:

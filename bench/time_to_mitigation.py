@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from _services import free_port, postgres, start_prefect, stop  # noqa: E402
+from _timing import percentile  # noqa: E402
 
 TOKEN = "ttm-bench-token-0123456789abcdef"
 
@@ -269,13 +270,6 @@ def gauge_trials(target: Target, receiver_port: int, trials: int, where: Path) -
     return results
 
 
-def pct(values: list[float], q: int) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[q - 1]
-
-
 def report(name: str, results: list[dict]) -> None:
     print(f"\n{name}: {len(results)} trials")
     print("| from the trigger to | p50 | p95 | max |")
@@ -283,7 +277,7 @@ def report(name: str, results: list[dict]) -> None:
     for key in ("triage running", "rollback created", "rollback running", "flag done", "pushed", "deployed"):
         values = [r[key] for r in results if key in r]
         if values:
-            print(f"| {key} | {pct(values, 50):.2f} s | {pct(values, 95):.2f} s | {max(values):.2f} s |")
+            print(f"| {key} | {percentile(values, 50):.2f} s | {percentile(values, 95):.2f} s | {max(values):.2f} s |")
     if all("triage running" in r for r in results):
         shares = {"pick-up (webhook → triage running)": [r["triage running"] for r in results],
                   "triage (decide, page, subflow start)": [r["rollback running"] - r["triage running"] for r in results],

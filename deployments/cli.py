@@ -50,10 +50,15 @@ def _bad_input(message: str, as_json: bool) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def _config(path: Path | None, repo: Path | None) -> RollbackConfig:
+def _config_path(path: Path | None, repo: Path | None) -> Path | None:
+    """--config, else the workspace's own rollback.toml, else None (the shipped one)."""
     if path is None and repo is not None and (repo / "rollback.toml").exists():
-        path = repo / "rollback.toml"
-    return load_config(path)
+        return repo / "rollback.toml"
+    return path
+
+
+def _config(path: Path | None, repo: Path | None) -> RollbackConfig:
+    return load_config(_config_path(path, repo))
 
 
 def _brief(lines: list[str], keep: int = 4) -> str:
@@ -174,7 +179,7 @@ def run(
     if not (yes or dry_run or as_json) and sys.stdin.isatty():
         typer.confirm(f"Roll back phase {key} ({cfg.phase(key).title}) in {repo} for {incident}?", abort=True)
     _quiet_prefect(as_json)
-    config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+    config_path = _config_path(config, repo)
     asks_reset = key == "4" and any(x in ("reset", "P4.3") for x in _split(only)) and not dry_run
     terminal_approval = _ask_last_resort_at_terminal(cfg) if asks_reset else None
     with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else nullcontext():
@@ -300,7 +305,7 @@ def triage(
         _quiet_prefect(as_json)
         from flows.triage import triage as triage_flow
 
-        config_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        config_path = _config_path(config, repo)
         reports = [TriageReport.model_validate(triage_flow(incident=i, repo=str(repo.resolve()), skip=_split(skip) or None,
                                                            config=str(config_path) if config_path else ""))
                    for i in incidents]
@@ -334,7 +339,7 @@ def postmortem_cmd(
 
     _quiet_prefect(as_json)
     try:
-        cfg_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        cfg_path = _config_path(config, repo)
         _config(cfg_path, repo)
         open_workspace(repo)
         result = postmortem(ref=ref, repo=str(repo), config=str(cfg_path) if cfg_path else "")
@@ -362,7 +367,7 @@ def reintroduce(
 
     try:
         key = normalize_phase(phase)
-        cfg_path = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+        cfg_path = _config_path(config, repo)
         _config(cfg_path, repo)
         open_workspace(repo)
     except (ConfigError, BadInputError) as exc:
@@ -386,14 +391,13 @@ def audit(
     as_json: JsonOpt = False,
 ) -> None:
     """Every triage and rollback on the Prefect server: trigger, decision, approvals, outcome, duration."""
-    from flows.history import list_runs
+    from flows.history import list_runs, triage_decisions
 
     _quiet_prefect(as_json)
     try:
         key = normalize_phase(phase) if phase else None
     except ConfigError as exc:
         raise _bad_input(str(exc), as_json) from None
-    from flows.history import triage_decisions
 
     rows = []
     runs = list_runs(since, key)
@@ -567,7 +571,7 @@ def serve(
     prepare_runner_environment()
     from deployments.serve import serve_rollbacks
 
-    config = config or (repo / "rollback.toml" if (repo / "rollback.toml").exists() else None)
+    config = _config_path(config, repo)
     serve_rollbacks(repo, config, limit, receiver_port, receiver, receiver_host)
 
 

@@ -64,7 +64,7 @@ def incident_history(ref: str, cfg: RollbackConfig) -> IncidentHistory:
                                        sort=FlowRunSort.START_TIME_DESC, limit=1)
         decision, triage_url, timeline = {}, "", []
         if triage:
-            decision = triage_decision(triage[0].id, incident)
+            decision = triage_decisions(triage).get(str(triage[0].id), {})
             triage_url = url_for(triage[0]) or ""
             if decision.get("started_at"):
                 timeline.append(TimelineEntry(datetime.fromisoformat(decision["started_at"]),
@@ -106,13 +106,6 @@ def _key(text: str) -> str:
     from tasks.context import artifact_key
 
     return artifact_key(text)
-
-
-def triage_decision(run_id, incident: str) -> dict[str, str]:
-    """The decision table a triage run left (severity, rule, owner, decided_by, …); empty if none."""
-    with get_client(sync_client=True) as client:
-        rows = _table(_artifacts(client, run_id).get(_key(f"triage-{incident}-decision")))
-    return {k: str(v) for k, v in rows[0].items()} if rows else {}
 
 
 def triage_decisions(runs) -> dict[str, dict[str, str]]:

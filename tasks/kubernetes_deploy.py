@@ -182,7 +182,8 @@ def deploy_canary_to_kubernetes(ctx: StepContext, version: str) -> StepResult:
 
     k, r = ctx.cfg.deploy.kubernetes, ctx.cfg.reintroduce
     image = r.canary_image.format(version=version)
-    name, where = canary_name(ctx), f"deployment/{canary_name(ctx)} -n {k.namespace}"
+    name = canary_name(ctx)
+    where = f"deployment/{name} -n {k.namespace}"
     _, apps = kubernetes_clients()
     try:
         stable = apps.read_namespaced_deployment(k.deployment, k.namespace)
