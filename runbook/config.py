@@ -61,6 +61,7 @@ class PhaseConfig(_Strict):
     tokio_build: str = ""
     ci_file: str = ".github/workflows/ci.yml"
     ci_disable_targets: list[str] = []
+    ci_disable_jobs: list[str] = []  # P3.3: job ids turned off whatever they build (when no target names them)
     baseline_commit_pattern: str = ""
     baseline_tag: str = ""
 

@@ -89,6 +89,7 @@ def test_p3_3_disables_the_no_std_job_keeping_yaml_comments_and_the_job_graph(sa
     assert changed_lines(sample.repo) == [
         "+    if: ${{ false }}  # disabled by actor-rollback P3.3 (inc-3)",
         "-    needs: [test, no-std]",
+        "+    # needs: no-std removed by actor-rollback P3.3 (inc-3)",
         "+    needs: [test]",
     ]
     text = (sample.repo / CI_FILE).read_text()
@@ -114,7 +115,7 @@ def test_p3_3_a_mixed_job_gets_only_its_target_step_disabled(sample):
     test_steps = workflow["jobs"]["test"]["steps"]
     assert test_steps[-1]["if"] == "${{ false }}" and "if" not in test_steps[1]
     assert "if" not in workflow["jobs"]["test"]
-    assert any("step Embedded check: disabled" in line for line in result.evidence)
+    assert any("step 4 (Embedded check): disabled" in line for line in result.evidence)
 
 
 def test_p3_3_invalid_yaml_is_refused_untouched(sample):
