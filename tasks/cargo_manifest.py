@@ -17,7 +17,7 @@ import tomlkit
 from runbook.errors import BadInputError
 from runbook.model import StepResult
 from tasks.context import StepContext
-from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
+from tasks.git_repo import commit_files, head_text, open_workspace, run_git, sync_with_remote
 
 
 @dataclass
@@ -29,20 +29,34 @@ class ManifestFinding:
 
 
 def workspace_manifests(root: Path) -> list[Path]:
-    """The root Cargo.toml and every member's, glob members included, `exclude` honoured."""
+    """The root Cargo.toml and every member's: ".", plain paths and globs, `exclude` honoured."""
     root_manifest = root / "Cargo.toml"
     if not root_manifest.exists():
         raise BadInputError(f"{root}: no Cargo.toml at the root; --repo must point at the Rust workspace")
     data = _read(root_manifest, root)
     found = [root_manifest]
     workspace = data.get("workspace", {})
-    excluded = {(root / e).resolve() for e in workspace.get("exclude", [])}
+    excluded = {(root / e).resolve() for e in workspace.get("exclude", []) if isinstance(e, str)}
     for pattern in workspace.get("members", []):
-        for member in sorted(root.glob(pattern)):
+        if not isinstance(pattern, str) or pattern.startswith("/") or ".." in Path(pattern).parts:
+            raise BadInputError(f"Cargo.toml: workspace member {pattern!r} is not a path inside the workspace")
+        pattern = pattern.strip().rstrip("/")
+        members = [root] if pattern in ("", ".") else sorted(root.glob(pattern))
+        for member in members:
             manifest = member / "Cargo.toml"
             if member.resolve() not in excluded and manifest.exists() and manifest not in found:
                 found.append(manifest)
     return found
+
+
+def member_packages(root: Path) -> dict[str, Path]:
+    """Package name → manifest, for every workspace member that is a package."""
+    packages = {}
+    for manifest in workspace_manifests(root):
+        name = _read(manifest, root).get("package", {}).get("name")
+        if isinstance(name, str):
+            packages[name] = manifest
+    return packages
 
 
 def _read(path: Path, root: Path) -> dict:
@@ -52,18 +66,23 @@ def _read(path: Path, root: Path) -> dict:
         raise BadInputError(f"{path.relative_to(root)} is not valid TOML ({exc}); fix it before rolling back") from None
 
 
-def _enables(entry: str, flag: str) -> bool:
-    return entry == flag or re.fullmatch(rf"[A-Za-z0-9_-]+\??/{re.escape(flag)}", entry) is not None
+def _enables(entry: str, flag: str, members: frozenset[str] = frozenset()) -> bool:
+    """Whether a feature-list entry turns this flag on: the flag itself, or `member/flag` of a workspace
+    member that declares it. `dep/std` of an outside crate is that crate's feature, not ours."""
+    if entry == flag:
+        return True
+    match = re.fullmatch(rf"([A-Za-z0-9_-]+)\??/{re.escape(flag)}", entry)
+    return match is not None and match.group(1) in members
 
 
-def _indirect_chain(features: dict[str, list[str]], flag: str) -> list[str]:
+def _indirect_chain(features: dict[str, list[str]], flag: str, members: frozenset[str] = frozenset()) -> list[str]:
     """default → a → b → flag through other features (breadth first), or []."""
     queue: list[list[str]] = [["default"]]
     seen = {"default"}
     while queue:
         path = queue.pop(0)
         for entry in features.get(path[-1], []):
-            if _enables(entry, flag):
+            if _enables(entry, flag, members):
                 return [*path, entry] if len(path) > 1 else []
             if entry in features and entry not in seen:
                 seen.add(entry)
@@ -71,30 +90,38 @@ def _indirect_chain(features: dict[str, list[str]], flag: str) -> list[str]:
     return []
 
 
+def flag_members(root: Path, flag: str) -> frozenset[str]:
+    """The workspace's packages that declare the flag: `name/flag` in another member enables ours."""
+    return frozenset(name for name, manifest in member_packages(root).items()
+                     if flag in _read(manifest, root).get("features", {}))
+
+
 def inspect_manifests(root: Path, flag: str) -> list[ManifestFinding]:
+    members = flag_members(root, flag)
     findings = []
     for manifest in workspace_manifests(root):
         features = _read(manifest, root).get("features", {})
         findings.append(ManifestFinding(
             path=manifest.relative_to(root),
             declares_flag=flag in features,
-            direct=[e for e in features.get("default", []) if _enables(e, flag)],
-            chain=_indirect_chain(features, flag),
+            direct=[e for e in features.get("default", []) if _enables(e, flag, members)],
+            chain=_indirect_chain(features, flag, members),
         ))
     return findings
 
 
-def remove_from_default(text: str, flag: str) -> str:
-    """The manifest text with the flag's entries removed from [features] default, nothing else."""
+def remove_from_default(text: str, flag: str, members: frozenset[str] = frozenset()) -> str:
+    """The manifest text with the flag's entries removed from [features] default, nothing else: only the
+    exact item (or a flag-declaring member's `member/flag`) goes, never `dep/flag` of an outside crate."""
     document = tomlkit.parse(text)
     default = document["features"]["default"]
     for index in reversed(range(len(default))):
-        if _enables(str(default[index]), flag):
+        if _enables(str(default[index]), flag, members):
             del default[index]
     edited = tomlkit.dumps(document)
     before, after = tomllib.loads(text), tomllib.loads(edited)
     expected = copy.deepcopy(before)
-    expected["features"]["default"] = [e for e in before["features"]["default"] if not _enables(e, flag)]
+    expected["features"]["default"] = [e for e in before["features"]["default"] if not _enables(e, flag, members)]
     if after != expected:  # a formatting library surprise must never change what the manifest means
         raise RuntimeError("the TOML edit changed more than the default features; nothing was written")
     return edited
@@ -106,11 +133,7 @@ def disable_feature_flag(ctx: StepContext) -> StepResult:
     findings = inspect_manifests(ctx.repo, flag)
     declared = [f for f in findings if f.declares_flag]
     if not declared:
-        checked = ", ".join(str(f.path) for f in findings)
-        raise BadInputError(
-            f'the feature "{flag}" is declared in no Cargo.toml of the workspace (checked {checked}); '
-            "check `flag` in the config or --repo"
-        )
+        return _flag_gone(ctx, findings)
     direct = [f for f in findings if f.direct]
     indirect = [f for f in findings if f.chain and not f.direct]
     evidence = [f"{f.path}: declares {flag}" for f in declared]
@@ -127,18 +150,20 @@ def disable_feature_flag(ctx: StepContext) -> StepResult:
                               evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
         return StepResult(id=ctx.step_id, name="flag", status="planned",
                           evidence=[f"{f.path}: remove {', '.join(f.direct)} from [features] default" for f in direct])
+    members = flag_members(ctx.repo, flag)
     repo = open_workspace(ctx.repo)
     # Work from the committed manifests: a run killed between edit and commit left exactly the
     # edited text in the tree, which may be resumed; anything else dirty is refused.
-    resumable = {rel: remove_from_default(text, flag) for rel, text in _enabling_at_head(repo, ctx, flag).items()}
+    resumable = {rel: remove_from_default(text, flag, members)
+                 for rel, text in _enabling_at_head(repo, ctx, flag, members).items()}
     evidence = [*sync_with_remote(repo, ctx, resumable), *evidence]
-    originals = _enabling_at_head(repo, ctx, flag)  # after the sync: the remote may have changed them
+    originals = _enabling_at_head(repo, ctx, flag, members)  # after the sync: the remote may have changed them
     if not originals:
         return StepResult(id=ctx.step_id, name="flag", status="already-done",
                           evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
     try:
         for rel, text in originals.items():
-            (ctx.repo / rel).write_text(remove_from_default(text, flag))
+            (ctx.repo / rel).write_text(remove_from_default(text, flag, members))
             evidence.append(f"{rel}: removed {flag} from [features] default")
         sha = commit_files(ctx, list(originals), f"remove {flag} from default features")
     except BaseException:
@@ -149,7 +174,7 @@ def disable_feature_flag(ctx: StepContext) -> StepResult:
                       evidence=[*evidence, f"committed {sha[:10]}"], data={"flag": "off", "commit": sha})
 
 
-def _enabling_at_head(repo, ctx: StepContext, flag: str) -> dict[str, str]:
+def _enabling_at_head(repo, ctx: StepContext, flag: str, members: frozenset[str]) -> dict[str, str]:
     """Committed manifests whose default lists the flag directly: path → committed text."""
     found = {}
     for manifest in workspace_manifests(ctx.repo):
@@ -161,9 +186,51 @@ def _enabling_at_head(repo, ctx: StepContext, flag: str) -> dict[str, str]:
             default = tomllib.loads(text).get("features", {}).get("default", [])
         except tomllib.TOMLDecodeError:
             continue
-        if any(_enables(entry, flag) for entry in default):
+        if any(_enables(entry, flag, members) for entry in default):
             found[rel] = text
     return found
+
+
+def flag_removal(root: Path, flag: str) -> tuple[str, str, bool] | None:
+    """The newest commit that took the flag's declaration out of a Cargo.toml: (sha, subject, is a revert);
+    None when no commit in HEAD's history ever declared it."""
+    repo = open_workspace(root)
+    declaration = rf'^[[:space:]]*"?{re.escape(flag)}"?[[:space:]]*='
+    try:
+        out = run_git(repo, "log", "-G", declaration, "--format=%H%x1f%s%x1f%b%x1e", "--", "*Cargo.toml")
+    except Exception:  # an empty repository has no log
+        return None
+    for record in out.split("\x1e"):
+        if not record.strip():
+            continue
+        sha, subject, body = (record.strip("\n").split("\x1f") + ["", ""])[:3]
+        diff = run_git(repo, "show", "--format=", "--unified=0", sha, "--", "*Cargo.toml")
+        pattern = re.compile(rf'^[-+]\s*"?{re.escape(flag)}"?\s*=', re.M)
+        signs = {line[0] for line in pattern.findall(diff)}
+        if signs == {"-"}:
+            return sha, subject, subject.startswith('Revert "') or "This reverts commit" in body
+        if "+" in signs:
+            return None  # the newest change declared it: it is not removed
+    return None
+
+
+def _flag_gone(ctx: StepContext, findings: list[ManifestFinding]) -> StepResult:
+    """No manifest declares the flag: rolled back already (a revert took it out), or a wrong flag name."""
+    flag = ctx.cfg.flag
+    checked = ", ".join(str(f.path) for f in findings)
+    removal = flag_removal(ctx.repo, flag)
+    if removal is None:
+        raise BadInputError(
+            f'the feature "{flag}" is declared in no Cargo.toml of the workspace (checked {checked}) and never was '
+            "in this history; check `flag` in the config or --repo")
+    sha, subject, is_revert = removal
+    evidence = [f"{flag} is declared in no Cargo.toml (checked {checked})",
+                f"its declaration was removed by {sha[:10]} {subject}"]
+    if is_revert:
+        return StepResult(id=ctx.step_id, name="flag", status="already-done", data={"flag": "off", "removed_by": sha},
+                          evidence=[*evidence, "that is a revert (the phase merge rolled back): the flag cannot be on"])
+    return StepResult(id=ctx.step_id, name="flag", status="needs-human", data={"removed_by": sha}, evidence=[
+        *evidence, "that commit is not a revert: check by hand that the code the flag gated went with it"])
 
 
 # ---------------------------------------------------------------- P1.1b the flag's gates in code
@@ -183,11 +250,20 @@ class GateSite:
         return f"{self.file}:{self.line} {gate} {self.item}"
 
 
+def rust_sources(root: Path) -> list[Path]:
+    """Every .rs file of the workspace's members (build output and vendored trees left out)."""
+    found: dict[Path, None] = {}
+    for manifest in workspace_manifests(root):
+        for source in sorted(manifest.parent.rglob("*.rs")):
+            parts = source.relative_to(root).parts
+            if not any(p in ("target", ".git", "vendor") for p in parts):
+                found.setdefault(source, None)
+    return list(found)
+
+
 def find_gates(root: Path, flag: str) -> list[GateSite]:
     sites = []
-    for source in sorted(root.glob("modules/**/*.rs")) + sorted(root.glob("src/**/*.rs")):
-        if "/target/" in str(source):
-            continue
+    for source in rust_sources(root):
         lines = source.read_text(errors="replace").splitlines()
         for number, text in enumerate(lines, start=1):
             for match in CFG_RE.finditer(text):
@@ -206,7 +282,9 @@ def check_flag_gating(ctx: StepContext) -> StepResult:
     """P1.1b: the new path behind cfg(feature), the old one behind cfg(not(feature)) or ungated."""
     flag, old = ctx.cfg.flag, ctx.phase_cfg.old_path
     sites = find_gates(ctx.repo, flag)
-    evidence = [s.show() for s in sites] or [f'no #[cfg(feature = "{flag}")] site in the workspace']
+    if not sites:
+        return _no_gates(ctx)
+    evidence = [s.show() for s in sites]
     unpaired = []
     for file in sorted({s.file for s in sites}):
         in_file = [s for s in sites if s.file == file]
@@ -223,11 +301,29 @@ def check_flag_gating(ctx: StepContext) -> StepResult:
                       data={"old_path": verdict, "sites": str(len(sites))})
 
 
+def _no_gates(ctx: StepContext) -> StepResult:
+    """No cfg site at all: the revert took the flag and its code away (done), or the flag gates nothing found."""
+    flag = ctx.cfg.flag
+    where = f'no #[cfg(feature = "{flag}")] site in the workspace\'s .rs files'
+    declared = [f.path for f in inspect_manifests(ctx.repo, flag) if f.declares_flag]
+    removal = None if declared else flag_removal(ctx.repo, flag)
+    if removal is not None and removal[2]:
+        old_active = _old_path_active(ctx.repo, ctx.phase_cfg.old_path, []) if ctx.phase_cfg.old_path else []
+        return StepResult(id=ctx.step_id, name="gating", status="done", data={
+            "old_path": "pass" if old_active or not ctx.phase_cfg.old_path else "fail", "sites": "0"}, evidence=[
+            where, f"the flag and the code it gated were removed by the revert {removal[0][:10]} {removal[1]}",
+            *[f"old path: {line}" for line in old_active]])
+    return StepResult(id=ctx.step_id, name="gating", status="needs-human", data={"sites": "0"}, evidence=[
+        where, f"{flag} is declared in {', '.join(map(str, declared)) or 'no Cargo.toml'} but gates nothing that was "
+        "found: turning it off may change nothing; check where the new path is selected (build.rs, cfg_attr, "
+        "macros) before relying on the flag"])
+
+
 def _old_path_active(root: Path, old: str, sites: list[GateSite]) -> list[str]:
     """Lines naming the old implementation that compile with the flag off."""
     gated_lines = {(s.file, s.line + 1) for s in sites if not s.negated}
     found = []
-    for source in sorted(root.glob("modules/**/*.rs")) + sorted(root.glob("src/**/*.rs")):
+    for source in rust_sources(root):
         rel = str(source.relative_to(root))
         for number, text in enumerate(source.read_text(errors="replace").splitlines(), start=1):
             stripped = text.strip()

@@ -37,7 +37,7 @@ from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_re
 DISABLED = "${{ false }}"
 MARKER = "by actor-rollback"  # every comment the edit leaves says this; a rerun finds them
 NO_STD_WORDS = re.compile(r"no[-_ ]?std|nostd|embedded|bare[-_ ]?metal|--no-default-features|-none-", re.I)
-ARCH = (r"(?:thumbv\w+|armv\w+|armebv\w+|arm|aarch64\w*|riscv\w+|x86_64|i[3-6]86|xtensa|avr|msp430|mips\w*|"
+ARCH = (r"(?:thumbv[\w.]+|armv[\w.]+|armebv[\w.]+|arm|aarch64\w*|riscv[\w.]+|x86_64|i[3-6]86|xtensa|avr|msp430|mips\w*|"
         r"powerpc\w*|loongarch\w+|nvptx\w*|bpf\w*|sparc\w*|hexagon|m68k|csky|s390x)")
 TRIPLE = re.compile(rf"(?<![\w.-]){ARCH}(?:-[a-z0-9_.]+){{0,2}}-none(?:-[a-z0-9_.]+)?(?![\w.-])")
 # Steps that prepare a job rather than do its work: actions that check out, cache, install or set up, and
@@ -210,7 +210,17 @@ class _Planner:
             return
         if self._plan_matrix(name, job):
             return
+        if re.search(rf"# matrix .* removed {MARKER}", self._job_text(name)):
+            self.edit.already.append(f"job {name}: a previous rollback took the target out of its matrix")
+            return  # steps naming the target run per entry, and the entry is gone
         self._plan_steps(name, job)
+
+    def _job_text(self, name: str) -> str:
+        names = list(self.jobs)
+        start = self.jobs.lc.key(name)[0]
+        following = names.index(name) + 1
+        end = self.jobs.lc.key(names[following])[0] if following < len(names) else len(self.lines.lines)
+        return "\n".join(self.lines.lines[start:end])
 
     def _plan_matrix(self, name: str, job: CommentedMap) -> bool:
         """Take the target's entries out of the job's matrix; True when the matrix named the target."""
@@ -297,7 +307,7 @@ class _Planner:
                                              f"{words.group(0)} job whose steps build through scripts")
             else:
                 self._human(f"job {name}: step {label} (line {installs[0][1].lc.line + 1}) installs "
-                            f"{', '.join(self.targets)} but no step names it, so its builds may use it through a "
+                            f"{', '.join(self._step_mentions(installs[0][1]))} but no step names it, so its builds may use it through a "
                             f"script; set {self.config_key.replace('targets', 'jobs')} = [\"{name}\"] to turn the job "
                             "off, or edit it by hand")
             return
