@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 from uuid import UUID
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -28,11 +29,22 @@ from runbook.phases import StepSelectionError, select_steps
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run the ActorScheduler rollback runbook as Prefect flows.")
-out = Console()
-err = Console(stderr=True)
+PIPED = not sys.stdout.isatty()
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich output; a pipe or a file gets plain text that is never wrapped or coloured."""
+    if (sys.stderr if stderr else sys.stdout).isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=100_000, no_color=True, highlight=False, emoji=False)
+
+
+out = _console()
+err = _console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 STATUS_STYLE = {"done": "green", "already-done": "green", "pass": "green", "planned": "cyan", "skipped": "dim",
+                "would-fail": "red", "blocked": "dim",
                 "failed": "red", "fail": "red", "needs-human": "yellow", "unverified": "yellow"}
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="rollback.toml (default: <repo>/rollback.toml, then the shipped one)")]
@@ -63,11 +75,16 @@ def _config(path: Path | None, repo: Path | None) -> RollbackConfig:
 
 def _brief(lines: list[str], keep: int = 4) -> str:
     shown = lines[:keep] + ([f"… {len(lines) - keep} more (--json shows all)"] if len(lines) > keep else [])
-    return escape("\n".join(shown))
+    return escape((" / " if PIPED else "\n").join(shown))
+
+
+def _table(title: str) -> Table:
+    """A table for the terminal, or a markdown table (one line per row) when the output is piped."""
+    return Table(title=title, show_lines=False, expand=False, box=box.MARKDOWN if PIPED else box.HEAVY_HEAD)
 
 
 def _print_report(report: RollbackReport, title: str) -> None:
-    table = Table(title=title, show_lines=False, expand=False)
+    table = _table(title)
     for column in ("step", "name", "status", "seconds", "evidence"):
         table.add_column(column, overflow="fold")
     for step in report.steps:
@@ -76,7 +93,7 @@ def _print_report(report: RollbackReport, title: str) -> None:
                       _brief(step.evidence))
     out.print(table)
     if report.checklist:
-        checks = Table(title="Checklist", expand=False)
+        checks = _table("Checklist")
         for column in ("item", "status", "evidence"):
             checks.add_column(column, overflow="fold")
         for item in report.checklist:
@@ -104,9 +121,14 @@ def plan(
         report = plan_phase(cfg, phase, repo, _split(only), _split(skip), merge)
     except (ConfigError, StepSelectionError, BadInputError) as exc:
         raise _bad_input(str(exc), as_json) from None
+    configured = {"source": cfg.source, "non_defaults": [
+        {"key": key, "value": value, "default": default} for key, value, default in cfg.non_defaults]}
     if as_json:
-        print(json.dumps({**report.public(), "incident": None}))
+        print(json.dumps({**report.public(), "incident": None, "config": configured}))
     else:
+        out.print(f"config: {escape(cfg.source)}" + (" (over the shipped defaults)" if cfg.non_defaults else ""))
+        for key, value, default in cfg.non_defaults:
+            out.print(escape(f"  {key} = {value}   (default {default}; from {cfg.source})"))
         _print_report(report, f"Plan: phase {report.phase} rollback ({cfg.phase(report.phase).title})")
     raise typer.Exit(report.exit_code)
 
@@ -416,7 +438,7 @@ def audit(
     if as_json:
         print(json.dumps({"runs": rows}))
         return
-    table = Table(title="actor-rollback audit", expand=False)
+    table = _table("actor-rollback audit")
     for column in ("started", "run", "incident", "phase", "severity", "decided by", "trigger", "seconds", "outcome"):
         table.add_column(column, overflow="fold")
     for r in rows:

@@ -1,5 +1,12 @@
 """The plan of a phase: every step with its exact commands, resolved against the repository
-when one is given (which merge, which manifests) — read-only: no flow run, no side effect."""
+when one is given (which merge, which manifests, whether each step's files and programs are
+there) — read-only: no flow run, no side effect.
+
+A step whose read-only preconditions fail is `would-fail` with the reason; the plan goes on so
+one call shows everything that is wrong, and a step that needs what a would-fail step was to
+establish is `blocked`. The runbook's preconditions (P1.pre*) come first with their verdict, and
+Phase 4's last resort (P4.3) is shown as the approval-gated step it is.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,10 @@ from pathlib import Path
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, normalize_phase
 from runbook.model import RollbackReport, StepResult
-from runbook.phases import describe, select_steps
+from runbook.phases import LAST_RESORT, NEEDS, PRECONDITIONS, describe, select_steps
 from tasks.context import StepContext
 from tasks.git_repo import open_workspace
+from tasks.preconditions import check_precondition
 from tasks.registry import STEP_FUNCTIONS, execute_step
 
 
@@ -22,15 +30,31 @@ def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: 
     ctx = StepContext(repo=Path(repo).resolve() if repo else Path("."), cfg=cfg, phase=phase, incident=incident,
                       reason="(plan)", dry_run=True, merge_override=merge)
     steps: list[StepResult] = []
-    for spec, runs in select_steps(phase, only, skip):
+    for spec in PRECONDITIONS.get(phase, []):
+        if repo is None:
+            steps.append(StepResult(id=spec.id, name=spec.name, status="planned", evidence=describe(spec, cfg, phase)))
+        else:
+            steps.append(check_precondition(spec, ctx.for_step(spec.id)))
+    would_fail: set[str] = set()
+    selection = select_steps(phase, only, skip)
+    for spec, runs in selection:
         if not runs:
             steps.append(StepResult(id=spec.id, name=spec.name, status="skipped", evidence=["skipped on request"]))
         elif repo is None:
             steps.append(StepResult(id=spec.id, name=spec.name, status="planned",
                                     evidence=describe(spec, cfg, phase)))
+        elif NEEDS.get(spec.name) in would_fail:
+            steps.append(StepResult(id=spec.id, name=spec.name, status="blocked", evidence=[
+                f"needs what {NEEDS[spec.name]} would establish, and that step would fail"]))
         else:
             result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS.get(spec.name))
             ctx.facts.update(result.data)
+            if result.status == "would-fail":
+                would_fail.add(spec.name)
             steps.append(result)
+    if phase == "4" and all(spec.name != "reset" for spec, _ in selection):
+        steps.append(StepResult(id=LAST_RESORT.id, name=LAST_RESORT.name, status="skipped", evidence=[
+            "last resort, approval-gated: runs only with --only reset and a person's approval "
+            "(approver named, branch typed back)", *describe(LAST_RESORT, cfg, phase)]))
     return RollbackReport(phase=phase, incident=incident, dry_run=True, steps=steps,
                           checklist=judge_checklist(cfg.phase(phase).checklist, steps, dry_run=True))

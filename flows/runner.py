@@ -25,7 +25,7 @@ from flows.target_lock import TargetBusy, one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.model import RollbackReport, StepResult
-from runbook.phases import StepSpec, select_steps
+from runbook.phases import NEEDS, StepSpec, select_steps
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
@@ -68,6 +68,7 @@ class PhaseRun:
             started = datetime.fromisoformat(incident_started_at.replace("Z", "+00:00"))
             self.milestones["incident started"] = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
         self.stopped_by: StepResult | None = None
+        self.would_fail: set[str] = set()  # dry run: steps whose preconditions fail (the run goes on past them)
         self.logger = get_run_logger()
         self._queue = list(self.selection)
         self._exit = ExitStack()
@@ -151,6 +152,9 @@ class PhaseRun:
         if self.stopped_by is not None:
             return StepResult(id=spec.id, name=spec.name, status="skipped", evidence=[
                 f"not run: {self.stopped_by.id} {self.stopped_by.name} {self.stopped_by.status}"])
+        if NEEDS.get(spec.name) in self.would_fail:
+            return StepResult(id=spec.id, name=spec.name, status="blocked", evidence=[
+                f"needs what {NEEDS[spec.name]} would establish, and that step would fail"])
         return None
 
     def _maybe_die(self, spec: StepSpec) -> None:
@@ -168,8 +172,10 @@ class PhaseRun:
         if milestone and result.status in ("done", "already-done") and not self.ctx.dry_run:
             self.milestones.setdefault(milestone, result.finished_at or datetime.now(timezone.utc))
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
+        if result.status == "would-fail":  # a dry run goes on, so one call shows everything that is wrong
+            self.would_fail.add(spec.name)
         # A change that failed or waits for a person stops what builds on it; a check only reports.
-        stops = result.status in ("failed", "needs-human") and (
+        stops = result.status in ("failed", "needs-human") and not self.ctx.dry_run and (
             spec.automated and spec.pending_issue is None and not spec.check)
         if stops:  # later steps build on this one: stop here, safely
             self.stopped_by = self.stopped_by or result

@@ -351,6 +351,8 @@ class RollbackConfig(_Strict):
     verification: VerificationConfig = VerificationConfig()
     reintroduce: ReintroduceConfig = ReintroduceConfig()
     source: str = Field(default="", exclude=True)
+    # Every value the user's file sets that differs from the shipped default: (dotted key, value, default).
+    non_defaults: list[tuple[str, str, str]] = Field(default=[], exclude=True)
 
     @model_validator(mode="after")
     def _every_phase_and_role(self) -> RollbackConfig:
@@ -419,17 +421,53 @@ def parse_config(data: dict[str, Any], source: str = "rollback.toml") -> Rollbac
         raise ConfigError(_format_errors(source, exc)) from None
 
 
-def load_config(path: Path | str | None = None) -> RollbackConfig:
-    """Read and validate a rollback.toml; the shipped one when no path is given."""
-    file = Path(path) if path else SHIPPED_CONFIG
+def overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base` key by key: tables merge, any other value (lists too) replaces."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = overlay(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _differences(top: dict[str, Any], base: dict[str, Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    found = []
+    for key, value in top.items():
+        dotted = f"{prefix}{key}"
+        default = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(default, dict):
+            found += _differences(value, default, f"{dotted}.")
+        elif value != default:
+            found.append((dotted, repr(value), "(none)" if default is None else repr(default)))
+    return found
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{file}: no such file; pass --config FILE or copy the shipped rollback.toml") from None
+        raise ConfigError(f"{file}: no such file; pass --config FILE, or run `actor-rollback init --repo PATH` "
+                          "to write one") from None
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read it ({exc.strerror})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_config(data, source=str(file))
+
+
+def load_config(path: Path | str | None = None) -> RollbackConfig:
+    """The shipped rollback.toml, with the user's file (when given) laid over it key by key.
+
+    A user's file may be partial: `[benchmarks] tolerance_pct = 3.0` alone is a whole config. Unknown
+    keys stay errors; `non_defaults` records what the file changed, for `plan` to show.
+    """
+    defaults = _read_toml(SHIPPED_CONFIG)
+    if not path:
+        return parse_config(defaults, source=str(SHIPPED_CONFIG))
+    file = Path(path)
+    user = _read_toml(file)
+    cfg = parse_config(overlay(defaults, user), source=str(file))
+    return cfg.model_copy(update={"non_defaults": _differences(user, defaults)})

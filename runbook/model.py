@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-StepStatus = Literal["done", "already-done", "skipped", "planned", "failed", "needs-human"]
+# A plan (or --dry-run) says "would-fail" for a step whose read-only preconditions fail, and "blocked" for a
+# later step that needs what that one would have established.
+StepStatus = Literal["done", "already-done", "skipped", "planned", "failed", "needs-human", "would-fail", "blocked"]
 CheckStatus = Literal["pass", "fail", "unverified"]
 Severity = Literal["critical", "high", "medium", "low"]
 IncidentKind = Literal[
@@ -79,6 +81,8 @@ class StepResult(_Model):
     def outcome(self) -> Outcome:
         if self.status == "failed":
             return "bad-input" if self.failure == "bad-input" else "failed"
+        if self.status == "would-fail":  # the plan found what must be fixed first: the operator's to fix
+            return "bad-input"
         return "needs-human" if self.status == "needs-human" else "done"
 
     def public(self) -> dict:

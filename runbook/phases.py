@@ -102,6 +102,18 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
 # Phase 4's last resort runs only when asked for by name and approved by a person.
 LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease")
 
+# The phase's preconditions (the runbook's P1.pre*): a plan shows their verdict on the workspace.
+PRECONDITIONS: dict[str, list[StepSpec]] = {
+    "1": [
+        StepSpec("P1.pre1", "pre-flag-off", "Precondition: the flag is not in any default feature set", check=True),
+        StepSpec("P1.pre2", "pre-old-path", "Precondition: the old path can still run side by side", check=True),
+        StepSpec("P1.pre3", "pre-baseline", "Precondition: a benchmark baseline is saved", check=True),
+    ],
+}
+
+# A step that needs what an earlier one establishes: when that one would fail, a plan marks it blocked.
+NEEDS: dict[str, str] = {"revert": "find-merge"}
+
 
 def phase_steps(phase: str) -> list[StepSpec]:
     return PHASE_STEPS[normalize_phase(phase)]
@@ -201,4 +213,12 @@ def describe(spec: StepSpec, cfg: RollbackConfig, phase: str) -> list[str]:
                     f"git push --force-with-lease={main}:<remote head> {remote} {main}  (after human approval)"]
         case "adr":
             return [f"write {cfg.after.adr_dir}/NNNN-<title>.md from the ADR template"]
+        case "pre-flag-off":
+            return [f'"{flag}" must be in no [features] default of the workspace (P1.1 makes it so)']
+        case "pre-old-path":
+            return [f"{p.old_path} must still be selected somewhere with the flag off"]
+        case "pre-baseline":
+            return [f"{cfg.benchmarks.baseline} must exist"
+                    + (f" (or benchmarks.baseline_ref = {cfg.benchmarks.baseline_ref!r})" if cfg.benchmarks.baseline_ref
+                       else "")]
     return [spec.title]

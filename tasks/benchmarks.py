@@ -25,7 +25,7 @@ from runbook.benchstats import (Z95, Z_POWER, BenchmarkInputError, Comparison, E
                                  parse_markdown_baseline)
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
-from tasks.commands import run_bounded
+from tasks.commands import require_program, run_bounded
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
 
@@ -254,13 +254,38 @@ def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:
                              description=f"{ctx.step_id} benchmark report, phase {ctx.phase}, {ctx.incident}")
 
 
+def _plan_benchmarks(ctx: StepContext) -> StepResult:
+    """P1.C3 / A.3 read-only: the bench programs exist, the baseline is there and readable."""
+    b = ctx.cfg.benchmarks
+    for command in b.commands:
+        require_program(command, ctx.repo, "benchmarks.commands")
+    if b.baseline_ref == "merge-parent":
+        if "merge" not in ctx.facts:
+            raise BadInputError("benchmarks.baseline_ref = 'merge-parent' needs the phase's merge, which find-merge "
+                                "did not establish")
+        source = f"{ctx.facts['merge'][:10]}^1, benched in the same run"
+    elif b.baseline_ref:
+        try:
+            sha = run_git(open_workspace(ctx.repo), "rev-parse", "--verify", f"{b.baseline_ref}^{{commit}}")
+        except GitCommandError:
+            raise BadInputError(f"benchmarks.baseline_ref {b.baseline_ref!r} is not a commit of {ctx.repo}") from None
+        source = f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
+    else:
+        if not (ctx.repo / b.baseline).exists():
+            raise BadInputError(f"the benchmark baseline {b.baseline} does not exist in {ctx.repo}; fix "
+                                "benchmarks.baseline, or set benchmarks.baseline_ref = 'merge-parent' to bench the "
+                                "pre-merge code in the same run")
+        rows = read_baseline(str(ctx.repo / b.baseline))
+        source = f"{b.baseline} ({len(rows)} benchmarks)"
+    return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
+        *b.commands, f"× {b.rounds} rounds; compare with {source} (±{b.tolerance_pct:g} %)"])
+
+
 def verify_benchmarks(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3: run the benches and compare with the baseline; a verdict only when the noise allows."""
     b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
     if ctx.dry_run:
-        source = f"the same run's {b.baseline_ref}" if b.baseline_ref else b.baseline
-        return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
-            *b.commands, f"× {b.rounds} rounds; compare with {source} (±{b.tolerance_pct:g} %)"])
+        return _plan_benchmarks(ctx)
     target_dir = os.environ.get("CARGO_TARGET_DIR")
     with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:
         if b.baseline_ref:

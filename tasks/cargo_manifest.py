@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,48 @@ def _flag_gone(ctx: StepContext, findings: list[ManifestFinding]) -> StepResult:
                           evidence=[*evidence, "that is a revert (the phase merge rolled back): the flag cannot be on"])
     return StepResult(id=ctx.step_id, name="flag", status="needs-human", data={"removed_by": sha}, evidence=[
         *evidence, "that commit is not a revert: check by hand that the code the flag gated went with it"])
+
+
+def cargo_features(root: Path) -> dict[str, set[str]]:
+    """Package name → the features it has: declared ones and optional dependencies' implicit ones."""
+    found = {}
+    for name, manifest in member_packages(root).items():
+        data = _read(manifest, root)
+        optional = {dep for table in ("dependencies", "build-dependencies") for dep, spec in data.get(table, {}).items()
+                    if isinstance(spec, dict) and spec.get("optional")}
+        found[name] = set(data.get("features", {})) | optional
+    return found
+
+
+def undeclared_features(root: Path, command: str) -> list[str]:
+    """What a `cargo … --features a,b [-p crate]` command asks for that no package (or that package) has."""
+    argv = shlex.split(command)
+    if len(argv) < 2 or Path(argv[0]).name != "cargo":
+        return []
+    wanted, packages = [], []
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in ("--features", "-F"):
+            wanted += re.split(r"[,\s]+", value)
+        elif arg.startswith("--features="):
+            wanted += re.split(r"[,\s]+", arg.split("=", 1)[1])
+        elif arg in ("-p", "--package"):
+            packages.append(value)
+        elif arg.startswith("--package="):
+            packages.append(arg.split("=", 1)[1])
+    features = cargo_features(root)
+    problems = [f"no package {p} in the workspace (packages: {', '.join(sorted(features))})"
+                for p in packages if p not in features]
+    scope = [features[p] for p in packages if p in features] or list(features.values())
+    for feature in filter(None, wanted):
+        crate, _, own = feature.rpartition("/")
+        if crate:
+            if crate in features and own not in features[crate]:
+                problems.append(f"package {crate} has no feature {own}")
+        elif not any(feature in have for have in scope):
+            where = ", ".join(packages) or "any workspace package"
+            problems.append(f"feature {feature} is declared in no Cargo.toml of {where}")
+    return problems
 
 
 # ---------------------------------------------------------------- P1.1b the flag's gates in code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,6 +58,23 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     return CommandOutcome(argv, code, tail, time.monotonic() - start)
 
 
+def require_program(command: str, cwd: Path, key: str) -> str:
+    """A plan's check: the command's program exists (a script in the workspace, or on PATH); else bad input."""
+    argv = shlex.split(command)
+    if not argv:
+        raise BadInputError(f"{key} is empty; set the command in the config")
+    program = argv[0]
+    if "/" in program:
+        path = cwd / program
+        if not path.exists():
+            raise BadInputError(f"{program} does not exist in {cwd}; fix {key} in the config")
+        if not os.access(path, os.X_OK):
+            raise BadInputError(f"{program} is not executable (chmod +x {program}); {key}")
+    elif shutil.which(program) is None:
+        raise BadInputError(f"{program}: not found on PATH; install it or fix {key} in the config")
+    return program
+
+
 def _result(ctx: StepContext, name: str, outcome: CommandOutcome, timeout: float, what: str) -> StepResult:
     shown = shlex.join(outcome.argv)
     if outcome.returncode is None:
@@ -74,6 +92,7 @@ def check_ci(ctx: StepContext) -> StepResult:
     if ci.check == "commit-status":
         return wait_for_commit_status(ctx)
     if ctx.dry_run:
+        require_program(ci.command, ctx.repo, "ci.command")
         return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[ci.command])
     outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds)
     return _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
@@ -130,6 +149,12 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
     if not command:
         raise BadInputError(f"phase {ctx.phase} has no tokio_build command in the config")
     if ctx.dry_run:
+        from tasks.cargo_manifest import undeclared_features
+
+        require_program(command, ctx.repo, f"phases.{ctx.phase}.tokio_build")
+        missing = undeclared_features(ctx.repo, command)
+        if missing:
+            raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
         return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
     outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds)
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
@@ -140,6 +165,7 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
     deploy = ctx.cfg.deploy
     command = deploy.command.format(version=deploy_version(ctx.cfg, ctx.phase))
     if ctx.dry_run and deploy.backend == "command":
+        require_program(command, ctx.repo, "deploy.command")
         return StepResult(id=ctx.step_id, name="deploy", status="planned", evidence=[command])
     if deploy.backend == "kubernetes":
         from tasks.kubernetes_deploy import deploy_to_kubernetes

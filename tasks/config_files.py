@@ -41,6 +41,16 @@ def restore_scheduler_config(ctx: StepContext) -> StepResult:
     path = ctx.repo / spec.file
     wanted = ", ".join(f"{k} = {v!r}" for k, v in spec.values.items())
     if ctx.dry_run:
+        if not path.exists():
+            raise BadInputError(f"{spec.file} does not exist in {ctx.repo}; fix phases.{ctx.phase}.restore.file "
+                                f"(or --skip config when this workspace has no such file)")
+        try:
+            current = tomllib.loads(path.read_text()).get(spec.table, {})
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInputError(f"{spec.file} is not valid TOML ({exc}); fix it by hand") from None
+        if all(current.get(k) == v for k, v in spec.values.items()):
+            return StepResult(id=ctx.step_id, name="config", status="already-done",
+                              evidence=[f"{spec.file} [{spec.table}] already has {wanted}"])
         return StepResult(id=ctx.step_id, name="config", status="planned",
                           evidence=[f"{spec.file}: set [{spec.table}] {wanted}"])
     repo = open_workspace(ctx.repo)
@@ -86,10 +96,10 @@ def check_phase_code(ctx: StepContext) -> StepResult:
     checks = ctx.phase_cfg.code_checks
     if checks is None:
         raise BadInputError(f"phase {ctx.phase} has no [phases.{ctx.phase}.code_checks] in the config")
-    if ctx.dry_run:
+    path = ctx.repo / checks.file
+    if ctx.dry_run and path.exists():
         return StepResult(id=ctx.step_id, name="code-checks", status="planned",
                           evidence=[f"{checks.file}: must contain {checks.present}, must not contain {checks.absent}"])
-    path = ctx.repo / checks.file
     if not path.exists():
         raise BadInputError(f"{checks.file} does not exist in {ctx.repo}; fix phases.{ctx.phase}.code_checks.file")
     lines = path.read_text(errors="replace").splitlines()

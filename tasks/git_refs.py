@@ -27,15 +27,37 @@ def _remote_sha(repo, ctx: StepContext, ref: str) -> str | None:
     return out.split()[0] if out else None
 
 
+def _plan_archive(repo, ctx: StepContext, branch: str, tag: str) -> StepResult:
+    """P0.1 read-only: where the branch is (here, the remote-tracking ref, the remote), or that it is archived."""
+    remote = ctx.cfg.remote
+    try:
+        remote_tip, remote_tag = _remote_sha(repo, ctx, f"refs/heads/{branch}"), _remote_sha(repo, ctx, f"refs/tags/{tag}")
+        seen = f"on {remote}"
+    except GitCommandError:  # unreachable: judge from what this clone last fetched
+        remote_tip, remote_tag = _resolve(repo, f"refs/remotes/{remote}/{branch}"), None
+        seen = f"in {remote}/{branch} as last fetched ({remote} unreachable now)"
+    local_tip = _resolve(repo, f"refs/heads/{branch}")
+    tip = remote_tip or local_tip
+    if tip is None:
+        if remote_tag or _resolve(repo, f"refs/tags/{tag}"):
+            return StepResult(id=ctx.step_id, name="archive", status="already-done",
+                              evidence=[f"{branch} is gone; {tag} keeps it"])
+        raise BadInputError(f"branch {branch} exists neither here nor on {remote}, and no {tag} tag: "
+                            f"check phases.{ctx.phase}.branch in the config")
+    where = seen if remote_tip else "only in this clone"
+    return StepResult(id=ctx.step_id, name="archive", status="planned", evidence=[
+        f"{branch} at {tip[:10]} ({where})", f"git tag {tag} {tip[:10]}", f"git push {remote} refs/tags/{tag}",
+        f"git push --force-with-lease=refs/heads/{branch}:{tip[:10]} {remote} --delete {branch}",
+        f"git branch -D {branch}"])
+
+
 def archive_branch(ctx: StepContext) -> StepResult:
     """P0.1: tag archive/<branch> at its tip, push the tag, delete the branch here and on the remote."""
     repo = open_workspace(ctx.repo)
     branch, remote = ctx.phase_cfg.branch, ctx.cfg.remote
     tag = f"archive/{branch}"
     if ctx.dry_run:
-        return StepResult(id=ctx.step_id, name="archive", status="planned", evidence=[
-            f"git tag {tag} {remote}/{branch}", f"git push {remote} refs/tags/{tag}",
-            f"git push {remote} --delete {branch}", f"git branch -D {branch}"])
+        return _plan_archive(repo, ctx, branch, tag)
     try:
         fetch(repo, ctx)
         remote_tip = _remote_sha(repo, ctx, f"refs/heads/{branch}")
@@ -64,8 +86,13 @@ def archive_branch(ctx: StepContext) -> StepResult:
         run_git(repo, "push", "--quiet", remote, f"refs/tags/{tag}")
         evidence.append(f"pushed {tag} to {remote}")
     if remote_tip:
-        run_git(repo, "push", "--quiet", remote, "--delete", branch)
-        evidence.append(f"deleted {branch} on {remote}")
+        try:  # with a lease on the archived tip: a teammate's commit pushed meanwhile is never deleted
+            run_git(repo, "push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{remote_tip}", remote,
+                    "--delete", branch)
+        except GitCommandError as exc:
+            raise StepError(f"{branch} moved on {remote} since {remote_tip[:10]} was archived ({exc.stderr.strip()}); "
+                            f"nothing was deleted: rerun to archive the new tip") from None
+        evidence.append(f"deleted {branch} on {remote} (lease on {remote_tip[:10]})")
     if local_tip:
         run_git(repo, "branch", "-D", branch)
         evidence.append(f"deleted local {branch}")

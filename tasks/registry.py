@@ -64,6 +64,8 @@ def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) ->
         except Exception as exc:  # a bug or an unexpected fault: report it, never hide it
             result = StepResult(id=spec.id, name=spec.name, status="failed", failure="fault",
                                 evidence=[f"{type(exc).__name__}: {exc}"])
+    if ctx.dry_run and result.status == "failed":  # a plan changes nothing: it says what would fail, and why
+        result.status = "would-fail"
     result.seconds = time.monotonic() - started
     result.finished_at = datetime.now(timezone.utc)
     return result

@@ -31,7 +31,7 @@ def test_plan_lists_the_steps_in_runbook_order_with_commands():
     report = as_json(run)
     assert report["phase"] == "1" and report["dry_run"] is True
     assert [(s["id"], s["name"]) for s in report["steps"]] == [
-        ("P1.1", "flag"), ("P1.1b", "gating"), ("P1.2a", "find-merge"), ("P1.2b", "revert"), ("P1.2b", "push"),
+        ("P1.pre1", "pre-flag-off"), ("P1.pre2", "pre-old-path"), ("P1.pre3", "pre-baseline"), ("P1.1", "flag"), ("P1.1b", "gating"), ("P1.2a", "find-merge"), ("P1.2b", "revert"), ("P1.2b", "push"),
         ("P1.2c", "ci"), ("P1.3a", "deploy"), ("P1.3b", "monitor"), ("P1.3c", "logs"), ("P1.C3", "benchmarks")]
     assert all(set(s) == STEP_KEYS for s in report["steps"])
     deploy = next(s for s in report["steps"] if s["name"] == "deploy")
