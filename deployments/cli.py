@@ -171,6 +171,42 @@ def _quiet_prefect(as_json: bool) -> None:
 
 
 @app.command()
+def init(
+    repo: Annotated[Path, typer.Option("--repo", help="The workspace's git clone to read")],
+    output: Annotated[Optional[Path], typer.Option("--output", help="Where to write (default: <repo>/rollback.toml)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file")] = False,
+    flag: Annotated[str, typer.Option("--flag", help="The Cargo feature that gates the new code")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a starter rollback.toml for this workspace: what was found, and what a person must fill in."""
+    from tasks.init_config import check_starter_config, scan_workspace
+
+    target = output or repo / "rollback.toml"
+    try:
+        if target.exists() and not force:
+            raise BadInputError(f"{target} exists; nothing was written (--force overwrites it, --output FILE writes "
+                                "elsewhere)")
+        scan = scan_workspace(repo, load_config(None), flag)
+        text = scan.render()
+        check_starter_config(text, str(target))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    except (ConfigError, BadInputError, OSError) as exc:
+        raise _bad_input(str(exc), as_json) from None
+    if as_json:
+        print(json.dumps({"written": str(target), "found": scan.summary, "to_fill": scan.to_fill}))
+        return
+    out.print(f"wrote {escape(str(target))}")
+    for line in scan.summary:
+        out.print(escape(f"  found: {line}"))
+    if scan.to_fill:
+        out.print("a person must still fill in:")
+        for line in scan.to_fill:
+            out.print(escape(f"  - {line}"))
+    out.print(escape(f"next: review it, then `actor-rollback plan 1 --repo {repo}`"))
+
+
+@app.command()
 def run(
     phase: Annotated[str, typer.Argument(help="0, 1, 2A, 2B, 3 or 4")],
     repo: Annotated[Path, typer.Option("--repo", help="The workspace's git clone")],

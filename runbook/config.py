@@ -464,10 +464,13 @@ def load_config(path: Path | str | None = None) -> RollbackConfig:
     A user's file may be partial: `[benchmarks] tolerance_pct = 3.0` alone is a whole config. Unknown
     keys stay errors; `non_defaults` records what the file changed, for `plan` to show.
     """
-    defaults = _read_toml(SHIPPED_CONFIG)
     if not path:
-        return parse_config(defaults, source=str(SHIPPED_CONFIG))
-    file = Path(path)
-    user = _read_toml(file)
-    cfg = parse_config(overlay(defaults, user), source=str(file))
+        return parse_config(_read_toml(SHIPPED_CONFIG), source=str(SHIPPED_CONFIG))
+    return config_over_defaults(_read_toml(Path(path)), str(path))
+
+
+def config_over_defaults(user: dict[str, Any], source: str) -> RollbackConfig:
+    """A user's (possibly partial) configuration laid over the shipped one, validated."""
+    defaults = _read_toml(SHIPPED_CONFIG)
+    cfg = parse_config(overlay(defaults, user), source=source)
     return cfg.model_copy(update={"non_defaults": _differences(user, defaults)})

@@ -38,6 +38,9 @@ def restore_scheduler_config(ctx: StepContext) -> StepResult:
     spec = ctx.phase_cfg.restore
     if spec is None:
         raise BadInputError(f"phase {ctx.phase} has no [phases.{ctx.phase}.restore] in the config")
+    if not spec.file:
+        return StepResult(id=ctx.step_id, name="config", status="skipped", evidence=[
+            f"phases.{ctx.phase}.restore.file is empty: this workspace keeps no scheduler settings in a file"])
     path = ctx.repo / spec.file
     wanted = ", ".join(f"{k} = {v!r}" for k, v in spec.values.items())
     if ctx.dry_run:
@@ -96,6 +99,10 @@ def check_phase_code(ctx: StepContext) -> StepResult:
     checks = ctx.phase_cfg.code_checks
     if checks is None:
         raise BadInputError(f"phase {ctx.phase} has no [phases.{ctx.phase}.code_checks] in the config")
+    if not checks.file:
+        return StepResult(id=ctx.step_id, name="code-checks", status="needs-human", evidence=[
+            f"phases.{ctx.phase}.code_checks.file is empty: check by hand that the phase's code is gone after the "
+            "revert, or name the file and the strings to look for"])
     path = ctx.repo / checks.file
     if ctx.dry_run and path.exists():
         return StepResult(id=ctx.step_id, name="code-checks", status="planned",

@@ -104,3 +104,28 @@ def test_p3_3_with_the_jobs_named_in_the_config_edits_a_flow_style_workflow_and_
     assert workflow["jobs"]["no_std"]["if"] == workflow["jobs"]["embedded"]["if"] == "${{ false }}"
     assert "branches: [ main ]" in (real.repo / ".github/workflows/ci.yml").read_text()
     assert disable_no_std_ci(context(real.repo, "3", "P3.3", cfg=cfg)).status == "already-done"
+
+
+@pytest.mark.prefect
+def test_p1_rerun_of_a_finished_rollback_converges_through_the_cli(real, prefect_server):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).parent / "actor-rollback")
+    args = [cli, "run", "1", "--repo", str(real.repo), "--reason", "p99 latency +40 %", "--incident", "inc-rerun-1",
+            "--only", "flag,gating,find-merge,revert,push", "--yes", "--json"]
+    first = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    second = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    one, two = json.loads(first.stdout), json.loads(second.stdout)
+    assert [s["status"] for s in one["steps"][:5]] == ["done", "done", "done", "done", "done"], first.stdout
+    assert "new-scheduler" not in (real.repo / CORE).read_text()
+    steps = {s["name"]: s for s in two["steps"]}
+    assert steps["flag"]["status"] == "already-done" and steps["revert"]["status"] == "already-done"
+    assert any("Revert" in line for line in steps["flag"]["evidence"])
+    checklist = {c["id"]: c["status"] for c in two["checklist"]}
+    assert checklist["P1.C1"] == "pass" and checklist["P1.C2"] == "pass"
+    assert second.returncode == first.returncode != 2, second.stderr
+    assert run_git(real.repo, "rev-parse", "HEAD") == run_git(real.origin, "rev-parse", "main")
