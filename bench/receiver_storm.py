@@ -122,7 +122,8 @@ def run(args) -> None:
     base_times, base_wall = storm(f"http://127.0.0.1:{bare.server_port}/alerts/alertmanager", payloads, args.senders)
     bare.shutdown()
 
-    receiver = AlertReceiver(cfg, deployment_starter("triage/bench", {}), port=0).start()
+    spool = tempfile.mkdtemp(prefix="receiver-storm-spool-")  # a fresh intake: no key remembered from a past run
+    receiver = AlertReceiver(cfg, deployment_starter("triage/bench", {}), port=0, spool_dir=spool).start()
     times, wall = storm(f"{receiver.url}/alerts/alertmanager", payloads, args.senders)
     drain_started = time.perf_counter()
     receiver.drain(timeout=300)

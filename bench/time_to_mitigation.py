@@ -105,7 +105,8 @@ def config_for(target: Target, where: Path, warm: bool) -> Path:
 
 def start_serve(target: Target, config: Path, receiver_port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "ACTOR_SERVICE_PORT": str(target.port),
-           "ACTOR_DEPLOY_STATE": str(target.production), "PREFECT_LOGGING_LEVEL": "INFO"}
+           "ACTOR_DEPLOY_STATE": str(target.production), "PREFECT_LOGGING_LEVEL": "INFO",
+           "XDG_STATE_HOME": str(log.parent / f"state-{receiver_port}")}  # the receiver's own spool per trial
     cli = str(Path(sys.executable).parent / "actor-rollback")
     process = subprocess.Popen([cli, "serve", "--repo", str(target.sample.repo), "--config", str(config),
                                 "--receiver-port", str(receiver_port)], env=env, stdout=open(log, "w"),

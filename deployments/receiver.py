@@ -10,14 +10,21 @@ Every POST needs `Authorization: Bearer <token>` (the token from the env var nam
 `X-Signature: sha256=<hex HMAC-SHA256 of the body>` — or, on /alerts/grafana, Grafana's own
 signature (`X-Grafana-Alerting-Signature: <hex>` of the body, or of `<timestamp>:<body>` with
 the timestamp header configured, which must then be fresh). Bodies over `receiver.max_body_bytes` are
-refused before they are read. A payload is validated whole: any unusable alert refuses it all
-with a 4xx naming the alert and the fix, and nothing is started.
+refused before they are read. A payload is validated whole, by the same code triage decides
+with (a perf-regression without its size, NaN, a 5000-digit number, JSON nested too deep): any
+unusable alert refuses it all with a 4xx naming the alert and the field, and nothing is kept.
 
-The answer never waits for Prefect: a firing alert is queued and the answer (202) goes out at
-once; worker threads create the triage runs with an idempotency key (source, fingerprint,
-startsAt), so an alert that repeats — an Alertmanager re-send, a storm, a restarted receiver —
-maps to the one run it already started. Resolved alerts are recorded (log and counters), not
-acted on: a rollback is never undone by an alert going quiet.
+It is Starlette on uvicorn, with limits a slow or hostile client cannot get round: a deadline
+for a whole request (`receiver.request_timeout_seconds`; uvicorn has none of its own), a
+keep-alive timeout, `limit_concurrency` (503 beyond it) and a listen backlog for bursts.
+
+202 means "I have it": each accepted incident is written to the intake spool (SQLite, fsynced;
+deployments/intake.py) before the answer. Worker threads turn spooled incidents into triage
+runs with the idempotency key (source, fingerprint, startsAt), retrying with backoff while
+Prefect is unreachable — never giving up — and a receiver that starts again drains what was
+left; `/healthz` says `degraded`, with the backlog and the last error, meanwhile. Repeats —
+an Alertmanager re-send, a storm, a restart — are one row and one run. Resolved alerts are
+recorded (log and counters), not acted on: a rollback is never undone by an alert going quiet.
 """
 
 from __future__ import annotations
@@ -28,14 +35,18 @@ import hmac
 import json
 import logging
 import os
-import queue
+import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from deployments.intake import IntakeSpool
 from runbook.alerts import AlertError, ReceivedAlert, alerts_to_incidents, generic_incident
 from runbook.config import ReceiverConfig, SeverityConfig
 from runbook.errors import BadInputError
@@ -90,99 +101,226 @@ def in_process_starter(repo: str, config: str, workers: int = 2) -> Starter:
     return start
 
 
-class _Server(ThreadingHTTPServer):
-    # the stdlib listens with a backlog of 5: a storm's burst of new connections overflows it and the
-    # dropped SYN is retried a second later (a 1.03 s answer in bench/receiver_storm.py)
-    request_queue_size = 128
+def default_spool_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "actor-rollback" / "receiver"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class _EscapeControlCharacters(logging.Filter):
+    """A newline in an alert name must not forge a log line: control characters are shown escaped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _CONTROL.search(message):
+            record.msg, record.args = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message), ()
+        return True
+
+
+log.addFilter(_EscapeControlCharacters())
+
+
+class _OncePerInterval(logging.Filter):
+    """uvicorn logs every 503 beyond limit_concurrency: under a flood, one line every few seconds is enough."""
+
+    def __init__(self, message: str, seconds: float = 5) -> None:
+        super().__init__()
+        self.message, self.seconds, self.last = message, seconds, 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.message not in record.getMessage():
+            return True
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_OncePerInterval("Exceeded concurrency limit"))
+
+
+def _deadline_protocol(seconds: float, on_slow: Callable[[], None]) -> type:
+    """uvicorn's h11 protocol with a deadline for receiving a whole request (headers and body).
+
+    uvicorn itself has none (its keep-alive timeout only covers the idle time between requests and
+    is reset by every byte): without one, clients that send half a request hold their sockets
+    forever. The deadline is armed when the connection opens (or the next request's first byte
+    arrives) and disarmed when the response is complete.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class DeadlineH11Protocol(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def data_received(self, data: bytes) -> None:
+            if getattr(self, "_deadline", None) is None:
+                self._deadline = self.loop.call_later(seconds, self._too_slow)
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            deadline, self._deadline = getattr(self, "_deadline", None), None
+            if deadline is not None:
+                deadline.cancel()
+            super().on_response_complete()
+
+        def connection_lost(self, exc) -> None:
+            deadline, self._deadline = getattr(self, "_deadline", None), None
+            if deadline is not None:
+                deadline.cancel()
+            super().connection_lost(exc)
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+                on_slow()  # counted, and logged at most every few seconds: a flood must not become a log flood
+
+    return DeadlineH11Protocol
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class AlertReceiver:
+    """The receiver: a Starlette app served by uvicorn in a thread, a durable intake, and workers that
+    turn what was accepted into triage runs."""
+
     def __init__(self, cfg: ReceiverConfig, starter: Starter, host: str | None = None, port: int | None = None,
-                 workers: int = 4, remember: int = 100_000, critical_starter: Starter | None = None,
-                 severity: SeverityConfig | None = None) -> None:
-        token = os.environ.get(cfg.token_env, "")
+                 workers: int = 4, critical_starter: Starter | None = None, severity: SeverityConfig | None = None,
+                 spool_dir: Path | str | None = None) -> None:
+        token = os.environ.get(cfg.token_env, "").strip()  # a token file's trailing newline is no part of it
         if not token:
             raise ReceiverSetupError(f"the receiver needs a bearer token: export {cfg.token_env}=<a long random "
                                      "string> and give the same to Alertmanager/Grafana (http_config.authorization)")
-        secret = os.environ.get(cfg.hmac_secret_env, "") if cfg.hmac_secret_env else ""
+        secret = os.environ.get(cfg.hmac_secret_env, "").strip() if cfg.hmac_secret_env else ""
         if cfg.hmac_secret_env and not secret:
             raise ReceiverSetupError(f"receiver.hmac_secret_env names {cfg.hmac_secret_env}, which is not set; export it")
+        if severity is None:
+            from runbook.config import load_config
+
+            severity = load_config().severity
         self.cfg, self.starter = cfg, starter
         # Critical incidents (F.1) may take the warm path: triage in this process, no pick-up delay
         self.critical_starter, self.severity = critical_starter, severity
         self._token, self._secret = token.encode(), secret.encode()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember = remember
+        self.host, self.port = host or cfg.host, cfg.port if port is None else port
+        folder = Path(spool_dir) if spool_dir else (Path(cfg.spool_dir) if cfg.spool_dir else default_spool_dir())
+        self.spool = IntakeSpool(folder / "intake.sqlite3")
         self._lock = threading.Lock()
-        self._queue: queue.Queue[ReceivedAlert | None] = queue.Queue()
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
         self.counters = {"requests": 0, "refused": 0, "firing": 0, "started": 0, "duplicates": 0, "resolved": 0,
-                         "start_failures": 0}
-        self.server = _Server((host or cfg.host, cfg.port if port is None else port), self._handler())
-        self.server.daemon_threads = True
+                         "start_failures": 0, "slow_closed": 0}
+        self._slow_logged = 0.0
+        self.app = self._app()
         # each worker runs in a copy of the creator's context: the same Prefect settings (API URL, profile)
         self._threads = [threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
                                           name=f"receiver-worker-{n}", daemon=True) for n in range(workers)]
+        self._server = None
+        self._server_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        scheme = "https" if self.cfg.tls_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
-    def start(self) -> AlertReceiver:
+    def start(self, serve_http: bool = True) -> AlertReceiver:
         for thread in self._threads:
             thread.start()
-        threading.Thread(target=self.server.serve_forever, name="receiver-http", daemon=True).start()
-        log.info("alert receiver listening on %s", self.url)
+        if serve_http:
+            self._serve()
         return self
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        for _ in self._threads:
-            self._queue.put(None)
+    def _serve(self) -> None:
+        import uvicorn
+
+        tls = {"ssl_certfile": self.cfg.tls_certfile, "ssl_keyfile": self.cfg.tls_keyfile} if self.cfg.tls_certfile else {}
+        config = uvicorn.Config(
+            self.app, host=self.host, port=self.port,
+            http=_deadline_protocol(self.cfg.request_timeout_seconds, self._slow_client),
+            backlog=self.cfg.backlog, timeout_keep_alive=self.cfg.keep_alive_seconds,
+            limit_concurrency=self.cfg.limit_concurrency, h11_max_incomplete_event_size=64 * 1024,
+            timeout_graceful_shutdown=5, lifespan="off", log_config=None, access_log=False, server_header=False, **tls)
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="receiver-http", daemon=True)
+        self._server_thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._server_thread.is_alive() or time.monotonic() > deadline:
+                raise ReceiverSetupError(f"the receiver could not listen on {self.host}:{self.port} (see the log)")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("alert receiver listening on %s (spool %s)", self.url, self.spool.path)
+
+    def _slow_client(self) -> None:
+        with self._lock:
+            self.counters["slow_closed"] += 1
+            now = time.monotonic()
+            if now - self._slow_logged < 5:
+                return
+            self._slow_logged, total = now, self.counters["slow_closed"]
+        log.warning("closed connections that sent no whole request within %s s (%d so far)",
+                    self.cfg.request_timeout_seconds, total)
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop accepting, let the workers finish the start they are in; what is not started stays spooled."""
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server_thread.join(timeout)
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout)
+        self.spool.close()
 
     def drain(self, timeout: float = 30) -> None:
-        """Wait until every queued alert has its triage run (tests and shutdown)."""
+        """Wait until every accepted incident has its triage run (tests and shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self.spool.backlog()[0] and time.monotonic() < deadline:
             time.sleep(0.02)
 
     # ------------------------------------------------------------ the work behind the answer
 
     def _accept(self, alerts: list[ReceivedAlert]) -> dict[str, list[str]]:
         answer: dict[str, list[str]] = {"accepted": [], "duplicates": [], "resolved": []}
+        firing = [a for a in alerts if a.status == "firing"]
+        fresh = self.spool.add([(a.key, a.incident.model_dump_json()) for a in firing]) if firing else []
         with self._lock:
             for alert in alerts:
-                ident = alert.incident.id
                 if alert.status == "resolved":
                     self.counters["resolved"] += 1
-                    answer["resolved"].append(ident)
-                    log.info("resolved alert recorded, not acted on: %s", ident)
-                    continue
+                    answer["resolved"].append(alert.incident.id)
+                    log.info("resolved alert recorded, not acted on: %s", alert.incident.id)
+            for alert, new in zip(firing, fresh):
                 self.counters["firing"] += 1
-                if alert.key in self._seen:
+                if not new:
                     self.counters["duplicates"] += 1
-                    answer["duplicates"].append(ident)
-                    continue
-                self._seen[alert.key] = None
-                if len(self._seen) > self._remember:
-                    self._seen.popitem(last=False)  # Prefect's idempotency key still dedups older ones
-                self._queue.put(alert)
-                answer["accepted"].append(ident)
+                answer["accepted" if new else "duplicates"].append(alert.incident.id)
+        if any(fresh):
+            with self._wake:
+                self._wake.notify_all()
         return answer
 
     def _work(self) -> None:
-        while True:
-            alert = self._queue.get()
-            try:
-                if alert is None:
-                    return
-                self._start(alert)
-            finally:
-                self._queue.task_done()
+        while not self._stopping.is_set():
+            claimed = self.spool.claim()
+            if claimed is None:
+                with self._wake:
+                    self._wake.wait(0.25)
+                continue
+            key, incident_json = claimed
+            self._start(key, Incident.model_validate_json(incident_json))
 
     def _starter_for(self, incident: Incident) -> Starter:
-        if self.critical_starter is None or self.severity is None:
+        if self.critical_starter is None:
             return self.starter
         try:
             critical = decide(incident, self.severity).severity == "critical"
@@ -190,24 +328,26 @@ class AlertReceiver:
             critical = False
         return self.critical_starter if critical else self.starter
 
-    def _start(self, alert: ReceivedAlert) -> None:
-        starter = self._starter_for(alert.incident)
-        for delay in (0.5, 1, 2, 4, 8, 16, 30):  # the Prefect server may be restarting: keep the alert
-            try:
-                run_id = starter(alert.incident, alert.key)
-            except Exception as exc:
-                self.counters["start_failures"] += 1
-                log.warning("could not start triage for %s (%s); retrying in %s s", alert.incident.id,
-                            type(exc).__name__, delay)
-                time.sleep(delay)
-                continue
+    def _start(self, key: str, incident: Incident) -> None:
+        try:
+            run_id = self._starter_for(incident)(incident, key)
+        except Exception as exc:  # Prefect unreachable or restarting: the row stays, retried, never dropped
+            delay = self.spool.failed(key, f"{type(exc).__name__}: {exc}")
             with self._lock:
-                self.counters["started"] += 1
-            log.info("triage of %s started: flow run %s", alert.incident.id, run_id)
+                self.counters["start_failures"] += 1
+            log.warning("could not start triage for %s (%s); retrying in %.1f s", incident.id, type(exc).__name__, delay)
             return
-        with self._lock:  # forget it so that Alertmanager's next re-send tries again
-            self._seen.pop(alert.key, None)
-        log.error("gave up starting triage for %s; the next re-send of the alert will try again", alert.incident.id)
+        self.spool.done(key, run_id)
+        with self._lock:
+            self.counters["started"] += 1
+        log.info("triage of %s started: flow run %s", incident.id, run_id)
+
+    def health(self) -> dict[str, Any]:
+        backlog, last_error = self.spool.backlog()
+        with self._lock:
+            counters = dict(self.counters)
+        status = "degraded" if last_error else "ok"  # accepted alerts wait for Prefect: they are kept, not lost
+        return {"status": status, "backlog": backlog, "last_error": last_error, **counters}
 
     # ------------------------------------------------------------ HTTP
 
@@ -236,7 +376,7 @@ class AlertReceiver:
         signed = body
         if stamp_name:
             stamp = headers.get(stamp_name, "")
-            if not stamp.isdigit():
+            if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
                 return 401, f"missing {stamp_name}: receiver.grafana_timestamp_header says Grafana sends one"
             age = abs(time.time() - int(stamp))
             if age > self.cfg.signature_max_age_seconds:
@@ -250,73 +390,91 @@ class AlertReceiver:
                          + " with the secret of receiver.hmac_secret_env (the contact point's HMAC secret)")
         return None
 
-    def _handle(self, path: str, headers, read: Callable[[int], bytes]) -> tuple[int, dict]:
-        routes = {"/alerts/alertmanager": "alertmanager", "/alerts/grafana": "grafana", "/incidents": "generic"}
-        if path not in routes:
-            return 404, {"error": f"no endpoint {path}; POST to {', '.join(routes)}"}
-        refused = self._authorized(headers)
+    def _parse(self, body: bytes, source: str) -> list[ReceivedAlert]:
+        """The payload, validated whole by the same code triage uses: a body triage would refuse is a 4xx now."""
+        try:
+            payload = json.loads(body, parse_constant=_reject_constant)
+        except RecursionError:
+            raise AlertError("malformed JSON: nested too deeply", 400) from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, NaN/Infinity, a 5000-digit integer
+            raise AlertError(f"malformed JSON: {exc}", 400) from None
+        alerts = [generic_incident(payload)] if source == "generic" else alerts_to_incidents(payload, source, self.cfg)
+        for alert in alerts:
+            if alert.status == "firing":
+                try:
+                    decide(alert.incident, self.severity)
+                except BadInputError as exc:
+                    raise AlertError(f"{alert.incident.id}: {exc}") from None
+        return alerts
+
+    async def _receive(self, request: Request, source: str) -> tuple[int, dict]:
+        refused = self._authorized(request.headers)
         if refused:
             return refused[0], {"error": refused[1]}
-        length = headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = request.headers.get("Content-Length")
+        if length is None:
             return 411, {"error": "send a Content-Length"}
+        if not (length.isascii() and length.isdigit()) or len(length) > 12:
+            return 400, {"error": f"Content-Length {length[:20]!r} is not a byte count"}
         if int(length) > self.cfg.max_body_bytes:
             return 413, {"error": f"body of {length} bytes is over the limit of {self.cfg.max_body_bytes} "
                                   "(receiver.max_body_bytes)"}
-        body = read(int(length))
-        refused = self._signed(headers, body, routes[path])
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.cfg.max_body_bytes:
+                return 413, {"error": f"body over the limit of {self.cfg.max_body_bytes} (receiver.max_body_bytes)"}
+        refused = self._signed(request.headers, body, source)
         if refused:
             return refused[0], {"error": refused[1]}
         try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return 400, {"error": f"malformed JSON: {exc}"}
-        try:
-            source = routes[path]
-            alerts = [generic_incident(payload)] if source == "generic" else alerts_to_incidents(payload, source, self.cfg)
+            alerts = self._parse(body, source)
         except AlertError as exc:
             return exc.status, {"error": str(exc)}
-        return 202, self._accept(alerts)
+        answer = await run_in_threadpool(self._accept, alerts)  # on disk (fsynced) before the 202
+        return 202, answer
 
-    def _handler(self):
-        receiver = self
+    def _app(self):
+        from starlette.applications import Starlette
+        from starlette.routing import Route
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
+        routes = {"/alerts/alertmanager": "alertmanager", "/alerts/grafana": "grafana", "/incidents": "generic"}
 
-            def _answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 401:
-                    self.send_header("WWW-Authenticate", "Bearer")
-                if status >= 400:  # a body left unread must not be taken for the next request
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(data)
+        def answer(status: int, body: dict) -> JSONResponse:
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+            if status >= 400:  # a body left unread must not be taken for the next request
+                headers["Connection"] = "close"
+            return JSONResponse(body, status_code=status, headers=headers)
 
-            def do_POST(self) -> None:
-                status, body = receiver._handle(self.path.split("?")[0], self.headers, self.rfile.read)
-                with receiver._lock:
-                    receiver.counters["requests"] += 1
+        def endpoint(source: str):
+            async def receive(request: Request) -> JSONResponse:
+                try:
+                    status, body = await self._receive(request, source)
+                except ClientDisconnect:
+                    status, body = 400, {"error": "the client went away before the whole body arrived"}
+                with self._lock:
+                    self.counters["requests"] += 1
                     if status >= 400:
-                        receiver.counters["refused"] += 1
+                        self.counters["refused"] += 1
                 if status >= 400:
-                    log.warning("refused %s %s: %s %s", self.command, self.path, status, body["error"])
-                self._answer(status, body)
+                    log.warning("refused %s %s: %s %s", request.method, request.url.path, status, body["error"])
+                return answer(status, body)
+            return receive
 
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] != "/healthz":
-                    self._answer(404, {"error": f"no endpoint {self.path}; GET /healthz"})
-                    return
-                with receiver._lock:
-                    counters = dict(receiver.counters)
-                self._answer(200, {"status": "ok", "queued": receiver._queue.unfinished_tasks, **counters})
+        async def healthz(request: Request) -> JSONResponse:
+            return answer(200, await run_in_threadpool(self.health))
 
-            def log_message(self, format: str, *args) -> None:  # the access log without headers (tokens)
-                log.debug("%s %s", self.address_string(), format % args)
+        async def not_found(request: Request, exc) -> JSONResponse:
+            if request.url.path == "/healthz":
+                return answer(405, {"error": "GET /healthz"})
+            if request.url.path in routes:
+                return answer(405, {"error": f"POST {request.url.path}"})
+            return answer(404, {"error": f"no endpoint {request.url.path}; POST to {', '.join(routes)}, GET /healthz"})
 
-        return Handler
+        async def failure(request: Request, exc: Exception) -> JSONResponse:  # a bug: said, never a dropped connection
+            log.error("receiver error on %s: %s: %s", request.url.path, type(exc).__name__, exc)
+            return answer(500, {"error": "internal error; the alert was not accepted, send it again"})
+
+        return Starlette(routes=[*(Route(path, endpoint(source), methods=["POST"]) for path, source in routes.items()),
+                                 Route("/healthz", healthz, methods=["GET"])],
+                         exception_handlers={404: not_found, 405: not_found, Exception: failure})

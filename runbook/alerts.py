@@ -132,7 +132,7 @@ def generic_incident(payload: Any) -> ReceivedAlert:
     if not isinstance(payload, dict):
         raise AlertError("expected a JSON object with the incident's fields (id, phase, kind, ...)", 400)
     try:
-        incident = Incident.model_validate({"source": "generic", **payload})
+        incident = Incident.model_validate({**payload, "source": "generic"})  # the endpoint says where it came from
         incident = incident.model_copy(update={"phase": normalize_phase(incident.phase)})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())

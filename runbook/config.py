@@ -258,6 +258,13 @@ class ReceiverConfig(_Strict):
     alertnames: dict[str, str] = {}  # alertname -> incident kind, for alerts without a kind label
     deployment: str = "triage/alert"  # the triage deployment a firing alert starts
     critical_in_process: bool = True  # F.1: a Critical incident's triage runs in the receiver's process (warm)
+    spool_dir: str = ""  # accepted incidents, fsynced before the 202; "" = $XDG_STATE_HOME/actor-rollback/receiver
+    request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # a whole request (headers + body) within this
+    keep_alive_seconds: int = Field(default=5, gt=0, le=300)  # an idle kept-alive connection is closed after this
+    limit_concurrency: int = Field(default=512, ge=8)  # connections + requests at once; beyond it a 503 (retried)
+    backlog: int = Field(default=1024, ge=16)  # the listen queue: bursts of new connections wait, not dropped
+    tls_certfile: str = ""  # TLS by uvicorn itself; "" = plain HTTP behind a TLS-terminating proxy or ingress
+    tls_keyfile: str = ""
 
     @field_validator("alertnames")
     @classmethod

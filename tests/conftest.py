@@ -46,10 +46,17 @@ def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")
 
 
-def start_prefect_server(home: Path, log_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
-    """`prefect server start` on a free loopback port with its own home; (process, API URL) once healthy."""
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path, monkeypatch) -> None:
+    """Each test (and the processes it starts) keeps its receiver spool in its own folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+def start_prefect_server(home: Path, log_path: Path, port: int | None = None, **env: str) -> tuple[subprocess.Popen, str]:
+    """`prefect server start` on a loopback port (a free one by default) with its own home; (process, API URL)
+    once healthy. The same home and port again: the same server back, as after an outage."""
     home.mkdir(exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
     full_env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_API_URL": url, **env}

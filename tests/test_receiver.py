@@ -35,15 +35,15 @@ def deployment(prefect_server):
     return DEPLOYMENT
 
 
-def make_receiver(monkeypatch, **changes) -> AlertReceiver:
+def make_receiver(monkeypatch, spool: Path, **changes) -> AlertReceiver:
     monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
     cfg = config(**{"receiver.deployment": DEPLOYMENT, **changes}).receiver
-    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), port=0).start()
+    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), port=0, spool_dir=spool).start()
 
 
 @pytest.fixture
-def receiver(deployment, monkeypatch):
-    receiver = make_receiver(monkeypatch)
+def receiver(deployment, monkeypatch, tmp_path):
+    receiver = make_receiver(monkeypatch, tmp_path / "spool")
     yield receiver
     receiver.stop()
 
@@ -93,17 +93,22 @@ def test_a_firing_alertmanager_alert_starts_one_triage_run_carrying_the_incident
     assert {"triage", "incident:am-aa01-20261129T082513", "source:alertmanager"} <= set(run.tags)
 
 
-def test_a_repeated_alert_maps_to_the_same_run_even_after_a_receiver_restart(receiver, deployment, monkeypatch):
+def test_a_repeated_alert_maps_to_the_same_run_even_after_a_receiver_restart(deployment, monkeypatch, tmp_path):
+    receiver = make_receiver(monkeypatch, tmp_path / "spool")
     for _ in range(3):
         assert post(receiver, "/alerts/alertmanager", alertmanager_body("aa02")).status_code == 202
     receiver.drain()
     assert receiver.counters["duplicates"] == 2
-    restarted = make_receiver(monkeypatch)  # forgets what it saw; Prefect's idempotency key remembers
+    receiver.stop()
+    restarted = make_receiver(monkeypatch, tmp_path / "spool")  # the spool remembers what it accepted
+    elsewhere = make_receiver(monkeypatch, tmp_path / "other-spool")  # a lost spool: Prefect's idempotency key
     try:
-        assert post(restarted, "/alerts/alertmanager", alertmanager_body("aa02")).json()["accepted"]
-        restarted.drain()
+        assert post(restarted, "/alerts/alertmanager", alertmanager_body("aa02")).json()["duplicates"]
+        assert post(elsewhere, "/alerts/alertmanager", alertmanager_body("aa02")).json()["accepted"]
+        elsewhere.drain()
     finally:
         restarted.stop()
+        elsewhere.stop()
     assert len(runs_for("am-aa02-")) == 1
 
 
@@ -158,9 +163,9 @@ def test_bad_input_gets_a_clear_4xx_and_starts_nothing(receiver, name, send, sta
     assert runs_for("am-bad") == [] and runs_for("bad8") == [] and receiver.counters["started"] == 0
 
 
-def test_with_a_signing_secret_an_unsigned_or_badly_signed_body_is_refused(deployment, monkeypatch):
+def test_with_a_signing_secret_an_unsigned_or_badly_signed_body_is_refused(deployment, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_RECEIVER_HMAC", "hmac-secret")
-    receiver = make_receiver(monkeypatch, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC"})
+    receiver = make_receiver(monkeypatch, tmp_path, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC"})
     try:
         body = json.dumps(alertmanager_body("ac09")).encode()
         assert post(receiver, "/alerts/alertmanager", body).status_code == 401
@@ -183,9 +188,9 @@ def grafana_signature(body: bytes, stamp: str = "") -> str:
     return hmac.new(b"hmac-secret", (stamp.encode() + b":" + body) if stamp else body, hashlib.sha256).hexdigest()
 
 
-def test_grafanas_own_hmac_signature_is_accepted_on_the_grafana_endpoint_only(deployment, monkeypatch):
+def test_grafanas_own_hmac_signature_is_accepted_on_the_grafana_endpoint_only(deployment, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_RECEIVER_HMAC", "hmac-secret")
-    receiver = make_receiver(monkeypatch, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC"})
+    receiver = make_receiver(monkeypatch, tmp_path, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC"})
     try:
         body = grafana_alert("gs01")
         signed = {"X-Grafana-Alerting-Signature": grafana_signature(body)}
@@ -201,10 +206,10 @@ def test_grafanas_own_hmac_signature_is_accepted_on_the_grafana_endpoint_only(de
     assert len(runs_for("gf-gs01-")) == 1 and runs_for("am-gs02-") == []
 
 
-def test_grafanas_timestamped_signature_must_be_fresh_so_a_replay_is_refused(deployment, monkeypatch):
+def test_grafanas_timestamped_signature_must_be_fresh_so_a_replay_is_refused(deployment, monkeypatch, tmp_path):
     monkeypatch.setenv("TEST_RECEIVER_HMAC", "hmac-secret")
     stamp_header = "X-Grafana-Alerting-Signature-Timestamp"
-    receiver = make_receiver(monkeypatch, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC",
+    receiver = make_receiver(monkeypatch, tmp_path, **{"receiver.hmac_secret_env": "TEST_RECEIVER_HMAC",
                                              "receiver.grafana_timestamp_header": stamp_header})
     try:
         body = grafana_alert("gs03")
@@ -233,7 +238,7 @@ def test_grafanas_timestamped_signature_must_be_fresh_so_a_replay_is_refused(dep
 def test_the_receiver_refuses_to_start_without_its_token(monkeypatch):
     monkeypatch.delenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", raising=False)
     with pytest.raises(ReceiverSetupError, match="export ACTOR_ROLLBACK_RECEIVER_TOKEN"):
-        AlertReceiver(config().receiver, lambda incident, key: "", port=0)
+        AlertReceiver(config().receiver, lambda incident, key: "", port=0, spool_dir=Path("/nonexistent-never-made"))
 
 
 def test_an_alert_storm_of_1000_alerts_over_100_fingerprints_starts_exactly_100_triage_runs(receiver):
@@ -258,11 +263,12 @@ def test_an_alert_storm_of_1000_alerts_over_100_fingerprints_starts_exactly_100_
     assert len({r.parameters["incident"]["id"] for r in runs_for("am-storm")}) == len(runs_for("am-storm")) == 100
 
 
-def test_a_critical_alert_takes_the_warm_path_and_a_high_one_a_deployment_run(deployment, monkeypatch):
+def test_a_critical_alert_takes_the_warm_path_and_a_high_one_a_deployment_run(deployment, monkeypatch, tmp_path):
     warm: list[str] = []
     monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
     cfg = config(**{"receiver.deployment": DEPLOYMENT})
     receiver = AlertReceiver(cfg.receiver, deployment_starter(DEPLOYMENT, {}), port=0, severity=cfg.severity,
+                             spool_dir=tmp_path,
                              critical_starter=lambda incident, key: warm.append(incident.id) or "in-process").start()
     try:
         down = alertmanager_body("ad10", alertname="ActorServiceDown")  # mapped to service-down: Critical

@@ -1,0 +1,337 @@
+"""The receiver against hostile clients and bad days: slow clients cannot starve it, what it accepted
+survives Prefect going away and the receiver being killed, bodies triage would refuse are refused
+at the door, and generated garbage never gets a 5xx, a dropped connection or a run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import free_port, start_prefect_server, stop_process_group
+from helpers import config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deployments.intake import IntakeSpool
+from deployments.receiver import AlertReceiver
+
+DATA = Path(__file__).resolve().parent / "data"
+HELPER = Path(__file__).resolve().parent / "receiver_process.py"
+TOKEN = "hardening-token-0123456789abcdef"
+
+
+def alert_body(fingerprint: str, **annotations) -> dict:
+    body = json.loads((DATA / "alertmanager-v4-firing.json").read_text())
+    alert = body["alerts"][0]
+    alert["fingerprint"] = fingerprint
+    alert["labels"]["phase"] = "1"
+    alert["annotations"].update({"regression_pct": "15", **annotations})
+    return body
+
+
+def headers(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def __call__(self, incident, key) -> str:
+        self.started.append(incident.id)
+        return f"run-{key}"
+
+
+@pytest.fixture
+def local(monkeypatch, tmp_path):
+    """An in-process receiver over real HTTP whose starter only records."""
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    recorder = Recorder()
+    receiver = AlertReceiver(config().receiver, recorder, port=0, spool_dir=tmp_path / "spool").start()
+    receiver.recorder = recorder
+    yield receiver
+    receiver.stop()
+
+
+def spawn_receiver(spool: Path, port: int, *args: str, env: dict | None = None) -> subprocess.Popen:
+    spool.mkdir(parents=True, exist_ok=True)
+    log = spool.parent / f"receiver-{port}-{time.monotonic_ns()}.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, str(HELPER), str(spool), str(port), *args],
+                                   env={**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, **(env or {})},
+                                   stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while "listening" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    return process
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post_until_accepted(url: str, body: dict, within: float) -> tuple[httpx.Response, float]:
+    """As Alertmanager does: retry on a refused connection or a 503 until the deadline."""
+    started = time.monotonic()
+    while True:
+        try:
+            answer = httpx.post(f"{url}/alerts/alertmanager", json=body, headers=headers(), timeout=5)
+            if answer.status_code != 503:
+                return answer, time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not accepted within {within} s")
+        time.sleep(0.2)
+
+
+def test_1000_slow_clients_with_1024_open_files_neither_starve_valid_alerts_nor_spin_a_core(tmp_path):
+    port, record = free_port(), tmp_path / "started.jsonl"
+    process = spawn_receiver(tmp_path / "spool", port, "--record", str(record), "--nofile", "1024")
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(1000):  # half a request each, then silence
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+                sock.sendall(b"POST /alerts/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n")
+                slow.append(sock)
+            except OSError:
+                pass
+        before, t0 = cpu_seconds(process.pid), time.monotonic()
+        time.sleep(3)
+        busy = (cpu_seconds(process.pid) - before) / (time.monotonic() - t0)
+        assert busy < 0.5, f"the receiver used {busy:.0%} of a core while idle clients held their sockets"
+        answer, waited = post_until_accepted(f"http://127.0.0.1:{port}", alert_body("slow01"), within=30)
+        assert answer.status_code == 202 and waited < 20, (answer.status_code, waited)
+        deadline = time.monotonic() + 10
+        while not (record.exists() and "slow01" in record.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "slow01" in record.read_text()
+        closed = 0
+        for sock in slow:  # the request deadline (receiver.request_timeout_seconds) closed them
+            sock.settimeout(0.05)
+            try:
+                closed += sock.recv(1) == b""
+            except ConnectionResetError:
+                closed += 1
+            except OSError:
+                pass
+        assert closed >= 0.9 * len(slow), f"only {closed} of {len(slow)} slow connections were closed"
+    finally:
+        for sock in slow:
+            sock.close()
+        stop_process_group(process)
+
+
+@pytest.mark.prefect
+def test_accepted_alerts_survive_a_prefect_outage_and_a_sigkilled_receiver_exactly_once(tmp_path, prefect_server):
+    """50 alerts accepted while Prefect is down, the receiver SIGKILLed half way: 50 triage runs, once each.
+    (bench/intake_outage.py measures the same with a 2-minute outage; here it is 20 s.)"""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.triage import triage
+
+    home = tmp_path / "prefect-home"
+    server, url = start_prefect_server(home, tmp_path / "outage-server.log", TMPDIR=str(tmp_path))
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        triage.to_deployment(name="intake-test", parameters={"repo": "/nonexistent", "config": ""}).apply()
+    env = {"PREFECT_API_URL": url, "PREFECT_CLIENT_MAX_RETRIES": "1"}
+    spool, receiver_port = tmp_path / "spool", free_port()
+    first = spawn_receiver(spool, receiver_port, "--deployment", "triage/intake-test", env=env)
+    receiver = f"http://127.0.0.1:{receiver_port}"
+    try:
+        stop_process_group(server)
+        down_at = time.monotonic()
+        for n in range(25):
+            answer = httpx.post(f"{receiver}/alerts/alertmanager", json=alert_body(f"out{n:02d}"), headers=headers())
+            assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 20
+        while (health := httpx.get(f"{receiver}/healthz").json())["status"] != "degraded":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.2)
+        assert health["backlog"] == 25 and health["last_error"]
+        os.killpg(first.pid, 9)
+        first.wait()
+        second = spawn_receiver(spool, receiver_port, "--deployment", "triage/intake-test", env=env)
+        for n in range(25, 50):
+            assert httpx.post(f"{receiver}/alerts/alertmanager", json=alert_body(f"out{n:02d}"),
+                              headers=headers()).status_code == 202
+        assert httpx.post(f"{receiver}/alerts/alertmanager", json=alert_body("out07"),
+                          headers=headers()).json()["duplicates"], "the spool remembers across the kill"
+        time.sleep(max(0.0, 20 - (time.monotonic() - down_at)))
+        server, url = start_prefect_server(home, tmp_path / "outage-server-2.log", TMPDIR=str(tmp_path), port=port)
+        deadline = time.monotonic() + 120
+        while (health := httpx.get(f"{receiver}/healthz").json())["backlog"]:
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+        assert health["status"] == "ok"
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(limit=200)
+        ids = sorted(r.parameters["incident"]["id"] for r in runs if r.parameters.get("incident"))
+        assert len(ids) == 50 and len(set(ids)) == 50, ids
+        stop_process_group(second)
+    finally:
+        for process in (first,):
+            if process.poll() is None:
+                stop_process_group(process)
+        stop_process_group(server)
+
+
+def raw_request(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and len(answer.split(b"\r\n\r\n", 1)[1]) >= int(
+                    (answer.split(b"content-length: ", 1) + [b"0"])[1].split(b"\r\n")[0] or 0):
+                break
+    return answer
+
+
+@pytest.mark.parametrize("name,body,status,says", [
+    ("perf-regression without its size", {"id": "inc-nosize", "phase": "1", "kind": "perf-regression"}, 422,
+     "needs its size"),
+    ("NaN", b'{"id": "inc-nan", "phase": "1", "kind": "perf-regression", "regression_pct": NaN}', 400,
+     "NaN is not a JSON number"),
+    ("Infinity", b'{"id": "inc-inf", "phase": "1", "kind": "perf-regression", "regression_pct": Infinity}', 400,
+     "Infinity is not a JSON number"),
+    ("a 5000-digit integer", b'{"id": "inc-big", "phase": "1", "kind": "crash", "crashes_per_hour": ' + b"9" * 5000
+     + b"}", 400, "malformed JSON"),
+    ("JSON nested 100000 deep", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("a 400-digit timestamp", {"id": "inc-ts", "phase": "1", "kind": "crash", "started_at": "1" * 400}, 422,
+     "started_at"),
+])
+def test_bodies_triage_would_refuse_get_a_4xx_naming_the_field_and_are_not_kept(local, name, body, status, says):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = httpx.post(f"{local.url}/incidents", content=data, headers=headers(), timeout=10)
+    assert answer.status_code == status, (name, answer.text)
+    assert says in answer.json()["error"], answer.text
+    assert local.spool.backlog() == (0, "") and local.recorder.started == []
+
+
+def test_alertmanager_bodies_with_bad_numbers_and_times_are_4xx(local):
+    infinite = alert_body("inf01", regression_pct="Infinity")
+    assert httpx.post(f"{local.url}/alerts/alertmanager", json=infinite, headers=headers()).status_code == 422
+    long_time = alert_body("ts01")
+    long_time["alerts"][0]["startsAt"] = "2" * 400
+    answer = httpx.post(f"{local.url}/alerts/alertmanager", json=long_time, headers=headers())
+    assert answer.status_code == 400 and "startsAt" in answer.json()["error"]
+    assert local.spool.backlog()[0] == 0
+
+
+@pytest.mark.parametrize("length", [b"12abc", b"-5", b"9" * 40])
+def test_a_bad_content_length_is_a_4xx_never_a_dropped_connection(local, length):
+    answer = raw_request(local.url, b"POST /incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                         + b"\r\nContent-Length: " + length + b"\r\n\r\n{}")
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:200]
+
+
+def test_a_token_with_a_trailing_newline_in_the_environment_still_matches(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN + "\n")
+    receiver = AlertReceiver(config().receiver, Recorder(), port=0, spool_dir=tmp_path).start()
+    try:
+        assert httpx.post(f"{receiver.url}/alerts/alertmanager", json=alert_body("nl01"),
+                          headers=headers()).status_code == 202
+    finally:
+        receiver.stop()
+
+
+def test_an_incident_cannot_claim_another_source(local):
+    body = {"id": "inc-claims", "phase": "1", "kind": "crash", "crashes_per_hour": 9, "source": "alertmanager"}
+    assert httpx.post(f"{local.url}/incidents", json=body, headers=headers()).status_code == 202
+    local.drain()
+    assert local.recorder.started == ["inc-claims"]
+    [row] = IntakeSpool(local.spool.path)._db.execute("SELECT incident FROM intake").fetchall()
+    assert json.loads(row[0])["source"] == "generic"
+
+
+def test_a_newline_in_an_alert_name_cannot_forge_a_log_line(local, caplog):
+    body = alert_body("log01")
+    body["alerts"][0]["labels"].update(phase="9", alertname="Evil\nINFO triage of am-x started: flow run forged")
+    with caplog.at_level(logging.WARNING, logger="actor_rollback.receiver"):
+        answer = httpx.post(f"{local.url}/alerts/alertmanager", json=body, headers=headers())
+    assert answer.status_code == 422
+    lines = [r.getMessage() for r in caplog.records if r.name == "actor_rollback.receiver"]
+    assert lines and all("\n" not in line for line in lines)
+    assert any("\\x0aINFO triage of am-x" in line for line in lines)
+
+
+# ---------------------------------------------------------------- fuzzing, in process
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=20)
+TEMPLATE = alert_body("fz01")
+FIELDS = ["version", "status", "alerts", "groupLabels", "commonLabels"]
+ALERT_FIELDS = ["status", "labels", "annotations", "startsAt", "fingerprint", "endsAt"]
+
+
+@st.composite
+def bodies(draw) -> bytes:
+    shape = draw(st.sampled_from(["bytes", "json", "mutated", "mutated-alert"]))
+    if shape == "bytes":
+        return draw(st.binary(max_size=300))
+    if shape == "json":
+        return json.dumps(draw(JSON)).encode()
+    body = copy.deepcopy(TEMPLATE)
+    if shape == "mutated":
+        body[draw(st.sampled_from(FIELDS))] = draw(JSON)
+    else:
+        alert = body["alerts"][0]
+        field = draw(st.sampled_from(ALERT_FIELDS + ["labels.phase", "labels.kind", "annotations.regression_pct"]))
+        if "." in field:
+            outer, inner = field.split(".")
+            alert[outer][inner] = draw(JSON)
+        else:
+            alert[field] = draw(JSON)
+    return json.dumps(body, allow_nan=True).encode()
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory):
+    from starlette.testclient import TestClient
+
+    os.environ["ACTOR_ROLLBACK_RECEIVER_TOKEN"] = TOKEN
+    recorder = Recorder()
+    receiver = AlertReceiver(config().receiver, recorder, port=0, spool_dir=tmp_path_factory.mktemp("fuzz"))
+    with TestClient(receiver.app, raise_server_exceptions=True) as client:  # workers not started: nothing drains
+        yield receiver, client
+
+
+@settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=bodies(), path=st.sampled_from(["/alerts/alertmanager", "/alerts/grafana", "/incidents", "/x"]),
+       token=st.sampled_from([TOKEN, TOKEN + " ", "", "x" * 40]), content_type=st.sampled_from(
+           ["application/json", "text/plain", ""]), signature=st.sampled_from(["", "sha256=00", "zz"]))
+def test_fuzz_5000_generated_requests_never_a_5xx_and_never_a_run_for_an_invalid_body(
+        fuzz_target, body, path, token, content_type, signature):
+    receiver, client = fuzz_target
+    before = receiver.spool.backlog()[0]
+    sent = {"Authorization": f"Bearer {token}", **({"Content-Type": content_type} if content_type else {}),
+            **({"X-Signature": signature} if signature else {})}
+    answer = client.post(path, content=body, headers=sent)
+    assert answer.status_code < 500, (answer.status_code, answer.text, body[:200])
+    assert "error" in answer.json() or answer.status_code == 202
+    kept = receiver.spool.backlog()[0] - before
+    if answer.status_code != 202:
+        assert kept == 0, (answer.status_code, body[:200])
+    else:  # only what the same validation accepts is kept
+        source = {"/alerts/alertmanager": "alertmanager", "/alerts/grafana": "grafana", "/incidents": "generic"}[path]
+        assert receiver._parse(body, source) and kept == len(answer.json()["accepted"])
