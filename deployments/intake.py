@@ -79,6 +79,12 @@ class IntakeSpool:
             self._in_flight.discard(key)
         return delay
 
+    def reopen(self, keys: list[str]) -> None:
+        """Incidents whose run did not get to the end here: pending again, for the next receiver to start."""
+        with self._lock:
+            self._db.executemany("UPDATE intake SET done_at = NULL, run_id = '', next_at = 0 WHERE key = ?",
+                                 [(key,) for key in keys])
+
     def backlog(self) -> tuple[int, str]:
         """How many accepted incidents have no run yet, and the newest start error among them."""
         with self._lock:

@@ -75,15 +75,25 @@ def deployment_starter(deployment: str, parameters: dict[str, Any]) -> Starter:
     return start
 
 
-def in_process_starter(repo: str, config: str, workers: int = 2) -> Starter:
+class WarmTriage:
     """The warm path: triage runs in this process (a thread), so it starts at once — no runner poll,
     no new interpreter. The run is recorded in Prefect like any other; a run already named
-    `triage-<incident>` (a repeat after a restart) is not started twice."""
-    from concurrent.futures import ThreadPoolExecutor
+    `triage-<incident>` (a repeat after a restart) is not started twice, unless it crashed.
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warm-triage")
+    When serve stops, runs still going after a short grace are handed back: their Prefect runs are
+    marked Crashed (saying why) and their incidents return to the intake spool, so the next serve
+    starts them again — the steps are idempotent, a rerun converges.
+    """
 
-    def start(incident: Incident, key: str) -> str:
+    def __init__(self, repo: str, config: str, workers: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.repo, self.config = repo, config
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warm-triage")
+        self.running: dict[str, tuple[Incident, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, incident: Incident, key: str) -> str:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
@@ -91,14 +101,51 @@ def in_process_starter(repo: str, config: str, workers: int = 2) -> Starter:
 
         with get_client(sync_client=True) as client:
             existing = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"triage-{incident.id}"])), limit=1)
-        if existing:
-            return str(existing[0].id)
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"triage-{incident.id}"])), limit=5)
+        live = [r for r in existing if not (r.state and (r.state.is_crashed() or r.state.is_cancelled()))]
+        if live:
+            return str(live[0].id)
         run = contextvars.copy_context().run
-        pool.submit(run, lambda: triage(incident=incident, repo=repo, config=config))
+        future = self.pool.submit(run, lambda: triage(incident=incident, repo=self.repo, config=self.config))
+        with self._lock:
+            self.running[key] = (incident, future)
+        future.add_done_callback(lambda _: self._finished(key))
         return f"in-process triage-{incident.id}"
 
-    return start
+    def _finished(self, key: str) -> None:
+        with self._lock:
+            self.running.pop(key, None)
+
+    def hand_back(self, grace: float) -> list[str]:
+        """Wait up to `grace` seconds for the runs in this process; the keys of those still going, marked Crashed."""
+        from concurrent.futures import wait
+
+        with self._lock:
+            futures = [future for _, future in self.running.values()]
+        wait(futures, timeout=grace)
+        with self._lock:
+            left = {key: incident for key, (incident, future) in self.running.items() if not future.done()}
+        self.pool.shutdown(wait=False, cancel_futures=True)  # idle workers end; a running one cannot be stopped
+        if left:
+            _mark_crashed([f"triage-{incident.id}" for incident in left.values()])
+        return list(left)
+
+
+def _mark_crashed(names: list[str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as client:
+            for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names))):
+                if run.state and not run.state.is_final():
+                    client.set_flow_run_state(run.id, Crashed(message="serve stopped (SIGTERM) while this run was "
+                                                                      "going; its incident went back to the intake "
+                                                                      "spool and the next serve starts it again"),
+                                              force=True)
+    except Exception as exc:  # Prefect unreachable: the spool still holds the incident
+        log.warning("could not mark %s crashed: %s", ", ".join(names), exc)
 
 
 def default_spool_dir() -> Path:
@@ -246,7 +293,7 @@ class AlertReceiver:
             http=_deadline_protocol(self.cfg.request_timeout_seconds, self._slow_client),
             backlog=self.cfg.backlog, timeout_keep_alive=self.cfg.keep_alive_seconds,
             limit_concurrency=self.cfg.limit_concurrency, h11_max_incomplete_event_size=64 * 1024,
-            timeout_graceful_shutdown=5, lifespan="off", log_config=None, access_log=False, server_header=False, **tls)
+            timeout_graceful_shutdown=2, lifespan="off", log_config=None, access_log=False, server_header=False, **tls)
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(target=self._server.run, name="receiver-http", daemon=True)
         self._server_thread.start()
@@ -268,8 +315,9 @@ class AlertReceiver:
         log.warning("closed connections that sent no whole request within %s s (%d so far)",
                     self.cfg.request_timeout_seconds, total)
 
-    def stop(self, timeout: float = 5) -> None:
-        """Stop accepting, let the workers finish the start they are in; what is not started stays spooled."""
+    def stop(self, timeout: float = 5, grace: float = 3) -> list[str]:
+        """Stop accepting, let the workers finish the start they are in; what is not started stays spooled, and
+        warm runs still going after `grace` seconds are handed back to the spool. Returns the keys handed back."""
         if self._server is not None:
             self._server.should_exit = True
             self._server_thread.join(timeout)
@@ -279,7 +327,12 @@ class AlertReceiver:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
+        handed = self.critical_starter.hand_back(grace) if isinstance(self.critical_starter, WarmTriage) else []
+        if handed:
+            self.spool.reopen(handed)
+            log.warning("handed back to the intake spool, for the next serve: %s", ", ".join(handed))
         self.spool.close()
+        return handed
 
     def drain(self, timeout: float = 30) -> None:
         """Wait until every accepted incident has its triage run (tests and shutdown)."""

@@ -14,6 +14,7 @@ two seconds of the click, instead of the default ten.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 
@@ -65,15 +66,14 @@ def build_deployments(repo: Path, config: Path | None = None):
 def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None):
     """The alert receiver beside the deployments; it starts runs of `receiver.deployment`, and
     Critical incidents' triage in this process when `receiver.critical_in_process`."""
-    from deployments.receiver import AlertReceiver, deployment_starter, in_process_starter
+    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
     from runbook.config import load_config
 
     import logging
 
     full = load_config(config)
     cfg = full.receiver
-    warm = in_process_starter(str(repo.resolve()), str(config.resolve()) if config else "") \
-        if cfg.critical_in_process else None
+    warm = WarmTriage(str(repo.resolve()), str(config.resolve()) if config else "") if cfg.critical_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port, critical_starter=warm,
                          severity=full.severity).start()
@@ -84,11 +84,22 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     prepare_runner_environment()
     from prefect import serve
 
+    def stop_now(signum, frame):  # until Prefect's runner installs its own handler: stop through `finally`
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop_now)
     receiver = start_receiver(repo, config, receiver_port, receiver_host) if with_receiver else None
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:
         serve(*build_deployments(repo, config), limit=limit, print_starting_message=True)
     finally:
+        # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
+        # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
         if receiver is not None:
-            receiver.stop()
+            handed = receiver.stop()
+            if handed:
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=2)
+                os._exit(0)

@@ -26,6 +26,7 @@ from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import NEEDS, StepSpec, select_steps
+from tasks.commands import end_commands_on_sigterm
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS
@@ -76,6 +77,7 @@ class PhaseRun:
     # ------------------------------------------------------------ the target's lock
 
     def __enter__(self) -> PhaseRun:
+        end_commands_on_sigterm()  # a cancelled or terminated run ends its commands, not waits for them
         self._tag_run()
         if self.ctx.dry_run:
             return self

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,31 @@ class CommandOutcome:
     seconds: float
 
 
+STOPPING = threading.Event()  # set by SIGTERM (see end_commands_on_sigterm): running commands end at once
+
+
+def end_commands_on_sigterm() -> None:
+    """Chain a SIGTERM handler in front of the current one (Prefect's, in a flow run): it first ends the commands
+    this process runs — a step's thread otherwise keeps the process alive for the whole command (a 30 s grace
+    spent waiting on a deploy) — then lets the previous handler do what it does."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "ends_commands", False):
+        return
+
+    def handler(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    handler.ends_commands = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
                 keep_lines: int = TAIL_LINES) -> CommandOutcome:
     """Run without a shell, kill the whole process group at the timeout, keep the output's tail."""
@@ -47,13 +73,23 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
         raise BadInputError(f"{argv[0]}: no such program or script in {cwd}; check the command in the config") from None
     except PermissionError:
         raise BadInputError(f"{argv[0]}: not executable (chmod +x {argv[0]})") from None
-    try:
-        output, _ = process.communicate(timeout=timeout)
-        code: int | None = process.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        code = None
+    deadline = start + timeout
+    while True:  # in slices, so that a process shutting down (SIGTERM) ends its commands instead of waiting
+        try:
+            output, _ = process.communicate(timeout=max(0.01, min(0.5, deadline - time.monotonic())))
+            code: int | None = process.returncode
+            break
+        except subprocess.TimeoutExpired:
+            stopping = STOPPING.is_set() or not threading.main_thread().is_alive()
+            if time.monotonic() < deadline and not stopping:
+                continue
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            if stopping:
+                raise StepError(f"`{shlex.join(argv)}` was stopped: this process is shutting down (SIGTERM); "
+                                "rerun the step") from None
+            code = None
+            break
     tail = [line for line in (output or "").splitlines() if line.strip()][-keep_lines:]
     return CommandOutcome(argv, code, tail, time.monotonic() - start)
 

@@ -1,0 +1,102 @@
+"""SIGTERM to `actor-rollback serve` (as Kubernetes sends, with 30 s of grace): it stops accepting, hands
+back what it holds, and exits within 10 s; what it handed back is started again by the next serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import free_port
+from helpers import config_variant
+
+pytestmark = pytest.mark.prefect
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+TOKEN = "shutdown-token-0123456789abcdef"
+
+
+def start_serve(sample, config: Path, port: int, env: dict, log: Path) -> subprocess.Popen:
+    process = subprocess.Popen([CLI, "serve", "--repo", str(sample.repo), "--config", str(config),
+                                "--receiver-port", str(port)], env=env, stdout=open(log, "a"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def triage_runs(incident: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"triage-{incident}"])))
+
+
+def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_within_10_s_and_resumes(
+        sample, test_config, tmp_path, prefect_server):
+    from prefect.deployments import run_deployment
+
+    from tasks.sample_workspace import create_sample_workspace
+
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         'command = "sleep 120"'})  # a deploy that outlasts the grace
+    port, state = free_port(), tmp_path / "state"
+    env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "XDG_STATE_HOME": str(state),
+           "PREFECT_LOGGING_LEVEL": "INFO"}
+    log = tmp_path / "serve.log"
+    serve = start_serve(sample, config, port, env, log)
+    incident = {"id": "inc-sigterm", "phase": "1", "kind": "service-down"}  # Critical: the warm path
+    assert httpx.post(f"http://127.0.0.1:{port}/incidents", json=incident,
+                      headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 202
+    other = create_sample_workspace(tmp_path / "other")  # a second target, rolled back by a deployment run
+    deadline = time.monotonic() + 60
+    while "being served" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    manual = run_deployment("rollback-phase-1/manual", timeout=0, parameters={
+        "reason": "SIGTERM test", "incident_id": "inc-sigterm-manual", "repo": str(other.repo), "skip": ["ci"]})
+    deadline = time.monotonic() + 90
+    while log.read_text().count("P1.2b push: done") < 2:  # both pushed; both deploys (sleep 120) are going
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    serve.send_signal(signal.SIGTERM)
+    try:
+        serve.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(serve.pid, 9)
+        pytest.fail(f"serve outlived SIGTERM by 10 s: {log.read_text()[-3000:]}")
+    assert time.monotonic() - sent < 10
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        ended = client.read_flow_run(manual.id).state
+    assert ended.is_final() and not ended.is_completed(), ended  # never left Running, never a false Completed
+    [crashed] = triage_runs("inc-sigterm")
+    assert crashed.state.is_crashed() and "intake spool" in crashed.state.message
+    spool = sqlite3.connect(state / "actor-rollback" / "receiver" / "intake.sqlite3")
+    assert spool.execute("SELECT done_at FROM intake WHERE key = 'in-inc-sigterm'").fetchone() == (None,)
+    spool.close()
+    again = start_serve(sample, config, port, env, log)  # the next serve starts the handed-back incident
+    try:
+        deadline = time.monotonic() + 60
+        while len(runs := triage_runs("inc-sigterm")) < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert sum(1 for r in runs if r.state.is_crashed()) == 1
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=30)
