@@ -54,12 +54,12 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def start_prefect(home: Path, database_url: str = "") -> subprocess.Popen:
+def start_prefect(home: Path, database_url: str = "", port: int = 0) -> subprocess.Popen:
     """`prefect server start` of its own (SQLite, or the PostgreSQL at `database_url`); PREFECT_* set in this
-    process before Prefect is imported."""
+    process before Prefect is imported. The same home and port again: the same server back after an outage."""
     import httpx
 
-    port = free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                        "PREFECT_LOGGING_LEVEL": "WARNING"})

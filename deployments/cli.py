@@ -23,7 +23,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from runbook.config import ConfigError, RollbackConfig, load_config, normalize_phase
+from pydantic import ValidationError
+
 from runbook.errors import BadInputError
+from runbook.ids import IncidentIdError, check_incident_id
 from runbook.model import RollbackReport
 from runbook.phases import StepSelectionError, select_steps
 
@@ -231,7 +234,9 @@ def run(
         open_workspace(repo)
         if not reason.strip():
             raise BadInputError("--reason is empty; say why the rollback is done (it goes into every commit)")
-    except (ConfigError, StepSelectionError, BadInputError) as exc:
+        if incident:
+            check_incident_id(incident)
+    except (ConfigError, StepSelectionError, BadInputError, IncidentIdError) as exc:
         raise _bad_input(str(exc), as_json) from None
     incident = incident or new_incident_id()
     if not (yes or dry_run or as_json) and sys.stdin.isatty():
@@ -357,6 +362,8 @@ def triage(
             open_workspace(repo)
     except (ConfigError, BadInputError, AlertError) as exc:
         raise _bad_input(str(exc), as_json) from None
+    except ValidationError as exc:  # e.g. --incident ../x: said, never a traceback
+        raise _bad_input("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), as_json) from None
     if dry_run:
         reports = [TriageReport(incident=i, decision=d, dry_run=True) for i, d in zip(incidents, decisions)]
     else:
@@ -428,7 +435,10 @@ def reintroduce(
         cfg_path = _config_path(config, repo)
         _config(cfg_path, repo)
         open_workspace(repo)
-    except (ConfigError, BadInputError) as exc:
+        check_incident_id(incident)
+        if not reason.strip():
+            raise BadInputError("--reason is empty; say why the phase comes back (it goes into every commit)")
+    except (ConfigError, BadInputError, IncidentIdError) as exc:
         raise _bad_input(str(exc), as_json) from None
     _quiet_prefect(as_json)
     result = reintroduce_flow(phase=key, repo=str(repo.resolve()), reason=reason, incident_id=incident,

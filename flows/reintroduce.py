@@ -26,6 +26,7 @@ from prefect.artifacts import create_table_artifact
 from flows.retry_lock import read_retry_lock
 from runbook.config import load_config, normalize_phase
 from runbook.errors import BadInputError, StepError
+from runbook.ids import IncidentIdError, check_incident_id
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import StepSpec
 from tasks.cargo_manifest import disable_feature_flag
@@ -52,6 +53,10 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
     """
     cfg = load_config(config or None)
     key = normalize_phase(phase)
+    try:
+        check_incident_id(incident_id)
+    except IncidentIdError as exc:
+        raise BadInputError(str(exc)) from None
     ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=key, incident=incident_id, reason=reason,
                       step_id="A.6")
     steps: list[StepResult] = []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from runbook.ids import check_incident_id
 
 # A plan (or --dry-run) says "would-fail" for a step whose read-only preconditions fail, and "blocked" for a
 # later step that needs what that one would have established.
@@ -35,7 +37,7 @@ class _Model(BaseModel):
 class Incident(_Model):
     """What happened: where it came from, which phase, what kind, with its evidence."""
 
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    id: Annotated[str, AfterValidator(check_incident_id)]
     source: str = "manual"  # manual | alertmanager | grafana | schedule | cli
     phase: str
     kind: IncidentKind | None = None

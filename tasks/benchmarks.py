@@ -25,7 +25,7 @@ from runbook.benchstats import (Z95, Z_POWER, BenchmarkInputError, Comparison, E
                                  parse_markdown_baseline)
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
-from tasks.commands import require_program, run_bounded
+from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
 
@@ -204,7 +204,7 @@ def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str 
     for command in b.commands:
         started = time.monotonic()
         log.info("benchmarks %s: `%s` …", label, command)
-        outcome = run_bounded(command, tree, b.timeout_seconds, env=env)
+        outcome = run_bounded(command, tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
         log.info("benchmarks %s: `%s` took %.0f s", label, command, time.monotonic() - started)
         if outcome.returncode is None:
             raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {tree}")

@@ -31,6 +31,31 @@ class CommandOutcome:
     seconds: float
 
 
+# The tool's own secrets never reach the commands it runs (a `cargo test` of the target, a deploy script), and
+# their values never stay in evidence: besides these, the names the config points at (see secret_names).
+ALWAYS_SECRET = ("ACTOR_ROLLBACK_RECEIVER_TOKEN", "GITHUB_TOKEN", "PREFECT_API_KEY")
+
+
+def secret_names(cfg) -> set[str]:
+    names = {*ALWAYS_SECRET, cfg.receiver.token_env, cfg.receiver.hmac_secret_env, cfg.ci.token_env,
+             cfg.triage.issue_token_env}
+    return {name for name in names if name}
+
+
+def redact(lines: list[str], names) -> list[str]:
+    """Lines with the values of these environment variables (when set, 6 characters or more) replaced."""
+    values = sorted({os.environ[n].strip() for n in names if len(os.environ.get(n, "").strip()) >= 6}, key=len,
+                    reverse=True)
+    if not values:
+        return lines
+    out = []
+    for line in lines:
+        for value in values:
+            line = line.replace(value, "[redacted]")
+        out.append(line)
+    return out
+
+
 STOPPING = threading.Event()  # set by SIGTERM (see end_commands_on_sigterm): running commands end at once
 
 
@@ -57,8 +82,9 @@ def end_commands_on_sigterm() -> None:
 
 
 def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
-                keep_lines: int = TAIL_LINES) -> CommandOutcome:
-    """Run without a shell, kill the whole process group at the timeout, keep the output's tail."""
+                keep_lines: int = TAIL_LINES, secrets=ALWAYS_SECRET) -> CommandOutcome:
+    """Run without a shell, kill the whole process group at the timeout, keep the output's tail; the command's
+    environment has none of `secrets` (variable names), and the tail has their values redacted."""
     argv = shlex.split(command)
     if not argv:
         raise BadInputError("an empty command is configured; set it in the config")
@@ -67,7 +93,8 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
         process = subprocess.Popen(
             argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, errors="replace", start_new_session=True,
-            env={**os.environ, "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})},
+            env={**{k: v for k, v in os.environ.items() if k not in {*secrets, *ALWAYS_SECRET}},
+                 "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})},
         )
     except FileNotFoundError:
         raise BadInputError(f"{argv[0]}: no such program or script in {cwd}; check the command in the config") from None
@@ -90,7 +117,7 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
                                 "rerun the step") from None
             code = None
             break
-    tail = [line for line in (output or "").splitlines() if line.strip()][-keep_lines:]
+    tail = redact([line for line in (output or "").splitlines() if line.strip()][-keep_lines:], {*secrets, *ALWAYS_SECRET})
     return CommandOutcome(argv, code, tail, time.monotonic() - start)
 
 
@@ -112,7 +139,7 @@ def require_program(command: str, cwd: Path, key: str) -> str:
 
 
 def _result(ctx: StepContext, name: str, outcome: CommandOutcome, timeout: float, what: str) -> StepResult:
-    shown = shlex.join(outcome.argv)
+    shown = redact([shlex.join(outcome.argv)], secret_names(ctx.cfg))[0]
     if outcome.returncode is None:
         raise StepError(f"{what}: `{shown}` did not finish within {timeout:g} s and was killed; last output: "
                         + " | ".join(outcome.tail[-3:]))
@@ -130,7 +157,7 @@ def check_ci(ctx: StepContext) -> StepResult:
     if ctx.dry_run:
         require_program(ci.command, ctx.repo, "ci.command")
         return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[ci.command])
-    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds)
+    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, secrets=secret_names(ctx.cfg))
     return _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
 
 
@@ -192,7 +219,7 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
         if missing:
             raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
         return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
-    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds)
+    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, secrets=secret_names(ctx.cfg))
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
 
 
@@ -210,5 +237,5 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
     script = shlex.split(command)[0]
     if script.startswith(("./", "../")) and not (ctx.repo / script).exists():
         raise BadInputError(f"the deploy script {script} does not exist in {ctx.repo}; fix deploy.command in the config")
-    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds)
+    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, secrets=secret_names(ctx.cfg))
     return _result(ctx, "deploy", outcome, deploy.timeout_seconds, "deploy failed")

@@ -18,7 +18,6 @@ from runbook.errors import BadInputError, ConflictError, StepError, TransientErr
 from runbook.model import StepResult
 from tasks.context import StepContext
 
-ROLLBACK_TRAILER = "Rollback-Incident:"
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,16 @@ def unpushed_commits(repo: Repo, ctx: StepContext) -> list[str]:
     return out.split()
 
 
+def is_rollback_commit(repo: Repo, ctx: StepContext, sha: str) -> bool:
+    """A commit this tool made for this incident: by the configured author, with a parsed (not merely mentioned)
+    `Rollback-Incident: <incident>` trailer — the same parser as `git interpret-trailers --parse`."""
+    out = run_git(repo, "log", "-1", "--format=%an <%ae>%x1f%(trailers:key=Rollback-Incident,valueonly,separator=%x1e)",
+                  sha)
+    author, _, trailers = out.partition("\x1f")
+    incidents = [value.strip() for value in trailers.split("\x1e") if value.strip()]
+    return author == ctx.cfg.git.commit_author and incidents == [ctx.incident]
+
+
 def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | None = None) -> list[str]:
     """Bring the branch up to date with the remote, keeping only our own unpushed rollback commits.
 
@@ -132,11 +141,12 @@ def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | N
     except GitCommandError:
         raise BadInputError(f"the remote {ctx.cfg.remote} has no branch {ctx.cfg.main_branch}; check main_branch/remote in the config") from None
     ahead = unpushed_commits(repo, ctx)
-    foreign = [sha for sha in ahead if ROLLBACK_TRAILER not in run_git(repo, "log", "-1", "--format=%B", sha)]
+    foreign = [sha for sha in ahead if not is_rollback_commit(repo, ctx, sha)]
     if foreign:
         raise BadInputError(
             f"{ctx.cfg.main_branch} has {len(foreign)} local commit(s) that are not on {upstream} and are not "
-            f"rollback commits ({', '.join(s[:10] for s in foreign)}); push or move them to another branch first"
+            f"this incident's rollback commits ({', '.join(s[:10] for s in foreign)}); push or move them to another "
+            "branch first — a rollback never publishes unreviewed work"
         )
     behind = run_git(repo, "rev-list", "--count", f"HEAD..{upstream}")
     if behind == "0":
@@ -274,7 +284,11 @@ def revert_merge(ctx: StepContext) -> StepResult:
         f'Revert "{subject}"\n\nThis reverts commit {sha}, reversing\nchanges made to {parent}.\n\n'
         + ctx.commit_message(f"revert the phase {ctx.phase} merge")
     )
-    _commit(repo, ctx, message)
+    try:
+        _commit(repo, ctx, message)
+    except BaseException:  # no REVERT_HEAD, no staged revert left behind: the tree as the step found it
+        _abort_revert(repo, before)
+        raise
     revert_sha = repo.head.commit.hexsha
     files = run_git(repo, "diff", "--stat", "--format=", f"{revert_sha}^", revert_sha).splitlines()
     return StepResult(id=ctx.step_id, name="revert", status="done",
@@ -292,9 +306,22 @@ def _abort_revert(repo: Repo, before: str) -> None:
 
 
 def commit_files(ctx: StepContext, paths: list[str], summary: str) -> str:
+    """Stage and commit `paths`; if the commit fails (a hook, signing, a full disk), the index is back as it was —
+    the callers put the files' contents back."""
     repo = open_workspace(ctx.repo)
-    run_git(repo, "add", "--", *paths)
-    _commit(repo, ctx, ctx.commit_message(summary))
+    head = repo.head.commit.hexsha
+    try:
+        run_git(repo, "add", "--", *paths)
+        _commit(repo, ctx, ctx.commit_message(summary))
+    except BaseException:
+        if repo.head.commit.hexsha == head:
+            tracked = [p for p in paths if head_text(repo, p) is not None]
+            untracked = [p for p in paths if p not in tracked]
+            if tracked:
+                run_git(repo, "reset", "--quiet", head, "--", *tracked)
+            if untracked:
+                run_git(repo, "rm", "--cached", "--quiet", "--ignore-unmatch", "--", *untracked)
+        raise
     return repo.head.commit.hexsha
 
 
@@ -311,11 +338,22 @@ def publish_new_files(ctx: StepContext, files: dict[str, str], summary: str) -> 
     evidence = sync_with_remote(repo, ctx, resumable=files)
     new = {rel: text for rel, text in files.items() if head_text(repo, rel) is None}
     evidence += [f"{rel} is already at {repo.head.commit.hexsha[:10]}: left as it is" for rel in files if rel not in new]
+    theirs = [rel for rel, text in new.items()
+              if (ctx.repo / rel).exists() and (ctx.repo / rel).read_bytes() != text.encode()]
+    if theirs:  # someone's uncommitted file (a hand-written postmortem): never overwritten, never committed
+        raise BadInputError(f"{', '.join(theirs)} already exist(s), uncommitted and not written by actor-rollback for "
+                            f"{ctx.incident}; nothing was written: commit or move it, then rerun")
     if new:
-        for rel, text in new.items():
-            (ctx.repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            (ctx.repo / rel).write_text(text)
-        sha = commit_files(ctx, list(new), summary)
+        created = [rel for rel in new if not (ctx.repo / rel).exists()]
+        try:
+            for rel, text in new.items():
+                (ctx.repo / rel).parent.mkdir(parents=True, exist_ok=True)
+                (ctx.repo / rel).write_text(text)
+            sha = commit_files(ctx, list(new), summary)
+        except BaseException:
+            for rel in created:  # what this step created goes; nothing else was touched
+                (ctx.repo / rel).unlink(missing_ok=True)
+            raise
         evidence.append(f"{', '.join(new)} committed as {sha[:10]}")
     pushed = push_rollback(ctx)
     if pushed.status == "failed":

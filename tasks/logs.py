@@ -15,7 +15,7 @@ from pathlib import Path
 from runbook.errors import BadInputError, TransientError
 from runbook.model import StepResult
 from tasks.attempts import with_attempts
-from tasks.commands import run_bounded
+from tasks.commands import run_bounded, secret_names
 from tasks.context import StepContext
 from tasks.kubernetes_deploy import kubernetes_clients
 
@@ -57,7 +57,8 @@ def read_recent_logs(ctx: StepContext) -> dict[str, list[str]]:
         return {str(path): tail_file(path, logs.tail_lines)}
     if not logs.command:
         raise BadInputError("logs.source = 'command' needs logs.command in the config")
-    outcome = run_bounded(logs.command, ctx.repo, logs.timeout_seconds, keep_lines=logs.tail_lines)
+    outcome = run_bounded(logs.command, ctx.repo, logs.timeout_seconds, keep_lines=logs.tail_lines,
+                          secrets=secret_names(ctx.cfg))
     if outcome.returncode != 0:
         raise BadInputError(f"the log command exited {outcome.returncode}: " + " | ".join(outcome.tail[-3:]))
     return {logs.command: outcome.tail}

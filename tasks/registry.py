@@ -14,7 +14,7 @@ from tasks.adr import record_design_change
 from tasks.benchmarks import verify_benchmarks
 from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
 from tasks.ci_workflow import disable_no_std_ci
-from tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command
+from tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command, redact, secret_names
 from tasks.config_files import check_phase_code, restore_scheduler_config
 from tasks.context import StepContext
 from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
@@ -64,6 +64,7 @@ def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) ->
         except Exception as exc:  # a bug or an unexpected fault: report it, never hide it
             result = StepResult(id=spec.id, name=spec.name, status="failed", failure="fault",
                                 evidence=[f"{type(exc).__name__}: {exc}"])
+    result.evidence = redact(result.evidence, secret_names(ctx.cfg))  # a secret in an error message stays out
     if ctx.dry_run and result.status == "failed":  # a plan changes nothing: it says what would fail, and why
         result.status = "would-fail"
     result.seconds = time.monotonic() - started

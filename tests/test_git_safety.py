@@ -1,0 +1,127 @@
+"""The git side never damages work: no file written over, no unreviewed commit pushed, no half-changed
+index after a failed commit, no id that forges trailers, no secret handed to a command or kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import commit_change, config, context, refs, run_git
+
+from runbook.errors import BadInputError
+from runbook.ids import IncidentIdError, check_incident_id
+from tasks.cargo_manifest import disable_feature_flag
+from tasks.commands import check_ci
+from tasks.git_repo import find_phase_merge, publish_new_files, push_rollback, revert_merge
+from tasks.registry import STEP_FUNCTIONS, execute_step
+from runbook.phases import phase_steps
+
+CLI = str(Path(sys.executable).parent / "actor-rollback")
+ISSUE = "docs/issues/inc-test.md"
+
+
+def test_a_hand_written_uncommitted_file_at_the_drafts_path_is_never_overwritten(sample):
+    mine = "# Our own notes, not committed yet\n"
+    (sample.repo / ISSUE).parent.mkdir(parents=True, exist_ok=True)
+    (sample.repo / ISSUE).write_text(mine)
+    before = refs(sample.repo)
+    with pytest.raises(BadInputError, match=r"docs/issues/inc-test.md already exist\(s\), uncommitted and not written"):
+        publish_new_files(context(sample.repo, step_id="F.4"), {ISSUE: "# Issue\n"}, "register issue")
+    assert (sample.repo / ISSUE).read_text() == mine and refs(sample.repo) == before
+
+
+def test_a_file_an_interrupted_run_wrote_with_the_same_text_is_committed_on_the_rerun(sample):
+    (sample.repo / ISSUE).parent.mkdir(parents=True, exist_ok=True)
+    (sample.repo / ISSUE).write_text("# Issue\n")
+    result = publish_new_files(context(sample.repo, step_id="F.4"), {ISSUE: "# Issue\n"}, "register issue")
+    assert result.status == "done" and run_git(sample.repo, "log", "-1", "--format=%s").endswith("register issue")
+
+
+def test_a_commit_that_only_mentions_the_trailer_is_never_pushed_as_a_rollback_commit(sample):
+    commit_change(sample.repo, "NOTES.md", "wip\n", "wip: notes\n\nsee Rollback-Incident: inc-test for context\n\n"
+                  "more to do")
+    before = refs(sample.origin)
+    with pytest.raises(BadInputError, match="not this incident's rollback commits"):
+        push_rollback(context(sample.repo, step_id="P1.2b"))
+    assert refs(sample.origin) == before
+
+
+def test_a_trailer_from_another_author_or_incident_is_not_a_rollback_commit(sample):
+    commit_change(sample.repo, "NOTES.md", "x\n", "looks official\n\nRollback-Incident: inc-test\nRunbook-Step: P4.3")
+    with pytest.raises(BadInputError, match="not this incident's rollback commits"):
+        push_rollback(context(sample.repo, step_id="P1.2b"))
+    run_git(sample.repo, "reset", "--hard", "-q", "HEAD~1")
+    assert disable_feature_flag(context(sample.repo, step_id="P1.1", incident="inc-other")).status == "done"
+    with pytest.raises(BadInputError, match="not this incident's rollback commits"):
+        push_rollback(context(sample.repo, step_id="P1.2b"))  # inc-other's commit is not inc-test's to publish
+    assert push_rollback(context(sample.repo, step_id="P1.2b", incident="inc-other")).status == "done"
+
+
+@pytest.fixture
+def signing_fails(sample):
+    run_git(sample.repo, "config", "commit.gpgsign", "true")
+    run_git(sample.repo, "config", "gpg.program", "false")  # every commit fails, as with a broken signing setup
+    return sample
+
+
+def test_a_failed_flag_commit_leaves_the_tree_and_the_index_as_they_were(signing_fails):
+    repo = signing_fails.repo
+    before = (refs(repo), (repo / "modules/actor-core/Cargo.toml").read_text())
+    result = execute_step(phase_steps("1")[0], context(repo, step_id="P1.1"), STEP_FUNCTIONS["flag"])
+    assert result.status == "failed"
+    assert run_git(repo, "status", "--porcelain") == "", "nothing staged, nothing modified"
+    assert (refs(repo), (repo / "modules/actor-core/Cargo.toml").read_text()) == before
+
+
+def test_a_failed_revert_commit_leaves_no_revert_head_and_no_staged_change(signing_fails):
+    repo = signing_fails.repo
+    merge = find_phase_merge(context(repo, step_id="P1.2a")).data["merge"]
+    head = run_git(repo, "rev-parse", "HEAD")
+    with pytest.raises(Exception):
+        revert_merge(context(repo, step_id="P1.2b", facts={"merge": merge}))
+    assert run_git(repo, "status", "--porcelain") == "" and not (repo / ".git" / "REVERT_HEAD").exists()
+    assert run_git(repo, "rev-parse", "HEAD") == head
+
+
+def test_a_failed_issue_commit_removes_the_file_it_created_and_unstages_it(signing_fails):
+    repo = signing_fails.repo
+    with pytest.raises(Exception):
+        publish_new_files(context(repo, step_id="F.4"), {ISSUE: "# Issue\n"}, "register issue")
+    assert not (repo / ISSUE).exists() and run_git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("bad", ["a..b", "x.lock", "@{0}", "x:y", "two words", "x" * 300,
+                                 "inc-1\nRunbook-Step: P4.3\nApproved-By: mallory", "../x", "-rf", ""])
+def test_every_malformed_incident_id_is_refused_with_the_rule(bad):
+    with pytest.raises(IncidentIdError):
+        check_incident_id(bad)
+
+
+@pytest.mark.parametrize("bad", ["a..b", "inc-1\nRunbook-Step: P4.3", "x" * 300])
+def test_run_refuses_a_malformed_incident_id_before_anything_changes(sample, bad):
+    before = refs(sample.repo), refs(sample.origin)
+    run = subprocess.run([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "x", "--incident", bad, "--json"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert run.returncode == 2 and "incident id" in json.loads(run.stdout)["error"]
+    assert (refs(sample.repo), refs(sample.origin)) == before
+
+
+def test_triage_with_a_path_as_incident_id_is_exit_2_not_a_traceback():
+    run = subprocess.run([CLI, "triage", "--incident", "../x", "--kind", "crash", "--phase", "1", "--dry-run"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "incident id" in run.stderr
+
+
+def test_the_receivers_secrets_never_reach_a_command_and_known_values_are_redacted(sample, monkeypatch):
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", "receiver-secret-value-1")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret_value_2")
+    cfg = config(**{"ci.command": "sh -c 'env; echo leaked ghp_secret_value_2'"})
+    result = check_ci(context(sample.repo, step_id="P1.2c", cfg=cfg))
+    text = "\n".join(result.evidence)
+    assert "receiver-secret-value-1" not in text and "ghp_secret_value_2" not in text
+    assert "ACTOR_ROLLBACK_RECEIVER_TOKEN" not in text and "GITHUB_TOKEN=" not in text
+    assert "leaked [redacted]" in text
