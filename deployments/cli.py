@@ -1,7 +1,8 @@
 """`actor-rollback`: plan and run the runbook's phase rollbacks, and the demo.
 
 Exit codes: 0 done, 1 a step or a check failed, 2 bad input (usage, config, repository
-state), 3 a person is needed (approval pending, a check unverified). With --json exactly one
+state), 3 a person is needed (approval pending, a check unverified), 4 busy (another rollback of the
+same target holds it; nothing was done). With --json exactly one
 JSON object goes to stdout; logs go to stderr.
 """
 

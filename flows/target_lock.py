@@ -38,7 +38,7 @@ from tasks.git_repo import open_workspace, run_git
 
 
 class TargetBusy(StepError):
-    failure = "bad-input"
+    failure = "busy"  # locked out is not bad input: the outcome says busy (exit 4), naming the holder
 
 
 def target_key(repo: Path, cfg: RollbackConfig) -> str:
@@ -122,22 +122,73 @@ class TargetLock:
             held = Variable.get(self.record, default=None)
             if isinstance(held, dict) and held.get("lease_id") == str(self.lease_id):
                 Variable.unset(self.record)
-            client.release_concurrency_slots_with_lease(self.lease_id)
+            free_slot(client, self.name, self.record, self.lease_id, self.lease_seconds)
 
 
-def _release_if_holder_died(client, record: str, log) -> bool:
+def _lease_known(client, lease_id: UUID, lease_seconds: float) -> bool:
+    """Whether the server still knows this lease. Leases live in the server's memory: a restarted server forgets
+    them while the slot they took stays counted in its database."""
+    try:
+        client.renew_concurrency_lease(lease_id, lease_duration=lease_seconds)
+        return True
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code in (404, 410):
+            return False
+        raise
+
+
+def free_slot(client, name: str, record: str, lease_id: UUID, lease_seconds: float) -> None:
+    """Release a holder's slot: through its lease, or — when the server forgot the lease — by name, unless another
+    run's record shows that the slot is now that run's (its lease expired and was reaped, and the slot taken again)."""
+    if _lease_known(client, lease_id, lease_seconds):
+        client.release_concurrency_slots_with_lease(lease_id)
+        return
+    held = Variable.get(record, default=None)
+    if isinstance(held, dict) and held.get("lease_id") != str(lease_id):
+        return  # the slot is another run's now
+    limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots > 0:
+        client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=1.0)
+
+
+def _holder_gone(client, held: dict) -> str:
+    """Why the holder in this record can no longer be running ("" while it may be)."""
+    if held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", 0))):
+        return f"pid {held.get('pid')} is gone"
+    run_id = held.get("flow_run_id")
+    if run_id:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except (ObjectNotFound, ValueError):
+            return "its flow run does not exist"
+        if state is not None and state.is_final():
+            return f"its flow run ended {state.name}"
+    return ""
+
+
+def _release_if_holder_died(client, record: str, lease_seconds: float, log) -> bool:
     held = Variable.get(record, default=None)
     if not isinstance(held, dict):
         return False
-    if held.get("host") != socket.gethostname() or _pid_alive(int(held.get("pid", 0))):
+    why = _holder_gone(client, held)
+    if not why:
         return False
-    log(f"the rollback holding this target ({held.get('incident')}, pid {held.get('pid')}) is gone; "
-        "releasing its lease")
-    try:
-        client.release_concurrency_slots_with_lease(UUID(held["lease_id"]))
-    except PrefectHTTPStatusError:
-        pass  # already expired
+    log(f"the rollback holding this target ({held.get('incident')}) is gone ({why}); releasing its slot")
+    free_slot(client, held.get("limit", ""), record, UUID(held["lease_id"]), lease_seconds)
     Variable.unset(record)
+    return True
+
+
+def _release_orphaned_slot(client, name: str, record: str, since: float, lease_seconds: float, log) -> bool:
+    """A slot taken with no holder record for a whole lease: a holder that vanished before releasing it (or a
+    server restart that lost its lease). A live holder writes its record right after acquiring."""
+    if Variable.get(record, default=None) is not None or time.monotonic() - since < lease_seconds:
+        return False
+    limit = client.read_global_concurrency_limit_by_name(name)
+    if limit.active_slots <= 0:
+        return False
+    log(f"{name}: a slot has been taken for {lease_seconds:.0f} s with no holder recorded; freeing it")
+    client.release_concurrency_slots(names=[name], slots=1, occupancy_seconds=1.0)
     return True
 
 
@@ -151,11 +202,15 @@ def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow
     deadline = time.monotonic() + cfg.concurrency.wait_seconds
     with get_client(sync_client=True) as client:
         ensure_limit(client, name)
-        waiting_said = False
+        waiting_said, recordless_since = False, time.monotonic()
         while not lock.try_acquire(client, holder):
-            if _release_if_holder_died(client, record, log):
+            if _release_if_holder_died(client, record, cfg.concurrency.lease_seconds, log):
                 continue
             held = Variable.get(record, default=None) or {}
+            if held:
+                recordless_since = time.monotonic()
+            elif _release_orphaned_slot(client, name, record, recordless_since, cfg.concurrency.lease_seconds, log):
+                continue
             if time.monotonic() >= deadline:
                 raise TargetBusy(
                     f"another rollback holds {repo} ({held.get('incident', 'unknown incident')}, flow run "

@@ -113,6 +113,13 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
     only = [s for s in cfg.triage.critical_steps if s in names] if "flag" in names else None
     report.rollback = _rollback(report, target, only)
     report.steps.append(page.result())
+    if report.rollback.outcome == "busy":  # the on-call must know at once that nothing was turned off, and why
+        holder = next((s.evidence[0] for s in report.rollback.steps if s.name == "target-lock" and s.evidence), "")
+        report.steps.append(notify(cfg, report.decision.notify, *_message(
+            report, "MITIGATION BLOCKED: the target is busy", f"{holder}. The flag is NOT off yet: wait for that run, "
+            f"or rerun this incident when it ends (`actor-rollback run {report.incident.phase} --incident "
+            f"{report.incident.id} …`)."), _url()))
+        return
     report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"flag-off {report.rollback.outcome}"),
                                _url()))
 

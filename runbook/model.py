@@ -18,16 +18,18 @@ IncidentKind = Literal[
     "service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs", "deploy-failure",
 ]
 
-Outcome = Literal["done", "failed", "bad-input", "needs-human"]
-EXIT_CODES = {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3}  # the CLI's exit codes
-WORSE = ("done", "needs-human", "failed", "bad-input")  # bad input is the operator's to fix first
+# "busy": another rollback of the same target holds it — nothing was wrong with the input, nothing failed;
+# the run could not act yet (a rerun, or the holder, finishes the work).
+Outcome = Literal["done", "failed", "bad-input", "needs-human", "busy"]
+EXIT_CODES = {"done": 0, "failed": 1, "bad-input": 2, "needs-human": 3, "busy": 4}  # the CLI's exit codes
+WORSE = ("done", "needs-human", "busy", "failed", "bad-input")  # bad input is the operator's to fix first
 
 
 def worst(outcomes) -> Outcome:
     return max(outcomes, key=WORSE.index, default="done")
 
 # How a failed step failed: bad input (exit 2) is the operator's to fix; a fault (exit 1) is the system's.
-FailureKind = Literal["bad-input", "fault"]
+FailureKind = Literal["bad-input", "fault", "busy"]
 
 
 class _Model(BaseModel):
@@ -82,7 +84,7 @@ class StepResult(_Model):
     @property
     def outcome(self) -> Outcome:
         if self.status == "failed":
-            return "bad-input" if self.failure == "bad-input" else "failed"
+            return {"bad-input": "bad-input", "busy": "busy"}.get(self.failure or "", "failed")
         if self.status == "would-fail":  # the plan found what must be fixed first: the operator's to fix
             return "bad-input"
         return "needs-human" if self.status == "needs-human" else "done"

@@ -30,11 +30,12 @@ def read_deployment(name: str):
 
 def wait_for_run(predicate, timeout: float = 120):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            for run in client.read_flow_runs(limit=50):
+        while time.monotonic() < deadline:  # the newest runs: other tests (a storm) may have made hundreds
+            for run in client.read_flow_runs(limit=50, sort=FlowRunSort.EXPECTED_START_TIME_DESC):
                 if predicate(run) and run.state and run.state.is_final():
                     return run
             time.sleep(0.5)

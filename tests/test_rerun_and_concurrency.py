@@ -107,7 +107,7 @@ def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path, pre
     first = start(sample.repo, "inc-slow", "--config", str(config), "--skip", "ci,benchmarks")
     wait_until_held(sample.repo, config, "inc-slow")  # it then spends 8 s in its deploy
     code, report, _ = finish(start(sample.repo, "inc-late", "--config", str(config), "--skip", "ci,benchmarks"))
-    assert code == 2
+    assert code == 4 and report["outcome"] == "busy", "locked out is busy, not bad input"
     assert report["steps"][0]["name"] == "target-lock"
     assert "another rollback holds" in report["steps"][0]["evidence"][0]
     assert "inc-slow" in report["steps"][0]["evidence"][0]
@@ -151,3 +151,42 @@ def test_lock_records_survive_concurrent_writers_and_a_deleter(prefect_server):
     assert errors == []
     put_variable("race_record_test", {"final": True})
     assert Variable.get("race_record_test") == {"final": True}
+
+
+def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sample, tmp_path, prefect_server):
+    """Leases live in the server's memory: after a restart the first run's slot stays counted with no lease. Its
+    release frees it by name, so the next rollback of the target starts at once and converges."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.variables import Variable
+
+    from conftest import start_prefect_server, stop_process_group
+    from flows.target_lock import target_key
+    from runbook.config import load_config
+
+    home = tmp_path / "restart-home"
+    server, url = start_prefect_server(home, tmp_path / "restart-1.log", TMPDIR=str(tmp_path))
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         'command = "sleep 8"'})
+    env = {"PREFECT_API_URL": url}
+    record = f"rollback_lock_{target_key(sample.repo, load_config(config))}"
+    try:
+        first = start(sample.repo, "inc-restart-1", "--config", str(config), "--skip", "ci,benchmarks", env=env)
+        deadline = time.monotonic() + 120
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            while (Variable.get(record, default=None) or {}).get("incident") != "inc-restart-1":
+                assert time.monotonic() < deadline and first.poll() is None, finish(first)
+                time.sleep(0.2)
+        stop_process_group(server)  # mid-rollback: the first run is in its 8 s deploy
+        server, url = start_prefect_server(home, tmp_path / "restart-2.log", TMPDIR=str(tmp_path), port=port)
+        code_1, report_1, err_1 = finish(first)
+        assert report_1 is not None and report_1["outcome"] != "busy", err_1
+        started = time.monotonic()
+        code_2, report_2, err_2 = finish(start(sample.repo, "inc-restart-2", "--config", str(config), "--skip",
+                                               "ci,benchmarks", env=env))
+        assert report_2["outcome"] != "busy" and code_2 != 4, err_2
+        assert time.monotonic() - started < 60, "the second rollback waited for a slot nobody held"
+        statuses = {s["name"]: s["status"] for s in report_2["steps"]}
+        assert statuses["flag"] == "already-done" and statuses["push"] == "already-done"
+    finally:
+        stop_process_group(server)

@@ -242,3 +242,21 @@ def test_f3_medium_on_the_embedded_server_hands_the_decision_to_its_owner_and_ch
         in ask["evidence"][0]
     assert result.get("rollback") is None
     assert run_git(sample.origin, "rev-parse", "main") == before
+
+
+def test_f1_a_critical_incident_on_a_busy_target_tells_the_on_call_at_once_that_mitigation_is_blocked(
+        sample, test_config, pager, tmp_path):
+    from test_rerun_and_concurrency import finish, start, wait_until_held
+
+    config = triage_config(tmp_path, **{"wait_seconds = 120": "wait_seconds = 1",
+                                        'command = "./scripts/deploy.sh production --version={version}"':
+                                        'command = "sleep 8"'})
+    holder = start(sample.repo, "inc-holder", "--config", str(config), "--skip", "ci,benchmarks")
+    try:
+        wait_until_held(sample.repo, config, "inc-holder")
+        report = run_triage(sample, config, id="inc-blocked", kind="service-down", summary="down again")
+    finally:
+        finish(holder)
+    assert report.rollback.outcome == "busy" and report.outcome == "busy" and report.exit_code == 4
+    blocked = [m for m in messages_for(pager, "inc-blocked") if "MITIGATION BLOCKED" in m["subject"]]
+    assert blocked and "inc-holder" in blocked[0]["text"] and "The flag is NOT off yet" in blocked[0]["text"]
