@@ -637,7 +637,7 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         raise _bad_input("serve needs a Prefect server that people can reach: set PREFECT_API_URL "
                          "(e.g. `prefect server start`, or `make serve` which starts one)", False)
-    prepare_runner_environment()
+    prepare_runner_environment(cfg.runner.heartbeat_seconds)
     from deployments.serve import serve_rollbacks
 
     config = _config_path(config, repo)

@@ -18,8 +18,9 @@ import signal
 from pathlib import Path
 
 
-def prepare_runner_environment() -> None:
+def prepare_runner_environment(heartbeat_seconds: int = 30) -> None:
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(heartbeat_seconds))  # runs say they are alive
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -89,6 +90,10 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
     signal.signal(signal.SIGTERM, stop_now)
     receiver = start_receiver(repo, config, receiver_port, receiver_host) if with_receiver else None
+    from deployments.automations import ensure_zombie_automation
+    from runbook.config import load_config
+
+    ensure_zombie_automation(load_config(config))  # runs of a runner killed with them end Crashed, not Running
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:

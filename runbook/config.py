@@ -304,6 +304,20 @@ class ConcurrencyConfig(_Strict):
     lease_seconds: int = Field(default=60, ge=60)  # Prefect's minimum; a vanished holder's slot frees after it
 
 
+class RunnerConfig(_Strict):
+    """`serve`: heartbeats of its runs, and when a run whose heartbeats stopped is marked Crashed."""
+
+    heartbeat_seconds: int = Field(default=30, ge=30)  # Prefect's minimum
+    crashed_after_seconds: int = Field(default=90, ge=40)
+
+    @model_validator(mode="after")
+    def _after_a_missed_heartbeat(self) -> RunnerConfig:
+        if self.crashed_after_seconds <= self.heartbeat_seconds:
+            raise ValueError("crashed_after_seconds must be longer than heartbeat_seconds (a run between two "
+                             "heartbeats is alive)")
+        return self
+
+
 class ApprovalConfig(_Strict):
     timeout_seconds: int = Field(default=3600, gt=0)  # P4.3: no answer in time means no force-push
 
@@ -353,6 +367,7 @@ class RollbackConfig(_Strict):
     after: AfterConfig = AfterConfig()
     concurrency: ConcurrencyConfig = ConcurrencyConfig()
     approval: ApprovalConfig = ApprovalConfig()
+    runner: RunnerConfig = RunnerConfig()
     triage: TriageConfig = TriageConfig()
     receiver: ReceiverConfig = ReceiverConfig()
     verification: VerificationConfig = VerificationConfig()

@@ -100,3 +100,41 @@ def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_wi
     finally:
         again.send_signal(signal.SIGTERM)
         again.wait(timeout=30)
+
+
+def test_a_runner_killed_with_its_run_leaves_the_run_crashed_not_running(sample, test_config, tmp_path, prefect_server):
+    """SIGKILL to serve and its run: nothing is left to report the end. The run's heartbeats stop and the
+    automation serve ships marks it Crashed (here after 40 s without one; 90 s by default)."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from deployments.automations import ZOMBIE_AUTOMATION
+
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         'command = "sleep 300"', "crashed_after_seconds = 90":
+                                         "crashed_after_seconds = 40"})
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "PREFECT_LOGGING_LEVEL": "INFO"}
+    serve = start_serve(sample, config, port, env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while "being served" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        run = run_deployment("rollback-phase-1/manual", timeout=0, parameters={
+            "reason": "zombie test", "incident_id": "inc-zombie", "skip": ["ci"]})
+        while "P1.2b push: done" not in log.read_text():  # the run is in its deploy, heartbeating
+            assert time.monotonic() < deadline + 60, log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(serve.pid, signal.SIGKILL)  # the runner and the run's process with it
+        serve.wait()
+    killed = time.monotonic()
+    with get_client(sync_client=True) as client:
+        automation = client.read_automations_by_name(ZOMBIE_AUTOMATION)
+        assert automation and automation[0].enabled
+        while not (state := client.read_flow_run(run.id).state).is_crashed():
+            assert state.is_running(), state
+            assert time.monotonic() - killed < 150, f"still {state.name} {time.monotonic() - killed:.0f} s after the kill"
+            time.sleep(2)
+    assert "no heartbeat" in state.message
