@@ -308,7 +308,7 @@ class RunnerConfig(_Strict):
     """`serve`: heartbeats of its runs, and when a run whose heartbeats stopped is marked Crashed."""
 
     heartbeat_seconds: int = Field(default=30, ge=30)  # Prefect's minimum
-    crashed_after_seconds: int = Field(default=90, ge=40)
+    crashed_after_seconds: int = Field(default=90, ge=35)
 
     @model_validator(mode="after")
     def _after_a_missed_heartbeat(self) -> RunnerConfig:

@@ -98,7 +98,7 @@ def test_p3_3_disables_the_no_std_job_keeping_yaml_comments_and_the_job_graph(sa
     assert workflow["jobs"]["no-std"]["if"] == "${{ false }}"
     assert all(need in workflow["jobs"] for job in workflow["jobs"].values() for need in job.get("needs", []))
     assert any("job no-std: disabled" in line for line in result.evidence)
-    assert disable_no_std_ci(context(sample.repo, "3", "P3.3")).status == "already-done"
+    assert disable_no_std_ci(context(sample.repo, "3", "P3.3", incident="inc-3")).status == "already-done"
 
 
 def test_p3_3_a_mixed_job_gets_only_its_target_step_disabled(sample):

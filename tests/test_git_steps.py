@@ -66,6 +66,7 @@ def test_p1_2b_revert_is_not_repeated(sample):
     body = run_git(sample.repo, "log", "-1", "--format=%B")
     assert f"This reverts commit {merge}" in body and "Rollback-Incident: inc-test" in body
     assert not (sample.repo / "modules/actor-core/src/scheduler/ready_queue_coordinator.rs").exists()
+    push_rollback(context(sample.repo))  # published: another incident's run finds the revert in the history
     second = revert_merge(context(sample.repo, facts={"merge": merge}, incident="inc-other"))
     assert second.status == "already-done" and second.data["revert"] == first.data["revert"]
     assert run_git(sample.repo, "rev-parse", "HEAD") == first.data["revert"]
@@ -113,7 +114,7 @@ def test_detached_head_is_refused(sample):
 def test_local_commits_that_are_not_rollbacks_are_never_pushed(sample):
     commit_change(sample.repo, "wip.txt", "wip\n", "WIP: local experiment")
     before = snapshot(sample)
-    with pytest.raises(BadInputError, match="not rollback commits"):
+    with pytest.raises(BadInputError, match="not this incident.s rollback commits"):
         push_rollback(context(sample.repo))
     assert snapshot(sample) == before
 
@@ -156,7 +157,7 @@ def test_push_refused_by_a_hook_keeps_everything_and_says_why(sample):
 
 def test_push_branch_mode_pushes_a_review_branch_not_main(sample):
     cfg = config(**{"git.push": "branch"})
-    revert_merge(context(sample.repo, cfg=cfg, facts={"merge": merge_of(sample)}))
+    revert_merge(context(sample.repo, cfg=cfg, facts={"merge": merge_of(sample)}, incident="inc-42"))
     main_before = run_git(sample.origin, "rev-parse", "main")
     result = push_rollback(context(sample.repo, cfg=cfg, incident="inc-42"))
     assert result.data["target"] == "rollback/inc-42"

@@ -167,7 +167,7 @@ def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sa
     server, url = start_prefect_server(home, tmp_path / "restart-1.log", TMPDIR=str(tmp_path))
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
-                                         'command = "sleep 8"'})
+                                         'command = "sleep 6"'})
     env = {"PREFECT_API_URL": url}
     record = f"rollback_lock_{target_key(sample.repo, load_config(config))}"
     try:
@@ -177,7 +177,7 @@ def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sa
             while (Variable.get(record, default=None) or {}).get("incident") != "inc-restart-1":
                 assert time.monotonic() < deadline and first.poll() is None, finish(first)
                 time.sleep(0.2)
-        stop_process_group(server)  # mid-rollback: the first run is in its 8 s deploy
+        stop_process_group(server)  # mid-rollback: the first run is in its 6 s deploy
         server, url = start_prefect_server(home, tmp_path / "restart-2.log", TMPDIR=str(tmp_path), port=port)
         code_1, report_1, err_1 = finish(first)
         assert report_1 is not None and report_1["outcome"] != "busy", err_1

@@ -112,7 +112,7 @@ def test_a_runner_killed_with_its_run_leaves_the_run_crashed_not_running(sample,
 
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
                                          'command = "sleep 300"', "crashed_after_seconds = 90":
-                                         "crashed_after_seconds = 40"})
+                                         "crashed_after_seconds = 35"})
     port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "PREFECT_LOGGING_LEVEL": "INFO"}
     serve = start_serve(sample, config, port, env, log)
