@@ -104,7 +104,7 @@ def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_wi
 
 def test_a_runner_killed_with_its_run_leaves_the_run_crashed_not_running(sample, test_config, tmp_path, prefect_server):
     """SIGKILL to serve and its run: nothing is left to report the end. The run's heartbeats stop and the
-    automation serve ships marks it Crashed (here after 40 s without one; 90 s by default)."""
+    automation serve ships marks it Crashed (here after 35 s without one; 90 s by default)."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
