@@ -37,7 +37,9 @@ def body(fingerprint: str) -> dict:
     return template
 
 
-def receiver(spool: Path, port: int, log: Path) -> subprocess.Popen:
+def receiver(spool: Path, port: int, where: Path) -> subprocess.Popen:
+    log = where / f"receiver-{time.monotonic_ns()}.log"  # one log per process: "listening" must be this one's
+    log.touch()
     process = subprocess.Popen([sys.executable, str(HELPER), str(spool), str(port), "--deployment", "triage/outage"],
                                env={**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "PREFECT_CLIENT_MAX_RETRIES": "1"},
                                stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -70,7 +72,7 @@ def count_runs(prefix: str) -> tuple[int, int]:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=1000)
+        runs = client.read_flow_runs(limit=200)
     ids = [r.parameters["incident"]["id"] for r in runs if r.parameters.get("incident", {}).get("id", "").startswith(prefix)]
     return len(ids), len(set(ids))
 
@@ -87,7 +89,7 @@ def main() -> None:
     from flows.triage import triage
 
     triage.to_deployment(name="outage", parameters={"repo": "/nonexistent", "config": ""}).apply()
-    receiver_port, log = free_port(), where / "receiver.log"
+    receiver_port, log = free_port(), where
 
     up = receiver(where / "spool-up", receiver_port, log)  # baseline: Prefect up all along
     t0 = time.monotonic()

@@ -67,13 +67,15 @@ class IntakeSpool:
         with self._lock:
             self._db.execute("UPDATE intake SET done_at = ?, run_id = ?, last_error = '' WHERE key = ?",
                              (time.time(), run_id, key))
+            # Prefect answers again: what waits out a backoff goes now, not up to 10 s later
+            self._db.execute("UPDATE intake SET next_at = 0 WHERE done_at IS NULL AND next_at > 0")
             self._in_flight.discard(key)
 
     def failed(self, key: str, error: str) -> float:
-        """Record a failed start; the delay before the next attempt (0.5 s doubling, at most 30 s)."""
+        """Record a failed start; the delay before the next attempt (0.5 s doubling, at most 10 s)."""
         with self._lock:
             attempts = self._db.execute("SELECT attempts FROM intake WHERE key = ?", (key,)).fetchone()[0] + 1
-            delay = min(30.0, 0.5 * 2 ** (attempts - 1))
+            delay = min(10.0, 0.5 * 2 ** (attempts - 1))
             self._db.execute("UPDATE intake SET attempts = ?, next_at = ?, last_error = ? WHERE key = ?",
                              (attempts, time.time() + delay, error[:500], key))
             self._in_flight.discard(key)
