@@ -113,7 +113,6 @@ def main() -> None:
     health = httpx.get(f"http://127.0.0.1:{receiver_port}/healthz").json()
     time.sleep(max(0.0, args.outage - (time.monotonic() - down)))
     server = start_prefect(home, port=port)
-    back = time.monotonic()
     drained = wait_backlog_empty(receiver_port, 600)
     total, distinct = count_runs("am-out")
     os.killpg(second.pid, signal.SIGTERM)

@@ -336,7 +336,7 @@ def check_flag_gating(ctx: StepContext) -> StepResult:
             unpaired.extend(gated_new)
     for site in unpaired:
         evidence.append(f"WARNING {site.file}:{site.line}: new path without a cfg(not) old path: {site.item}")
-    old_active = _old_path_active(ctx.repo, old, sites) if old else []
+    old_active = old_path_active(ctx.repo, old, sites) if old else []
     evidence += [f"old path with the flag off: {line}" for line in old_active] or [
         f"{old} is not reachable with the flag off"]
     verdict = "pass" if old_active and not unpaired else "fail"
@@ -351,7 +351,7 @@ def _no_gates(ctx: StepContext) -> StepResult:
     declared = [f.path for f in inspect_manifests(ctx.repo, flag) if f.declares_flag]
     removal = None if declared else flag_removal(ctx.repo, flag)
     if removal is not None and removal[2]:
-        old_active = _old_path_active(ctx.repo, ctx.phase_cfg.old_path, []) if ctx.phase_cfg.old_path else []
+        old_active = old_path_active(ctx.repo, ctx.phase_cfg.old_path, []) if ctx.phase_cfg.old_path else []
         return StepResult(id=ctx.step_id, name="gating", status="done", data={
             "old_path": "pass" if old_active or not ctx.phase_cfg.old_path else "fail", "sites": "0"}, evidence=[
             where, f"the flag and the code it gated were removed by the revert {removal[0][:10]} {removal[1]}",
@@ -362,7 +362,7 @@ def _no_gates(ctx: StepContext) -> StepResult:
         "macros) before relying on the flag"])
 
 
-def _old_path_active(root: Path, old: str, sites: list[GateSite]) -> list[str]:
+def old_path_active(root: Path, old: str, sites: list[GateSite]) -> list[str]:
     """Lines naming the old implementation that compile with the flag off."""
     gated_lines = {(s.file, s.line + 1) for s in sites if not s.negated}
     found = []

@@ -603,8 +603,8 @@ def disable_no_std_ci(ctx: StepContext) -> StepResult:
     repo = open_workspace(ctx.repo)
     committed = head_text(repo, p.ci_file)
     resumable = {}
-    if committed is not None and plan(committed).status == "changed":
-        resumable[p.ci_file] = plan(committed).text
+    if committed is not None and (at_head := plan(committed)).status == "changed":
+        resumable[p.ci_file] = at_head.text
     evidence = sync_with_remote(repo, ctx, resumable)
     original = head_text(repo, p.ci_file) or path.read_bytes().decode()
     edit = plan(original)

@@ -17,8 +17,8 @@ from git import GitCommandError
 
 from runbook.config import PHASES, RollbackConfig
 from runbook.benchstats import BenchmarkInputError, parse_markdown_baseline
-from tasks.cargo_manifest import (_read, cargo_features, flag_members, flag_removal, inspect_manifests,
-                                  member_packages, undeclared_features, workspace_manifests)
+from tasks.cargo_manifest import (_read, cargo_features, flag_removal, inspect_manifests, member_packages,
+                                  undeclared_features)
 from tasks.ci_workflow import NO_STD_WORDS, bare_metal_targets, plan_ci_edit
 from tasks.git_repo import _log, open_workspace, run_git
 
@@ -163,7 +163,6 @@ def _scan_ci(scan: Scan, root: Path, defaults: RollbackConfig) -> None:
     scan.set("phases.3", "ci_file", rel, f"of {len(workflows)} workflow(s), the one that looks most like a no_std build")
     try:
         edit = plan_ci_edit(text, targets, rel, "P3.3 (init)")
-        jobs = [c.split()[1] for c in edit.candidates if c.startswith("job ") and "," not in c.split(" (")[0]]
         named = [n for n in (workflow_job_ids(text)) if re.search(r"no[-_]?std|nostd|embedded|bare[-_]?metal", n, re.I)]
         untouched = [n for n in named if not any(c.startswith(f"job {n}:") or c.startswith(f"job {n},")
                                                  for c in edit.changes)]

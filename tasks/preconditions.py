@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from runbook.model import StepResult
 from runbook.phases import StepSpec
-from tasks.cargo_manifest import _old_path_active, find_gates, inspect_manifests
+from tasks.cargo_manifest import old_path_active, find_gates, inspect_manifests
 from tasks.context import StepContext
 
 
@@ -33,7 +33,7 @@ def check_precondition(spec: StepSpec, ctx: StepContext) -> StepResult:
             if not old:
                 return _verdict(spec, False, [f"phases.{ctx.phase}.old_path is not set: set it to the old "
                                               "implementation's name"])
-            active = _old_path_active(root, old, find_gates(root, flag))
+            active = old_path_active(root, old, find_gates(root, flag))
             return _verdict(spec, bool(active), active or [f"{old} is selected nowhere with {flag} off"])
         case "pre-baseline":
             b = ctx.cfg.benchmarks

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import require
 
 from tasks.ci_workflow import bare_metal_targets, changed_lines, plan_ci_edit
 from tasks.cargo_manifest import remove_from_default
@@ -25,7 +26,11 @@ WORKFLOWS = sorted((CORPUS / "workflows").glob("*.yml"))
 MANIFESTS = sorted((CORPUS / "cargo").glob("*.toml"))
 RUNBOOK_TARGET = "thumbv7em-none-eabihf"
 
-pytestmark = pytest.mark.skipif(not CORPUS.exists(), reason="../shared/corpus is not beside the project")
+
+
+@pytest.fixture(autouse=True)
+def corpus_is_there() -> None:
+    require(CORPUS.exists(), f"the real-file corpus at {CORPUS} (shared/corpus beside the project, as on CI)")
 
 
 def _text(path: Path) -> str:

@@ -4,7 +4,6 @@ index after a failed commit, no id that forges trailers, no secret handed to a c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

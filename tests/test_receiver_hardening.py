@@ -335,3 +335,41 @@ def test_fuzz_5000_generated_requests_never_a_5xx_and_never_a_run_for_an_invalid
     else:  # only what the same validation accepts is kept
         source = {"/alerts/alertmanager": "alertmanager", "/alerts/grafana": "grafana", "/incidents": "generic"}[path]
         assert receiver._parse(body, source) and kept == len(answer.json()["accepted"])
+
+
+def test_the_receiver_speaks_tls_itself_when_given_a_certificate(monkeypatch, tmp_path):
+    """OPERATIONS.md's second way: `receiver.tls_certfile` / `tls_keyfile`, served by uvicorn."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "tls.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    cfg = config(**{"receiver.tls_certfile": str(tmp_path / "tls.crt"),
+                    "receiver.tls_keyfile": str(tmp_path / "tls.key")}).receiver
+    receiver = AlertReceiver(cfg, Recorder(), port=0, spool_dir=tmp_path / "spool").start()
+    try:
+        assert receiver.url.startswith("https://")
+        answer = httpx.post(f"{receiver.url}/alerts/alertmanager", json=alert_body("tls01"), headers=headers(),
+                            verify=str(tmp_path / "tls.crt"))
+        assert answer.status_code == 202
+        with pytest.raises(httpx.HTTPError):  # plain HTTP to a TLS port is not answered
+            httpx.post(f"http://127.0.0.1:{receiver.port}/alerts/alertmanager", json=alert_body("tls02"),
+                       headers=headers(), timeout=2)
+    finally:
+        receiver.stop()
