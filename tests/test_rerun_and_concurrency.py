@@ -177,6 +177,9 @@ def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sa
             while (Variable.get(record, default=None) or {}).get("incident") != "inc-restart-1":
                 assert time.monotonic() < deadline and first.poll() is None, finish(first)
                 time.sleep(0.2)
+        while remote_state(sample)[1] < 1 or remote_state(sample)[2] < 1:  # flag and revert pushed: now deploying
+            assert time.monotonic() < deadline and first.poll() is None, finish(first)
+            time.sleep(0.2)
         stop_process_group(server)  # mid-rollback: the first run is in its 6 s deploy
         server, url = start_prefect_server(home, tmp_path / "restart-2.log", TMPDIR=str(tmp_path), port=port)
         code_1, report_1, err_1 = finish(first)
