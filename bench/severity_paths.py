@@ -29,6 +29,7 @@ def one(where: Path, name: str, n: int, kind: str, pct: float | None, skip: list
     from prefect.artifacts import Artifact
 
     from deployments.demo import deploy_regressed, prepare, stop_service
+    from flows.outcome import run_flow
     from flows.triage import triage
     from runbook.model import Incident, TriageReport
 
@@ -37,8 +38,8 @@ def one(where: Path, name: str, n: int, kind: str, pct: float | None, skip: list
     incident = Incident(id=f"{name}-{n}", phase="1", kind=kind, regression_pct=pct, source="cli",
                         started_at=datetime.now(timezone.utc))
     try:
-        report = TriageReport.model_validate(triage(incident=incident, repo=str(demo.sample.repo),
-                                                    config=str(demo.config), skip=skip))
+        report = TriageReport.model_validate(run_flow(triage, incident=incident, repo=str(demo.sample.repo),
+                                                      config=str(demo.config), skip=skip))
     finally:
         stop_service(demo)
     ttm = {r["milestone"]: r["seconds"] for r in json.loads(Artifact.get(f"rollback-phase-1-{incident.id}-ttm").data)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from runbook.errors import BadInputError
 from runbook.ids import IncidentIdError, check_incident_id
-from runbook.model import RollbackReport
+from runbook.model import EXIT_CODES, RollbackReport
 from runbook.phases import StepSelectionError, select_steps
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -143,16 +143,54 @@ def run_phase_flow(phase: str, repo: Path, reason: str, incident: str, dry_run: 
     """Run a phase's flow in this process (on PREFECT_API_URL, or Prefect's ephemeral server)."""
     from prefect import tags
 
+    from flows.outcome import run_flow
     from flows.phases import PHASE_FLOWS
 
     extra = {"terminal_approval": terminal_approval} if phase == "4" else {}
     with tags(f"phase:{phase}", f"incident:{incident}", "actor-rollback"):
-        data = PHASE_FLOWS[phase](
-            reason=reason, repo=str(repo), incident_id=incident, dry_run=dry_run, only=only or None,
-            skip=skip or None, merge=merge, config=str(config) if config else "", triggered_by=triggered_by,
-            **extra,
+        data = run_flow(
+            PHASE_FLOWS[phase], reason=reason, repo=str(repo), incident_id=incident, dry_run=dry_run, only=only,
+            skip=skip, merge=merge, config=str(config) if config else "", triggered_by=triggered_by, **extra,
         )
     return RollbackReport.model_validate(data)
+
+
+@contextmanager
+def _progress_shown(what: str, as_json: bool):
+    """The long steps' progress (the metrics watch, the benchmark rounds) while a flow runs here: bars on a
+    terminal, a plain line per tenth on stderr when piped, nothing with --json (stdout stays one object)."""
+    from tasks.progress import listening
+
+    if as_json:
+        yield
+        return
+    if err.is_terminal:
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                      console=err, transient=True) as bars:
+            bars.add_task(what, total=None)
+            shown: dict[str, object] = {}
+
+            def show(update) -> None:
+                if update.step not in shown:
+                    shown[update.step] = bars.add_task(update.step, total=update.total)
+                bars.update(shown[update.step], completed=update.done, description=f"{update.step}: {update.text}")
+
+            with listening(show):
+                yield
+        return
+    said: dict[str, int] = {}
+
+    def line(update) -> None:
+        tenth = int(update.percent // 10)
+        if update.finished or said.get(update.step, -1) < tenth:
+            said[update.step] = 11 if update.finished else tenth
+            sys.stderr.write(f"{update.step}: {update.percent:.0f} % — {update.text}\n")  # not print: a task's print
+            sys.stderr.flush()  # goes to the run's log (log_prints)
+
+    with listening(line):
+        yield
 
 
 def _ask_last_resort_at_terminal(cfg: RollbackConfig) -> dict | None:
@@ -246,7 +284,7 @@ def run(
     config_path = _config_path(config, repo)
     asks_reset = key == "4" and any(x in ("reset", "P4.3") for x in _split(only)) and not dry_run
     terminal_approval = _ask_last_resort_at_terminal(cfg) if asks_reset else None
-    with err.status(f"phase {key} rollback {incident} running…", spinner="dots") if not as_json and err.is_terminal else nullcontext():
+    with _progress_shown(f"phase {key} rollback {incident} running…", as_json):
         report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, _split(only), _split(skip), merge,
                                 config_path, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}",
                                 terminal_approval=terminal_approval)
@@ -272,6 +310,8 @@ def approve(
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
+    from flows.outcome import NEEDS_HUMAN_KEY
+
     with get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(UUID(run_id))
@@ -283,6 +323,9 @@ def approve(
             run = found[0]
     if not (run.state and run.state.is_paused()):
         raise _bad_input(f"{run.name} is {run.state.name if run.state else 'unknown'}, not waiting for an approval", False)
+    if run.state.state_details.pause_key == NEEDS_HUMAN_KEY:
+        raise _bad_input(f"{run.name} is not waiting for an approval: it ended needing a person ({run.state.message}); "
+                         "do that, then mark the run Completed in the UI (Change state)", False)
     if run.name.startswith("triage-"):  # F.3: the owner's decision needs no branch typed back
         try:
             resume_flow_run(run.id, run_input={"approved": not reject, "approver": approver, "comment": comment})
@@ -369,11 +412,13 @@ def triage(
         reports = [TriageReport(incident=i, decision=d, dry_run=True) for i, d in zip(incidents, decisions)]
     else:
         _quiet_prefect(as_json)
+        from flows.outcome import run_flow
         from flows.triage import triage as triage_flow
 
         config_path = _config_path(config, repo)
-        reports = [TriageReport.model_validate(triage_flow(incident=i, repo=str(repo.resolve()), skip=_split(skip) or None,
-                                                           config=str(config_path) if config_path else ""))
+        reports = [TriageReport.model_validate(run_flow(triage_flow, incident=i, repo=str(repo.resolve()),
+                                                        skip=_split(skip) or None,
+                                                        config=str(config_path) if config_path else ""))
                    for i in incidents]
     code = max(r.exit_code for r in reports)
     if as_json:
@@ -400,6 +445,7 @@ def postmortem_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A.1/A.2: draft docs/postmortem/YYYY-MM-DD-phase-X-rollback.md and the ADR stub from Prefect's record."""
+    from flows.outcome import run_flow
     from flows.postmortem import postmortem
     from tasks.git_repo import open_workspace
 
@@ -408,7 +454,7 @@ def postmortem_cmd(
         cfg_path = _config_path(config, repo)
         _config(cfg_path, repo)
         open_workspace(repo)
-        result = postmortem(ref=ref, repo=str(repo), config=str(cfg_path) if cfg_path else "")
+        result = run_flow(postmortem, ref=ref, repo=str(repo), config=str(cfg_path) if cfg_path else "")
     except (ConfigError, BadInputError) as exc:
         raise _bad_input(str(exc), as_json) from None
     if as_json:
@@ -416,6 +462,7 @@ def postmortem_cmd(
     else:
         out.print(f"postmortem draft: {result['postmortem']}\nADR stub: {result['adr']}\n"
                   + escape("\n".join(result["evidence"])))
+    raise typer.Exit(EXIT_CODES[result["outcome"]])
 
 
 @app.command()
@@ -428,6 +475,7 @@ def reintroduce(
     as_json: JsonOpt = False,
 ) -> None:
     """A.6: after the retry lock and with the ADR written, re-apply the phase behind its flag via a canary."""
+    from flows.outcome import run_flow
     from flows.reintroduce import reintroduce as reintroduce_flow
     from tasks.git_repo import open_workspace
 
@@ -442,8 +490,11 @@ def reintroduce(
     except (ConfigError, BadInputError, IncidentIdError) as exc:
         raise _bad_input(str(exc), as_json) from None
     _quiet_prefect(as_json)
-    result = reintroduce_flow(phase=key, repo=str(repo.resolve()), reason=reason, incident_id=incident,
-                              config=str(cfg_path) if cfg_path else "")
+    try:
+        result = run_flow(reintroduce_flow, phase=key, repo=str(repo.resolve()), reason=reason, incident_id=incident,
+                          config=str(cfg_path) if cfg_path else "")
+    except BadInputError as exc:
+        raise _bad_input(str(exc), as_json) from None
     if as_json:
         print(json.dumps(result))
     else:
@@ -481,7 +532,8 @@ def audit(
                      "decided_by": decision.get("decided_by", ""),
                      "trigger": str(run.parameters.get("triggered_by") or tags.get("source") or "manual"),
                      "started": run.start_time.isoformat() if run.start_time else "",
-                     "seconds": round(run.total_run_time.total_seconds(), 2), "outcome": run.state_name or ""})
+                     "seconds": round(run.total_run_time.total_seconds(), 2),
+                     "outcome": tags.get("outcome") or run.state_name or "", "state": run.state_name or ""})
     if as_json:
         print(json.dumps({"runs": rows}))
         return
@@ -645,6 +697,28 @@ def serve(
 
 
 @app.command()
+def automations(
+    repo: Annotated[Optional[Path], typer.Option("--repo", help="The workspace (its rollback.toml, when present)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create or update the shipped automations on PREFECT_API_URL (serve does it too): failed and needs-human
+    rollbacks notify runner.outcome_notify; runs whose heartbeats stopped end Crashed."""
+    from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
+
+    try:
+        cfg = _config(config, repo)
+    except ConfigError as exc:
+        raise _bad_input(str(exc), False) from None
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _bad_input("automations live on a Prefect server: set PREFECT_API_URL", False)
+    lines = ensure_outcome_automation(cfg)
+    out.print(f"zombie automation {ensure_zombie_automation(cfg)}: runs whose heartbeats stop end Crashed")
+    for line in lines:
+        out.print(escape(line))
+    raise typer.Exit(0 if not lines[0].startswith("outcome automation NOT") else EXIT_CODES["needs-human"])
+
+
+@app.command()
 def demo(
     dir: Annotated[Optional[Path], typer.Option("--dir", help="Where to create the sample workspace")] = None,
 ) -> None:
@@ -669,7 +743,7 @@ def demo(
         before = watch(demo_env)
         out.print(escape("\n".join(line for line in before.evidence if line.startswith(("PASS", "FAIL", "UNVERIFIED")))))
         out.print(f"\n[bold]2. Phase 1 rollback {incident}[/bold] (flag off, revert, push, CI ∥ deploy, monitor ∥ logs)")
-        with err.status("rolling back…", spinner="dots") if err.is_terminal else nullcontext():
+        with _progress_shown("rolling back…", False):
             report = run_phase_flow("1", sample.repo, "demo: ReadyQueueCoordinator throughput regression", incident,
                                     False, [], [], "", demo_env.config, triggered_by="demo")
         _print_report(report, f"Phase 1 rollback {incident}")

@@ -106,7 +106,8 @@ class WarmTriage:
         if live:
             return str(live[0].id)
         run = contextvars.copy_context().run
-        future = self.pool.submit(run, lambda: triage(incident=incident, repo=self.repo, config=self.config))
+        future = self.pool.submit(run, lambda: triage(incident=incident, repo=self.repo, config=self.config,
+                                                            return_state=True))  # its state is its outcome
         with self._lock:
             self.running[key] = (incident, future)
         future.add_done_callback(lambda _: self._finished(key))

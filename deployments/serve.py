@@ -90,10 +90,12 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
     signal.signal(signal.SIGTERM, stop_now)
     receiver = start_receiver(repo, config, receiver_port, receiver_host) if with_receiver else None
-    from deployments.automations import ensure_zombie_automation
+    from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
     from runbook.config import load_config
 
     ensure_zombie_automation(load_config(config))  # runs of a runner killed with them end Crashed, not Running
+    for line in ensure_outcome_automation(load_config(config)):  # failed / needs-human rollbacks tell the tech lead
+        print(line, flush=True)
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:

@@ -50,8 +50,21 @@ def ask_for_approval(cfg: RollbackConfig, incident: str, reason: str, given: dic
         answer = pause_flow_run(wait_for_input=LastResortApproval, timeout=cfg.approval.timeout_seconds,
                                 poll_interval=1, key=f"last-resort-{incident}")
     except FlowPauseTimeout:
+        running_again("no approval in time")
         return None, [*evidence, f"no approval within {cfg.approval.timeout_seconds} s: nothing is force-pushed"]
     if not answer.approved:
         note = f"rejected by {answer.approver}" + (f": {answer.comment}" if answer.comment else "")
         return None, [*evidence, note + "; nothing is force-pushed"]
     return Approval(answer.approver, answer.typed_branch, answer.comment), [*evidence, f"approved by {answer.approver}"]
+
+
+def running_again(why: str) -> None:
+    """After a pause ran out the run goes on; without this it stays Paused on the server, which then turns
+    its final state (whatever the outcome) into Failed "never resumed" — the state would stop telling the truth."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    run_id = flow_run.get_id()
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run_id, Running(message=f"{why}: the run goes on"), force=True)

@@ -6,13 +6,19 @@ Every flow takes the same parameters, which the Prefect UI shows as a form; the 
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Optional
+from typing import Literal, Optional
 
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.outcome import bad_input_state, pause_for_a_person
 from flows.runner import PhaseRun, default_incident_id
+from runbook.config import ConfigError
+from runbook.errors import BadInputError
+from runbook.ids import MAX_LENGTH
+from runbook.phases import StepSelectionError, step_choices
 
 
 def _run_name() -> str:
@@ -21,25 +27,38 @@ def _run_name() -> str:
 
 
 def rollback_flow(phase: str):
-    """The decorator every phase flow shares: its name, run name, and the parameters' help for the UI form."""
+    """The decorator every phase flow shares: its name, run name, the parameters' help for the UI form
+    (`only` and `skip` a multi-select of the phase's step names and IDs), and input refused as a Failed run."""
 
     def decorate(fn):
         fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + PARAMETER_DOCS  # read by Prefect when the flow is made
+        steps = list[Literal[tuple(step_choices(phase))]]  # the form renders an enum list as a multi-select
+        fn.__annotations__.update(only=steps, skip=steps)
+
+        @functools.wraps(fn)
+        def refusing_bad_input(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (BadInputError, ConfigError, StepSelectionError) as exc:  # before anything changed
+                return bad_input_state(exc)
+
         return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
-                    validate_parameters=True, persist_result=False)(fn)
+                    validate_parameters=True, persist_result=False, on_completion=[pause_for_a_person])(refusing_bad_input)
 
     return decorate
 
 
-PARAMETER_DOCS = """
+PARAMETER_DOCS = f"""
 
 Args:
     reason: Why the rollback is done: recorded in every commit and in the audit trail (required).
     repo: Path of the target workspace's git clone.
-    incident_id: The incident this belongs to; a rerun with the same id converges.
+    incident_id: The incident this belongs to; a rerun with the same id converges. Letters, digits, '.', '_'
+        and '-' only, starting with a letter or digit, at most {MAX_LENGTH} characters (e.g. INC-123); empty: named
+        after this run.
     dry_run: Show the plan and change nothing.
-    only: Run only these steps: IDs or names (flag, gating, find-merge, revert, push, ci, deploy, ...).
-    skip: Skip these steps: IDs or names.
+    only: Run only these steps (pick names or IDs); none picked: every step of the phase.
+    skip: Skip these steps (pick names or IDs).
     merge: The phase's merge commit, when its message is ambiguous.
     config: Path of a rollback.toml; the shipped one when empty.
     triggered_by: Who or what started the run: a person, an alert, a schedule.
@@ -52,7 +71,7 @@ Args:
 
 @rollback_flow("0")
 def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
     """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
     with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
@@ -65,7 +84,7 @@ def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("1")
 def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
     """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
     with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
@@ -82,7 +101,7 @@ def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("2A")
 def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
     """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
     with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
@@ -99,7 +118,7 @@ def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bo
 
 @rollback_flow("2B")
 def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
     """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
     with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
@@ -116,7 +135,7 @@ def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bo
 
 @rollback_flow("3")
 def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
     """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
     with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
@@ -133,7 +152,7 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
 
 @rollback_flow("4")
 def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
-        only: Optional[list[str]] = None, skip: Optional[list[str]] = None, merge: str = "", config: str = "",
+        only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
         terminal_approval: Optional[dict] = None) -> dict:
     """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy.

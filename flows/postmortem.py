@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.history import incident_history
+from flows.outcome import add_tags, outcome_state, pause_for_a_person
 from runbook.config import load_config, parse_duration
 from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
 from tasks.adr import adr_stub
@@ -26,7 +27,8 @@ from tasks.git_repo import files_at, open_workspace, publish_new_files, run_git
 from tasks.notify import notify_roles
 
 
-@flow(name="postmortem", flow_run_name="postmortem-{ref}", log_prints=True, persist_result=False)
+@flow(name="postmortem", flow_run_name="postmortem-{ref}", log_prints=True, persist_result=False,
+      on_completion=[pause_for_a_person])
 def postmortem(ref: str, repo: str, config: str = "") -> dict:
     """Draft the postmortem (A.1/A.2) and the ADR stub (A.5) of a rollback from its Prefect record.
 
@@ -51,8 +53,11 @@ def postmortem(ref: str, repo: str, config: str = "") -> dict:
     get_run_logger().info("A.2 %s: %s", result.status, "; ".join(result.evidence))
     create_markdown_artifact(markdown=pm_text, key=artifact_key("postmortem", history.incident),
                              description=f"Postmortem draft of {history.incident} ({pm_rel})")
-    return {"postmortem": pm_rel, "adr": adr_rel, "status": result.status, "evidence": result.evidence,
-            "rollback_run_id": history.rollback_run_id}
+    add_tags("actor-rollback", "postmortem", f"phase:{history.phase}", f"incident:{history.incident}",
+             f"outcome:{result.outcome}")
+    return outcome_state(result.outcome, f"postmortem {history.incident}: {result.headline()}", {
+        "postmortem": pm_rel, "adr": adr_rel, "status": result.status, "evidence": result.evidence,
+        "rollback_run_id": history.rollback_run_id, "outcome": result.outcome})
 
 
 @flow(name="postmortem-deadlines", log_prints=True, persist_result=False)

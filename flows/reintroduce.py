@@ -23,6 +23,7 @@ from typing import Optional
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.retry_lock import read_retry_lock
 from runbook.config import load_config, normalize_phase
 from runbook.errors import BadInputError, StepError
@@ -37,6 +38,7 @@ from tasks.registry import execute_step
 
 
 @flow(name="reintroduce-phase", flow_run_name="reintroduce-phase-{phase}-{incident_id}", log_prints=True,
+      on_completion=[pause_for_a_person],
       persist_result=False)
 def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: str = "",
                 now: Optional[datetime] = None, rollback_skip: Optional[list[str]] = None) -> dict:
@@ -97,7 +99,9 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
                           key=artifact_key("reintroduce-phase", key, incident_id),
                           description=f"Reintroduction of phase {key} ({incident_id})")
     report = RollbackReport(phase=key, incident=incident_id, dry_run=False, reason=reason, steps=steps)
-    return {**report.public(), "exit_code": report.exit_code}
+    add_tags("actor-rollback", "reintroduce", f"phase:{key}", f"incident:{incident_id}", f"outcome:{report.outcome}")
+    summary = report.summary().replace(f"phase {key} rollback", f"phase {key} reintroduction", 1)
+    return outcome_state(report.outcome, summary, {**report.public(), "exit_code": report.exit_code})
 
 
 def _roll_back(phase: str, repo: str, config: str, incident_id: str, watched: StepResult,
@@ -108,8 +112,8 @@ def _roll_back(phase: str, repo: str, config: str, incident_id: str, watched: St
     new = f"{incident_id}-canary"
     size = watched.data.get("regression_pct") or "?"
     try:
-        result = RollbackReport.model_validate(PHASE_FLOWS[phase](
-            reason=f"A.6 canary regressed ({size} %) while reintroducing phase {phase} ({incident_id})", repo=repo,
+        result = RollbackReport.model_validate(run_flow(
+            PHASE_FLOWS[phase], reason=f"A.6 canary regressed ({size} %) while reintroducing phase {phase} ({incident_id})", repo=repo,
             incident_id=new, config=config, skip=skip if skip is not None else ["benchmarks"],
             triggered_by=f"reintroduce ({incident_id})", severity="high"))
     except StepError as exc:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
-from flows.target_lock import TargetBusy, one_rollback_per_target
+from flows.outcome import add_tags, emit, emit_step, outcome_state, rollback_resource
+from flows.target_lock import TargetBusy, one_rollback_per_target, target_name
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.errors import BadInputError
@@ -31,7 +31,7 @@ from runbook.phases import NEEDS, StepSpec, select_steps
 from tasks.commands import end_commands_on_sigterm
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
-from tasks.steps import STEP_TASKS
+from tasks.steps import STEP_TASKS, step_call, step_result
 
 # Time to mitigation: when these steps finish, the mitigation has reached that point.
 MILESTONES = {"flag": "flag off committed", "push": "pushed", "deploy": "deploy done"}
@@ -87,6 +87,8 @@ class PhaseRun:
     def __enter__(self) -> PhaseRun:
         end_commands_on_sigterm()  # a cancelled or terminated run ends its commands, not waits for them
         self._tag_run()
+        emit("rollback.started", self.resource, {"reason": self.ctx.reason, "steps": [
+            spec.id for spec, runs in self.selection if runs]})
         if self.ctx.dry_run:
             return self
         try:
@@ -106,17 +108,11 @@ class PhaseRun:
         return str(run_id) if run_id else None
 
     def _tag_run(self) -> None:
-        """Phase, incident and severity as tags, however the run was started (CLI, UI, alert)."""
-        run_id = self._run_id()
-        if not run_id:
-            return
-        wanted = [f"phase:{self.phase}", f"incident:{self.ctx.incident}", "actor-rollback"]
-        if self.severity:
-            wanted.append(f"severity:{self.severity}")
-        with get_client(sync_client=True) as client:
-            current = client.read_flow_run(run_id).tags
-            if not set(wanted) <= set(current):
-                client.update_flow_run(run_id, tags=sorted(set(current) | set(wanted)))
+        """Phase, incident, severity and target as tags, however the run was started (CLI, UI, alert)."""
+        self.target = target_name(self.ctx.repo, self.cfg)
+        self.resource = rollback_resource(self.phase, self.ctx.incident, self.target, self.ctx.dry_run)
+        add_tags(f"phase:{self.phase}", f"incident:{self.ctx.incident}", "actor-rollback",
+                 f"severity:{self.severity or 'untriaged'}", f"target:{self.target}", *(["dry-run"] if self.ctx.dry_run else []))
 
     # ------------------------------------------------------------ steps
 
@@ -137,7 +133,7 @@ class PhaseRun:
             if blocked is None and task is not None:
                 self._maybe_die(spec)
                 future = task.submit(self.ctx.for_step(spec.id))
-                pending.append((spec, None, lambda _ctx, f=future: f.result()))
+                pending.append((spec, None, lambda _ctx, f=future: step_result(f.result(raise_on_failure=False))))
             else:
                 pending.append((spec, blocked, None))
         results = []
@@ -173,7 +169,7 @@ class PhaseRun:
 
     def _execute(self, spec: StepSpec) -> StepResult:
         self._maybe_die(spec)
-        return execute_step(spec, self.ctx.for_step(spec.id), STEP_TASKS.get(spec.name))
+        return execute_step(spec, self.ctx.for_step(spec.id), step_call(spec.name))
 
     def _record(self, spec: StepSpec, result: StepResult) -> None:
         self.ctx.facts.update(result.data)
@@ -182,6 +178,7 @@ class PhaseRun:
         if milestone and result.status in ("done", "already-done") and not self.ctx.dry_run:
             self.milestones.setdefault(milestone, result.finished_at or datetime.now(timezone.utc))
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
+        emit_step(self.resource, result)
         if result.status == "would-fail":  # a dry run goes on, so one call shows everything that is wrong
             self.would_fail.add(spec.name)
         # A change that failed or waits for a person stops what builds on it; a check only reports.
@@ -204,7 +201,8 @@ class PhaseRun:
 
     # ------------------------------------------------------------ the record
 
-    def finish(self) -> dict:
+    def finish(self):
+        """The run's final state (flows/outcome.py), carrying the report as its data."""
         if self._queue:
             raise RuntimeError(f"phase {self.phase} flow ended before steps {[s.name for s, _ in self._queue]}")
         report = RollbackReport(
@@ -215,7 +213,10 @@ class PhaseRun:
         )
         self.retry_lock = self._lock_reintroduction(report)
         self._artifacts(report)
-        return report.model_dump(mode="json")
+        add_tags(f"outcome:{report.outcome}")
+        emit("rollback.finished", rollback_resource(self.phase, self.ctx.incident, self.target, self.ctx.dry_run,
+                                                    report.outcome), {"summary": report.summary()})
+        return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))
 
     def _lock_reintroduction(self, report: RollbackReport):
         """A.4: a phase rolled back is not reintroduced for a week; every trigger sees the lock."""

@@ -41,14 +41,25 @@ class TargetBusy(StepError):
     failure = "busy"  # locked out is not bad input: the outcome says busy (exit 4), naming the holder
 
 
-def target_key(repo: Path, cfg: RollbackConfig) -> str:
+def _remote_url(repo: Path, cfg: RollbackConfig) -> str:
     """The remote's URL (normalised) identifies the target; a clone without that remote, its path."""
     try:
         url = run_git(open_workspace(repo), "remote", "get-url", cfg.remote)
     except Exception:
         url = str(Path(repo).resolve())
-    url = re.sub(r"(\.git)?/*$", "", url.strip()).lower()
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
+    return re.sub(r"(\.git)?/*$", "", url.strip())
+
+
+def target_key(repo: Path, cfg: RollbackConfig) -> str:
+    return hashlib.sha256(_remote_url(repo, cfg).lower().encode()).hexdigest()[:16]
+
+
+def target_name(repo: Path, cfg: RollbackConfig) -> str:
+    """The target as people name it, for tags and events: `github.com/org/repo` (no scheme, no credentials)."""
+    url = re.sub(r"^[a-z][a-z0-9+.-]*://", "", _remote_url(repo, cfg), flags=re.I)
+    url = re.sub(r"^[^@/]*@", "", url)  # user:token@ or git@
+    url = re.sub(r"^([^/:]+):(?!\d+/)", r"\1/", url)  # scp-like host:org/repo
+    return url.lower()[-120:]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -21,14 +21,15 @@ from typing import NamedTuple, Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.approval import server_reachable_by_others
+from flows.approval import running_again, server_reachable_by_others
+from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
+from flows.target_lock import target_name
 from flows.phases import PHASE_FLOWS
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
 from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
@@ -68,7 +69,8 @@ def _run_name() -> str:
     return f"triage-{ident or 'incident'}"
 
 
-@flow(name="triage", flow_run_name=_run_name, log_prints=True, validate_parameters=True, persist_result=False)
+@flow(name="triage", flow_run_name=_run_name, log_prints=True, validate_parameters=True, persist_result=False,
+      on_completion=[pause_for_a_person])
 def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = False,
            skip: Optional[list[str]] = None, owner_decision: Optional[dict] = None) -> dict:
     """Decide the incident's severity by the runbook's matrix and act on it (F.1–F.4).
@@ -87,14 +89,15 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
     logger = get_run_logger()
     logger.info("%s: %s (%s) → %s, owner %s, by %s", incident.id, decision.severity, decision.rule,
                 decision.action, decision.owner, decision.deadline.isoformat())
-    _tag(incident, decision)
+    _tag(incident, decision, repo, cfg)
     report = TriageReport(incident=incident, decision=decision, dry_run=dry_run,
                           flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None)
     if not dry_run:
         act = {"critical": _critical, "high": _high, "medium": _medium, "low": _low}[decision.severity]
         act(report, cfg, _Target(repo, config, skip or None), owner_decision)
     _record(report, cfg)
-    return report.model_dump(mode="json")
+    add_tags(f"outcome:{report.outcome}")
+    return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- F.1 – F.4
@@ -183,6 +186,7 @@ def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) ->
         got = pause_flow_run(wait_for_input=OwnerDecision, timeout=int(seconds), poll_interval=1,
                              key=f"owner-decision-{report.incident.id}")
     except FlowPauseTimeout:
+        running_again("no owner decision by the deadline")
         escalate = sorted({*decision.notify, "tech-lead"})
         sent = notify_roles(cfg, escalate, *_message(report, "ESCALATION: no decision by the deadline"), _url())
         report.steps.append(StepResult(id="F.3", name="ask-owner", status="failed", failure="fault", evidence=[
@@ -198,9 +202,10 @@ def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) ->
 
 def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> RollbackReport:
     incident = report.incident
-    result = PHASE_FLOWS[incident.phase](
+    result = run_flow(
+        PHASE_FLOWS[incident.phase],
         reason=f"{report.decision.severity} ({report.decision.rule}): {incident.summary or incident.kind}",
-        repo=target.repo, incident_id=incident.id, only=only, skip=None if only else target.skip,
+        repo=target.repo, incident_id=incident.id, only=only or [], skip=[] if only else target.skip or [],
         config=target.config, severity=report.decision.severity,
         incident_started_at=incident.started_at.isoformat() if incident.started_at else "",
         triggered_by=f"triage ({incident.source})")
@@ -230,16 +235,10 @@ def _message(report: TriageReport, what: str, extra: str = "") -> tuple[str, str
     return subject, "\n".join(lines)
 
 
-def _tag(incident: Incident, decision: Decision) -> None:
-    run_id = flow_run.get_id()
-    if not run_id:
-        return
-    wanted = {"actor-rollback", "triage", f"phase:{incident.phase}", f"incident:{incident.id}",
-              f"severity:{decision.severity}", f"source:{incident.source}"}
-    with get_client(sync_client=True) as client:
-        current = set(client.read_flow_run(run_id).tags)
-        if not wanted <= current:
-            client.update_flow_run(run_id, tags=sorted(current | wanted))
+def _tag(incident: Incident, decision: Decision, repo: str, cfg: RollbackConfig) -> None:
+    add_tags("actor-rollback", "triage", f"phase:{incident.phase}", f"incident:{incident.id}",
+             f"severity:{decision.severity}", f"source:{incident.source}",
+             *([f"target:{target_name(Path(repo), cfg)}"] if repo else []))
 
 
 def _record(report: TriageReport, cfg: RollbackConfig) -> None:

@@ -14,20 +14,22 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.triage import triage
 from runbook.config import load_config, normalize_phase
-from runbook.model import Incident, StepResult
+from runbook.model import LEADS, Incident, StepResult, worst
 from runbook.phases import PHASE_STEPS
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
-from tasks.steps import STEP_TASKS
+from tasks.steps import step_call
 
 
 def _run_name() -> str:
     return f"verify-phase-{flow_run.parameters.get('phase') or 'scheduled'}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
 
 
-@flow(name="verify", flow_run_name=_run_name, log_prints=True, persist_result=False)
+@flow(name="verify", flow_run_name=_run_name, log_prints=True, persist_result=False,
+      on_completion=[pause_for_a_person])
 def verify(repo: str, config: str = "", phase: str = "", start_triage: bool = True) -> dict:
     """Check the live metrics and the benchmarks against their baselines; on a regression, start triage.
 
@@ -49,7 +51,7 @@ def verify(repo: str, config: str = "", phase: str = "", start_triage: bool = Tr
         if spec is None:  # e.g. phase 3 has no benchmarks step
             results.append(StepResult(id="R1.1", name=check, status="skipped", evidence=[f"phase {key} has no {check} check"]))
             continue
-        results.append(execute_step(spec, ctx.for_step(spec.id), STEP_TASKS[check]))
+        results.append(execute_step(spec, ctx.for_step(spec.id), step_call(check)))
     regressed = [r for r in results if r.status == "failed"]
     incident = None
     if regressed:
@@ -66,11 +68,19 @@ def verify(repo: str, config: str = "", phase: str = "", start_triage: bool = Tr
               + (f" ({incident.regression_pct:.2f} %)" if incident and incident.regression_pct is not None else "")]
     create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("verify-phase", key),
                              description=f"Scheduled verification of phase {key}")
-    report = {"phase": key, "checks": [r.public() for r in results], "incident": None, "triage": None}
+    outcome = worst(r.outcome for r in results)
+    report = {"phase": key, "checks": [r.public() for r in results], "incident": None, "triage": None,
+              "outcome": outcome}
+    message = (f"verify phase {key}: done — " + ", ".join(f"{r.name} {r.status}" for r in results) if outcome == "done"
+               else f"verify phase {key}: {LEADS[outcome]} — " + "; ".join(r.headline() for r in results
+                                                                          if r.outcome == outcome))
     if incident is not None:
         report["incident"] = incident.model_dump(mode="json")
         if incident.regression_pct is None:
             get_run_logger().error("a check failed without a measurable size; a person triages: %s", incident.evidence)
+            message += "; no measurable size: a person triages"
         elif start_triage:
-            report["triage"] = triage(incident=incident, repo=repo, config=config)
-    return report
+            report["triage"] = run_flow(triage, incident=incident, repo=repo, config=config)
+            message += f"; triage {incident.id}: {report['triage']['decision']['severity']}"
+    add_tags("actor-rollback", "verify", f"phase:{key}", f"outcome:{outcome}")
+    return outcome_state(outcome, message, report)

@@ -309,6 +309,8 @@ class RunnerConfig(_Strict):
 
     heartbeat_seconds: int = Field(default=30, ge=30)  # Prefect's minimum
     crashed_after_seconds: int = Field(default=90, ge=35)
+    # the roles the shipped automation notifies when a rollback ends failed, bad-input, needs-human or busy
+    outcome_notify: list[str] = ["tech-lead"]
 
     @model_validator(mode="after")
     def _after_a_missed_heartbeat(self) -> RunnerConfig:
@@ -390,10 +392,11 @@ class RollbackConfig(_Strict):
         roles = [r for r in self.contacts if r not in ROLES]
         if roles:
             raise ValueError(f"unknown contact role {', '.join(roles)}; the runbook's roles are {', '.join(ROLES)}")
-        notified = [r for roles in self.severity.notify.values() for r in roles if r not in ROLES]
+        notified = [r for roles in [*self.severity.notify.values(), self.runner.outcome_notify] for r in roles
+                    if r not in ROLES]
         owners = [r for r in self.severity.owners.values() if r not in ROLES]
         if notified or owners:
-            raise ValueError(f"severity names unknown role {', '.join(notified + owners)}; "
+            raise ValueError(f"severity or runner.outcome_notify names unknown role {', '.join(notified + owners)}; "
                              f"the runbook's roles are {', '.join(ROLES)}")
         for where, phase in (("verification.phase", self.verification.phase),
                              ("receiver.default_phase", self.receiver.default_phase)):

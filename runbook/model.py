@@ -93,6 +93,22 @@ class StepResult(_Model):
         return {"id": self.id, "name": self.name, "status": self.status,
                 "evidence": self.evidence, "seconds": round(self.seconds, 3)}
 
+    def headline(self) -> str:
+        """`P1.1 flag failed: <its first evidence>` — what a run's state message says of this step."""
+        return f"{self.id} {self.name} {self.status}" + (f": {_first(self.evidence)}" if self.evidence else "")
+
+
+def _first(evidence: list[str], limit: int = 240) -> str:
+    """The first line of evidence; one that only introduces ("by hand:") with the line it introduces."""
+    lines = [e.strip() for e in evidence if e.strip()]
+    line = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else "")
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+# What the state message says before the causes, by outcome (flows/outcome.py turns it into the run's state).
+LEADS: dict[str, str] = {"failed": "FAILED", "bad-input": "BAD INPUT (fix and rerun)",
+                         "needs-human": "A PERSON MUST", "busy": "BUSY (nothing changed; rerun when it ends)"}
+
 
 CHECK_OUTCOME: dict[str, Outcome] = {"pass": "done", "fail": "failed", "unverified": "needs-human"}
 
@@ -129,6 +145,27 @@ class RollbackReport(_Model):
     def exit_code(self) -> int:
         return EXIT_CODES[self.outcome]
 
+    def causes(self) -> list[str]:
+        """The steps and checklist items that made the outcome what it is (none when it is done)."""
+        outcome = self.outcome
+        if outcome == "done":
+            return []
+        found = [s.headline() for s in self.steps if s.outcome == outcome]
+        if not self.dry_run:
+            found += [f"{c.id} {c.status}: {_first(c.evidence) or c.item}" for c in self.checklist
+                      if CHECK_OUTCOME[c.status] == outcome]
+        return found
+
+    def summary(self) -> str:
+        """One line for the run's state: done with what it did, or what failed / what a person must do."""
+        what = f"phase {self.phase} {'plan' if self.dry_run else 'rollback'} {self.incident}"
+        if self.outcome == "done":
+            acted = sum(s.status in ("done", "already-done") for s in self.steps)
+            passed = sum(c.status == "pass" for c in self.checklist)
+            checks = f", checklist {passed}/{len(self.checklist)} pass" if self.checklist and not self.dry_run else ""
+            return f"{what}: done — {acted} step(s) done{checks}"
+        return f"{what}: {LEADS[self.outcome]} — " + "; ".join(self.causes())
+
     def public(self) -> dict:
         return {
             "phase": self.phase, "incident": self.incident, "dry_run": self.dry_run,
@@ -151,6 +188,16 @@ class TriageReport(_Model):
     @property
     def outcome(self) -> Outcome:
         return worst([*(s.outcome for s in self.steps), *([self.rollback.outcome] if self.rollback else [])])
+
+    def summary(self) -> str:
+        d, outcome = self.decision, self.outcome
+        head = f"triage {self.incident.id}: {d.severity.upper()} ({d.rule}) → {d.action}"
+        if outcome == "done":
+            return head + (f"; {self.rollback.summary()}" if self.rollback else "; done")
+        causes = [s.headline() for s in self.steps if s.outcome == outcome]
+        if self.rollback is not None and self.rollback.outcome == outcome:
+            causes.append(self.rollback.summary())
+        return f"{head}; {LEADS[outcome]} — " + "; ".join(causes)
 
     @property
     def exit_code(self) -> int:

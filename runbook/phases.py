@@ -123,6 +123,12 @@ class StepSelectionError(ValueError):
     pass
 
 
+def step_choices(phase: str) -> list[str]:
+    """What `only` and `skip` accept for a phase — each step's name and its ID — in the runbook's order."""
+    steps = [*phase_steps(phase), *([LAST_RESORT] if normalize_phase(phase) == "4" else [])]
+    return list(dict.fromkeys(label for spec in steps for label in (spec.name, spec.id)))
+
+
 def select_steps(phase: str, only: list[str] | None = None, skip: list[str] | None = None) -> list[tuple[StepSpec, bool]]:
     """Every step of the phase with whether it runs; unknown names are an error naming the valid ones."""
     steps = phase_steps(phase)

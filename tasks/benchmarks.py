@@ -28,6 +28,7 @@ from runbook.model import StepResult
 from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
+from tasks.progress import StepProgress
 
 
 def read_criterion(root: Path, run: str = "new") -> dict[str, Estimate]:
@@ -254,6 +255,19 @@ def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:
                              description=f"{ctx.step_id} benchmark report, phase {ctx.phase}, {ctx.incident}")
 
 
+def _so_far(ctx: StepContext, progress: StepProgress, baseline: dict[str, Estimate],
+            current_runs: list[dict[str, Estimate]], done: int, text: str, source: str) -> None:
+    """After each round: the progress moves and the verdicts table fills in with the rounds so far."""
+    b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
+    interim = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct, sev.high_regression_pct)
+    progress.update(done, f"{text}; {len(interim)} benchmarks compared so far")
+    if in_prefect_run() and done < progress.total:
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(table=verdict_rows(interim), key=artifact_key("benchmarks-phase", ctx.phase, ctx.incident),
+                              description=f"{ctx.step_id} benchmark verdicts so far ({text}; baseline {source})")
+
+
 def _plan_benchmarks(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3 read-only: the bench programs exist, the baseline is there and readable."""
     b = ctx.cfg.benchmarks
@@ -287,20 +301,27 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
     if ctx.dry_run:
         return _plan_benchmarks(ctx)
     target_dir = os.environ.get("CARGO_TARGET_DIR")
+    sides = 2 if b.baseline_ref else 1
+    progress = StepProgress(ctx, "benchmarks", b.rounds * sides, f"{b.rounds} round(s) to run")
     with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:
         if b.baseline_ref:
             tree, sha = _baseline_tree(ctx, Path(scratch))
             # one target dir for both trees: cargo keeps each tree's artifacts apart, the deps are built once
             base_target = target_dir or str(ctx.repo / "target")
             base_runs, current_runs = [], []
+            source = f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
             for n in range(1, b.rounds + 1):  # interleaved: drift hits both sides alike
                 base_runs.append(bench_once(ctx, tree, base_target, f"round {n}/{b.rounds}, baseline {sha[:10]}"))
+                progress.update(2 * n - 1, f"round {n}/{b.rounds}: baseline measured")
                 current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}, current tree"))
-            baseline, source = pool(base_runs), f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
+                _so_far(ctx, progress, pool(base_runs), current_runs, 2 * n, f"round {n}/{b.rounds} done", source)
+            baseline = pool(base_runs)
         else:
             baseline, source = read_baseline(str(ctx.repo / b.baseline)), b.baseline
-            current_runs = [bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}")
-                            for n in range(1, b.rounds + 1)]
+            current_runs = []
+            for n in range(1, b.rounds + 1):
+                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}"))
+                _so_far(ctx, progress, baseline, current_runs, n, f"round {n}/{b.rounds} done", source)
     results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
                       sev.high_regression_pct)
     notes = []
@@ -311,6 +332,7 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
         notes.append("one round cannot measure the machine's drift between runs: set benchmarks.rounds >= 2")
     publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({b.rounds} rounds)"))
     verdicts = {r.verdict for r in results}
+    progress.finish(", ".join(f"{sum(r.verdict == v for r in results)} {v}" for v in sorted(verdicts)) or "no benchmarks")
     evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
                 *(r.describe() for r in results), *notes]
     if "regression" in verdicts:

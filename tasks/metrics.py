@@ -23,6 +23,7 @@ from runbook.errors import BadInputError
 from runbook.model import StepResult
 from tasks.attempts import with_attempts
 from tasks.context import StepContext
+from tasks.progress import StepProgress, wait_with_progress
 
 Verdict = str  # "pass" | "fail" | "unverified"
 
@@ -104,11 +105,15 @@ def rates_between(first: dict[str, float], last: dict[str, float], seconds: floa
     }
 
 
+def watching(ctx: StepContext) -> StepProgress:
+    return StepProgress(ctx, "monitor", ctx.cfg.monitoring.window_seconds, "metrics window opened")
+
+
 def watch_scrape(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
     m = ctx.cfg.monitoring
     first = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
     started = time.monotonic()
-    time.sleep(m.window_seconds)
+    wait_with_progress(watching(ctx), m.window_seconds, f"watching {m.metrics_url}")
     last = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
     values = rates_between(first, last, time.monotonic() - started, m.metrics.model_dump())
     return values, None, [f"read {m.metrics_url} over {m.window_seconds} s (no history: no baseline window)"]
@@ -146,7 +151,7 @@ def window_means(url: str, queries: dict[str, str], start: datetime, end: dateti
 def watch_prometheus(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
     m = ctx.cfg.monitoring
     started = datetime.now(timezone.utc)
-    time.sleep(m.window_seconds)
+    wait_with_progress(watching(ctx), m.window_seconds, "post-deploy window")
     end = datetime.now(timezone.utc)
     incident_start = ctx.facts.get("incident_started_at")
     base_end = datetime.fromisoformat(incident_start) if incident_start else started - timedelta(

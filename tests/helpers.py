@@ -120,6 +120,37 @@ def paged_config_text(block: str, roles: tuple[str, ...]) -> str:
     return text
 
 
+class MetricsEndpoint:
+    """A service's /metrics on loopback (one constant counter): for tests about the watch itself, not its verdict."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"# TYPE actor_messages_processed_total counter\nactor_messages_processed_total 1000\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/metrics"
+
+    def config(self, where: Path, window_seconds: int) -> Path:
+        """The session's test config watching this endpoint for `window_seconds`."""
+        path = config_variant(where, **{"\nwindow_seconds = 2 ": f"\nwindow_seconds = {window_seconds} "})
+        text = path.read_text()
+        url = next(line for line in text.splitlines() if line.startswith("metrics_url"))
+        path.write_text(text.replace(url, f'metrics_url = "{self.url}"'))
+        return path
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 def pager_block(slug: str) -> HttpSink:
     """A CustomWebhookNotificationBlock saved as `slug`, posting {subject, text} to a new HttpSink."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock

@@ -119,8 +119,11 @@ def test_a1_unfilled_drafts_near_their_deadline_are_sent_to_the_owners(rolled_ba
 def test_audit_lists_the_rollback_with_its_trigger_and_outcome(rolled_back):
     run = cli("audit", "--phase", "1", "--json")
     assert run.returncode == 0, run.stderr
+    report = rolled_back[2]
     rows = [r for r in json.loads(run.stdout)["runs"] if r["incident"] == "INC-after"]
-    assert rows and rows[0]["kind"] == "rollback" and rows[0]["trigger"] == "test" and rows[0]["outcome"] == "Completed"
+    assert rows and rows[0]["kind"] == "rollback" and rows[0]["trigger"] == "test"
+    assert rows[0]["outcome"] == report.outcome  # the rollback's own outcome, as its exit code and JSON said
+    assert rows[0]["state"] == {"done": "Completed", "needs-human": "Paused"}[report.outcome]
     assert rows[0]["seconds"] > 0
 
 

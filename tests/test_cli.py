@@ -148,3 +148,24 @@ def test_run_without_a_server_uses_prefects_ephemeral_server(sample, tmp_path):
     assert run.returncode == 0, run.stderr
     assert as_json(run)["flow_run_id"]
     assert (tmp_path / "prefect-home" / "prefect.db").exists(), "the embedded server kept its own database"
+
+
+def test_run_piped_shows_the_metrics_watch_progress_as_plain_lines_and_json_stays_one_object(sample, prefect_server,
+                                                                                              tmp_path):
+    from helpers import MetricsEndpoint
+
+    metrics = MetricsEndpoint()
+    try:
+        config = metrics.config(tmp_path, window_seconds=3)
+        piped = cli("run", "1", "--repo", str(sample.repo), "--reason", "watch", "--incident", "progress-lines",
+                    "--only", "monitor", "--yes", "--config", str(config))
+        quiet = cli("run", "1", "--repo", str(sample.repo), "--reason", "watch", "--incident", "progress-json",
+                    "--only", "monitor", "--yes", "--config", str(config), "--json")
+    finally:
+        metrics.close()
+    lines = [line for line in piped.stderr.splitlines() if line.startswith("P1.3b monitor: ")]
+    assert lines and lines[0] == "P1.3b monitor: 0 % — metrics window opened", piped.stderr[-3000:]
+    assert lines[-1].startswith("P1.3b monitor: 100 % — watching ") and lines[-1].endswith("3 s done")
+    assert 3 <= len(lines) <= 12  # a line per tenth at most, not one per tick
+    watched = next(step for step in as_json(quiet)["steps"] if step["name"] == "monitor")
+    assert watched["status"] != "skipped" and "P1.3b monitor: 0 %" not in quiet.stderr

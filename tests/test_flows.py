@@ -28,7 +28,9 @@ def test_phase_1_run_is_named_tagged_and_leaves_checklist_and_step_artifacts(sam
     assert run.name == "rollback-phase-1-INC-7.a"
     assert {"phase:1", "incident:INC-7.a"} <= set(run.tags)
     assert run.parameters["reason"] == "p99 latency doubled" and run.parameters["triggered_by"] == "test"
-    assert run.state.is_completed()
+    assert report.outcome == "needs-human" and run.state.is_paused()  # P1.C3 unverified: a person checks it
+    assert run.state.message.startswith("phase 1 rollback INC-7.a: A PERSON MUST — ") and "P1.C3" in run.state.message
+    assert {"outcome:needs-human", "severity:untriaged"} <= set(run.tags)
     checklist = artifacts["rollback-phase-1-inc-7-a-checklist"]
     assert "**PASS** P1.C1 The feature flag is disabled" in checklist.data
     assert "**UNVERIFIED** P1.C3" in checklist.data

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.prefect
 def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_rolls_itself_back(
         sample, test_config, prefect_server, tmp_path, monkeypatch):
     from deployments.cli import run_phase_flow
+    from flows.outcome import run_flow
     from flows.postmortem import postmortem
     from flows.reintroduce import reintroduce
     from flows.retry_lock import read_retry_lock
@@ -43,9 +44,12 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
     after_rollback = run_git(sample.origin, "rev-parse", "main")
 
     def attempt(days: int) -> dict:
-        return reintroduce(phase="1", repo=str(sample.repo), reason="ADR-0002: fairness bookkeeping fixed",
-                           incident_id="REINT-1", config=str(config), now=rolled + timedelta(days=days),
-                           rollback_skip=["ci", "benchmarks"])
+        state = reintroduce(phase="1", repo=str(sample.repo), reason="ADR-0002: fairness bookkeeping fixed",
+                            incident_id="REINT-1", config=str(config), now=rolled + timedelta(days=days),
+                            rollback_skip=["ci", "benchmarks"], return_state=True)
+        result = state.result(raise_on_failure=False)
+        assert state.is_failed() == (result["outcome"] in ("failed", "bad-input"))  # the run's state is its outcome
+        return result
 
     try:
         day6 = attempt(6)
@@ -56,7 +60,7 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
         assert [s["status"] for s in no_adr["steps"]] == ["done", "failed"]
         assert "no ADR for phase 1" in no_adr["steps"][1]["evidence"][0]
 
-        drafted = postmortem(ref="INC-re", repo=str(sample.repo), config=str(config))
+        drafted = run_flow(postmortem, ref="INC-re", repo=str(sample.repo), config=str(config))
         unfilled = attempt(8)
         assert "still has sections marked" in unfilled["steps"][1]["evidence"][0]
 

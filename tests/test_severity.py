@@ -75,5 +75,5 @@ def test_an_incident_the_matrix_cannot_place_is_bad_input(kw, message):
 
 
 def test_an_unknown_role_in_the_severity_table_is_a_config_error():
-    with pytest.raises(Exception, match="severity names unknown role on-call"):
+    with pytest.raises(Exception, match="severity or runner.outcome_notify names unknown role on-call"):
         config(**{"severity.notify": {"critical": ["on-call"]}})

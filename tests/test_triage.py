@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from flows.outcome import STATE_NAMES
 from helpers import HttpSink, config_variant, paged_config_text, pager_block, run_git
 
 from runbook.model import Incident, TriageReport
@@ -39,9 +40,11 @@ def run_triage(sample, config: Path, **incident) -> TriageReport:
 
     skip = incident.pop("skip", None)
     answer = incident.pop("owner_decision", None)
-    data = triage(incident=Incident(phase="1", **incident), repo=str(sample.repo), config=str(config), skip=skip,
-                  owner_decision=answer)
-    return TriageReport.model_validate(data)
+    state = triage(incident=Incident(phase="1", **incident), repo=str(sample.repo), config=str(config), skip=skip,
+                   owner_decision=answer, return_state=True)
+    report = TriageReport.model_validate(state.result(raise_on_failure=False))
+    assert state.name == STATE_NAMES[report.outcome] and state.message == report.summary()  # one truth
+    return report
 
 
 def remote_file(sample, rel: str) -> str:

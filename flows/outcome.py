@@ -1,0 +1,138 @@
+"""One truth about an outcome: a run's Prefect state, its tags and its events say what the CLI's
+exit code and the JSON `outcome` say.
+
+    outcome        state of the run                                        exit
+    done           Completed, a one-line summary                             0
+    failed         Failed, naming the failed step and why                    1
+    bad-input      Failed, naming what to fix                                2
+    needs-human    Paused (key "needs-human", no timeout, no process left    3
+                   waiting): the message lists what a person must do; the
+                   person closes it with "Change state → Completed"
+    busy           Cancelled: nothing was done, the message names the holder 4
+
+Why Paused and Cancelled rather than a Completed state named "NeedsHuman": the Prefect UI's run
+lists filter by a fixed list of state names (its "All except scheduled" view), so a run in a
+custom-named state is listed nowhere; Paused is the state Prefect itself uses for "waiting for a
+person", and both are in every list and filter.
+
+How: a failed or busy run's state carries its report inside a `RunOutcome` exception (the data of
+a Failed or Cancelled state must be one, or the engine of a deployment run dies on it); a
+needs-human run ends Completed and the `on_completion` hook `pause_for_a_person` moves it to
+Paused at once — a flow that *returned* Paused would exit its process with an error, and the
+runner would then mark it Crashed.
+
+Every rollback run carries the tags `outcome:<outcome>`, `severity:<s>` (`untriaged` when no
+triage decided it) and `target:<remote>`, so the runs list filters "failed rollbacks of this
+target this week". Rollbacks emit `actor-rollback.rollback.started`, `.step.finished` and
+`.rollback.finished` events, whose resource carries outcome, phase, incident and target; the
+automation in deployments/automations.py notifies on the finished ones that need a person.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from prefect.client.orchestration import get_client
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Completed, Failed, Paused, State
+
+from runbook.errors import BadInputError
+from runbook.model import EXIT_CODES, Outcome, StepResult
+
+NEEDS_HUMAN_KEY = "needs-human"  # the pause key of a run that ended waiting for a person
+STATE_NAMES: dict[str, str] = {"done": "Completed", "failed": "Failed", "bad-input": "Failed",
+                               "needs-human": "Paused", "busy": "Cancelled"}
+MESSAGE_LIMIT = 2000  # a state message is for people scanning a list; the artifacts hold the rest
+EVENT_PREFIX = "actor-rollback"
+
+
+class RunOutcome(Exception):
+    """A failed or busy run's report, as the exception a Failed or Cancelled state must carry."""
+
+    def __init__(self, message: str, data: Any) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+def outcome_state(outcome: Outcome, message: str, data: Any) -> State:
+    """The final state a flow returns for its outcome; `data` is what the CLI and a parent flow read back."""
+    message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
+    if outcome in ("failed", "bad-input"):
+        return Failed(message=message, data=RunOutcome(message, data))
+    if outcome == "busy":
+        return Cancelled(message=message, data=RunOutcome(message, data))
+    return Completed(message=message, data=data)  # needs-human: tagged so, pause_for_a_person makes it Paused
+
+
+def pause_for_a_person(flow, flow_run, state: State) -> None:
+    """on_completion hook: a run whose outcome is needs-human (its `outcome:` tag) rests Paused, its message
+    saying what to do."""
+    with get_client(sync_client=True) as client:
+        if "outcome:needs-human" not in client.read_flow_run(flow_run.id).tags:
+            return
+        client.set_flow_run_state(flow_run.id, Paused(  # forced: no process waits, nothing is to resume
+            message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None), force=True)
+
+
+def has_ended(state: State | None) -> bool:
+    """A run that will not change by itself any more: final, or paused for a person after its work."""
+    return state is not None and (state.is_final() or (
+        state.is_paused() and state.state_details.pause_key == NEEDS_HUMAN_KEY))
+
+
+def data_of(state: State) -> Any:
+    """What the flow returned with its state, whatever the state."""
+    data = state.result(raise_on_failure=False)
+    return data.data if isinstance(data, RunOutcome) else data
+
+
+def bad_input_state(error: Exception) -> State:
+    """A run refused before it changed anything (the UI form and the API reach flows without the CLI's checks)."""
+    add_tags("outcome:bad-input")
+    return outcome_state("bad-input", f"BAD INPUT (fix and rerun) — {error}",
+                         {"outcome": "bad-input", "error": str(error), "exit_code": EXIT_CODES["bad-input"]})
+
+
+def run_flow(flow: Callable, **parameters) -> Any:
+    """Call a flow (in this process, or as a subflow) and give back what it returned, whatever its state;
+    a run refused as bad input raises BadInputError, a crash raises its error."""
+    state = flow(**parameters, return_state=True)
+    data = data_of(state)
+    if isinstance(data, BaseException):
+        raise data
+    if isinstance(data, dict) and data.get("outcome") == "bad-input" and "error" in data:
+        raise BadInputError(data["error"])
+    return data
+
+
+def add_tags(*tags: str) -> None:
+    """Add tags to the current flow run (a run started by the CLI, the UI or an alert alike)."""
+    run_id = flow_run.get_id()
+    if not run_id:
+        return
+    with get_client(sync_client=True) as client:
+        current = set(client.read_flow_run(run_id).tags)
+        if not set(tags) <= current:
+            client.update_flow_run(run_id, tags=sorted(current | set(tags)))
+
+
+def rollback_resource(phase: str, incident: str, target: str, dry_run: bool, outcome: str = "") -> dict[str, str]:
+    run_id = flow_run.get_id()
+    resource = {"prefect.resource.id": f"{EVENT_PREFIX}.rollback.{run_id or incident}",
+                "prefect.resource.name": flow_run.get_name() or f"rollback-phase-{phase.lower()}-{incident}",
+                "phase": phase, "incident": incident, "target": target, "dry-run": str(dry_run).lower()}
+    if outcome:
+        resource["outcome"] = outcome
+    return resource
+
+
+def emit(what: str, resource: dict[str, str], payload: dict[str, Any] | None = None) -> None:
+    """`actor-rollback.<what>`; the flow run is added as a related resource by Prefect's event worker."""
+    emit_event(event=f"{EVENT_PREFIX}.{what}", resource=resource, payload=payload or {})
+
+
+def emit_step(resource: dict[str, str], result: StepResult) -> None:
+    emit("step.finished", {**resource, "prefect.resource.id": f"{resource['prefect.resource.id']}.{result.id}",
+                           "step": result.name, "step-id": result.id, "status": result.status},
+         {"headline": result.headline(), "seconds": round(result.seconds, 3)})
