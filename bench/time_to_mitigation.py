@@ -170,11 +170,13 @@ def wait_until_final(incident: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
+    from flows.outcome import has_ended
+
     def ended() -> bool:
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(
                 any_=[f"triage-{incident}", f"rollback-phase-1-{incident}"])))
-        return len(runs) == 2 and all(r.state and r.state.is_final() for r in runs)
+        return len(runs) == 2 and all(has_ended(r) for r in runs)
 
     wait_for(ended, 120, f"the end of {incident}'s runs", step=0.2)
 

@@ -75,10 +75,15 @@ def pause_for_a_person(flow, flow_run, state: State) -> None:
             message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None), force=True)
 
 
-def has_ended(state: State | None) -> bool:
-    """A run that will not change by itself any more: final, or paused for a person after its work."""
-    return state is not None and (state.is_final() or (
-        state.is_paused() and state.state_details.pause_key == NEEDS_HUMAN_KEY))
+def has_ended(run) -> bool:
+    """A flow run that will not change by itself any more: final, or paused for a person after its work (a
+    needs-human run is Completed for a moment before its hook pauses it: not ended yet)."""
+    state = run.state
+    if state is None:
+        return False
+    if state.is_paused():
+        return state.state_details.pause_key == NEEDS_HUMAN_KEY
+    return state.is_final() and not (state.is_completed() and "outcome:needs-human" in run.tags)
 
 
 def data_of(state: State) -> Any:

@@ -31,6 +31,7 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
+from flows.outcome import has_ended
 from flows.variables import put_variable
 from runbook.config import RollbackConfig
 from runbook.errors import StepError
@@ -169,11 +170,11 @@ def _holder_gone(client, held: dict) -> str:
     run_id = held.get("flow_run_id")
     if run_id:
         try:
-            state = client.read_flow_run(UUID(run_id)).state
+            run = client.read_flow_run(UUID(run_id))
         except (ObjectNotFound, ValueError):
             return "its flow run does not exist"
-        if state is not None and state.is_final():
-            return f"its flow run ended {state.name}"
+        if has_ended(run):  # final, or paused for a person after its work
+            return f"its flow run ended {run.state.name}"
     return ""
 
 

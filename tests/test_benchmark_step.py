@@ -67,8 +67,16 @@ def test_p1_c3_a_too_short_run_of_unchanged_code_is_unverifiable_and_its_verdict
 
         return verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg, incident="inc-short")), flow_run.get_id()
 
-    result, run_id = bench_step()
+    from tasks.progress import listening
+
+    heard = []
+    with listening(heard.append):
+        result, run_id = bench_step()
     lines = [line for line in result.evidence[1:]]
+    # the progress moved bench run by bench run (baseline, current), and ended with the verdicts' count
+    assert [(u.step, u.done, u.total) for u in heard] == [("P1.C3 benchmarks", n, 2) for n in (0, 1, 2, 2)]
+    assert heard[1].text == "round 1/1: baseline measured" and heard[-1].finished
+    assert heard[-1].text.endswith("unverifiable")
     assert not any(": regression" in line for line in lines), lines  # identical code: no false alarm
     assert any(": unverifiable" in line and "repeated runs" in line for line in lines), lines
     assert result.status == "needs-human" and result.data["benchmarks"] == "unverified"
@@ -78,5 +86,7 @@ def test_p1_c3_a_too_short_run_of_unchanged_code_is_unverifiable_and_its_verdict
     rows = {row["benchmark"]: row for row in json.loads(table.data)}
     assert set(rows) == {line.split(":")[0] for line in lines if not line.startswith("one round")}
     assert all(row["verdict"] == "unverifiable" and "runs needed" in row["note"] for row in rows.values())
+    progress = artifacts["progress-benchmarks-1-inc-short"]
+    assert progress.type == "progress" and float(progress.data) == 100.0
     report = artifacts["benchmarks-phase-1-inc-short-report"].data
     assert report.startswith("# Benchmarks against the baseline (±2 %)") and "unverifiable" in report

@@ -55,7 +55,7 @@ def wait_for_run(predicate, timeout: float = 120):
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:  # the newest runs: other tests (a storm) may have made hundreds
             for run in client.read_flow_runs(limit=50, sort=FlowRunSort.EXPECTED_START_TIME_DESC):
-                if predicate(run) and has_ended(run.state):
+                if predicate(run) and has_ended(run):
                     return run
             time.sleep(0.5)
     raise AssertionError("no matching flow run finished in time")

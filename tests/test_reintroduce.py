@@ -21,7 +21,7 @@ pytestmark = pytest.mark.prefect
 def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_rolls_itself_back(
         sample, test_config, prefect_server, tmp_path, monkeypatch):
     from deployments.cli import run_phase_flow
-    from flows.outcome import run_flow
+    from flows.outcome import data_of, run_flow
     from flows.postmortem import postmortem
     from flows.reintroduce import reintroduce
     from flows.retry_lock import read_retry_lock
@@ -47,7 +47,7 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
         state = reintroduce(phase="1", repo=str(sample.repo), reason="ADR-0002: fairness bookkeeping fixed",
                             incident_id="REINT-1", config=str(config), now=rolled + timedelta(days=days),
                             rollback_skip=["ci", "benchmarks"], return_state=True)
-        result = state.result(raise_on_failure=False)
+        result = data_of(state)
         assert state.is_failed() == (result["outcome"] in ("failed", "bad-input"))  # the run's state is its outcome
         return result
 

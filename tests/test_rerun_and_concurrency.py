@@ -113,6 +113,12 @@ def test_a_busy_target_stops_the_second_run_after_its_wait(sample, tmp_path, pre
     assert "inc-slow" in report["steps"][0]["evidence"][0]
     assert all(s["status"] == "skipped" for s in report["steps"][1:])
     assert finish(first)[0] == 3
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:  # the run's state says it too: nothing done, who holds it
+        run = client.read_flow_run(report["flow_run_id"])
+    assert run.state.is_cancelled() and run.state.message.startswith("phase 1 rollback inc-late: BUSY")
+    assert "inc-slow" in run.state.message and "outcome:busy" in run.tags
 
 
 def test_lock_records_survive_concurrent_writers_and_a_deleter(prefect_server):

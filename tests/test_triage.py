@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from flows.outcome import STATE_NAMES
+from flows.outcome import STATE_NAMES, data_of
 from helpers import HttpSink, config_variant, paged_config_text, pager_block, run_git
 
 from runbook.model import Incident, TriageReport
@@ -37,13 +37,17 @@ def triage_config(tmp_path: Path, **replacements: str) -> Path:
 
 def run_triage(sample, config: Path, **incident) -> TriageReport:
     from flows.triage import triage
+    from prefect.client.orchestration import get_client
 
     skip = incident.pop("skip", None)
     answer = incident.pop("owner_decision", None)
     state = triage(incident=Incident(phase="1", **incident), repo=str(sample.repo), config=str(config), skip=skip,
                    owner_decision=answer, return_state=True)
-    report = TriageReport.model_validate(state.result(raise_on_failure=False))
-    assert state.name == STATE_NAMES[report.outcome] and state.message == report.summary()  # one truth
+    report = TriageReport.model_validate(data_of(state))
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.state.name == STATE_NAMES[report.outcome] and run.state.message == report.summary()  # one truth
+    assert f"outcome:{report.outcome}" in run.tags
     return report
 
 

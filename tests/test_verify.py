@@ -32,10 +32,12 @@ def test_a_regression_found_on_schedule_starts_triage_with_its_evidence(sample, 
         "medium_regression_pct = 5.0": "medium_regression_pct = 1000.0",
         'checks = ["monitor", "benchmarks"]': 'checks = ["monitor"]'})
     try:
+        from flows.outcome import data_of
+
         state = verify(repo=str(sample.repo), config=str(config), phase="1", return_state=True)
     finally:
         subprocess.run(["./scripts/deploy.sh", "production", "--stop"], cwd=sample.repo, capture_output=True, env=os.environ)
-    report = state.result(raise_on_failure=False)
+    report = data_of(state)
     assert [c["status"] for c in report["checks"]] == ["failed"], report["checks"]
     assert state.is_failed() and report["outcome"] == "failed"  # the run's state says what it found
     assert state.message.startswith("verify phase 1: FAILED — ") and "monitor failed" in state.message and "triage verify-1-" in state.message
