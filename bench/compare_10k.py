@@ -1,11 +1,16 @@
-"""compare-benchmarks at scale: 10,000 benchmarks in a generated criterion tree.
+"""compare-benchmarks on 10,000 benchmarks, as a user runs it, against the plain script it replaces.
 
-Writes a criterion-shaped folder (`<group>/<bench>/new/{estimates,benchmark}.json`) with 10,000
-benchmarks and a markdown baseline table for them, then times reading both and comparing,
-against a baseline measured in the same run: reading the same 20,000 JSON files with no
-statistics at all.
+Writes a criterion-shaped tree (`<group>/<bench>/new/{benchmark,estimates,sample,tukey}.json` and a
+`report/` per benchmark, estimates.json with criterion's five statistics) and the runbook's
+markdown baseline table, then times two whole processes, start to exit with their output read
+from a pipe, alternating A and B, median of `--repeat` each:
 
-    .venv/bin/python bench/compare_10k.py [--benchmarks 10000] [--repeat 3]
+  A  actor-rollback compare-benchmarks --baseline baseline.md --current criterion/
+  B  python bench/_peer_compare_benchmarks.py --baseline baseline.md --current criterion/   (the yardstick)
+
+90 % of the benchmarks are unchanged (±1 %), 5 % regressed (+3 to +8 %), 5 % improved.
+
+    .venv/bin/python bench/compare_10k.py [--benchmarks 10000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -13,16 +18,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+CLI = str(Path(sys.executable).parent / "actor-rollback")
 
-from _timing import timed  # noqa: E402
-from runbook.benchstats import compare  # noqa: E402
-from tasks.benchmarks import read_baseline, read_criterion  # noqa: E402
+
+def statistic(value: float, spread: float) -> dict:
+    return {"confidence_interval": {"confidence_level": 0.95, "lower_bound": value - spread, "upper_bound": value + spread},
+            "point_estimate": value, "standard_error": spread / 1.96}
 
 
 def generate(root: Path, count: int) -> Path:
@@ -30,43 +39,60 @@ def generate(root: Path, count: int) -> Path:
     rows = ["| Benchmark | Mean | Std Dev |", "|---|---|---|"]
     for i in range(count):
         group, name = f"group{i // 100}", f"bench_{i}"
-        folder = root / "criterion" / group / name / "new"
-        folder.mkdir(parents=True)
+        bench = root / "criterion" / group / name
+        (bench / "new").mkdir(parents=True)
+        (bench / "report").mkdir()
         mean = rng.uniform(50, 5000)
-        (folder / "estimates.json").write_text(json.dumps(
-            {"mean": {"point_estimate": mean * rng.uniform(0.97, 1.08), "standard_error": mean * 0.003,
-                      "confidence_interval": {"confidence_level": 0.95, "lower_bound": 0, "upper_bound": 0}}}))
-        (folder / "benchmark.json").write_text(json.dumps({"group_id": group, "function_id": name,
-                                                           "full_id": f"{group}/{name}"}))
-        rows.append(f"| {group}/{name} | {mean:.3f} ns | {mean * 0.03:.3f} ns |")
+        kind = rng.random()
+        factor = rng.uniform(1.03, 1.08) if kind < 0.05 else rng.uniform(0.92, 0.97) if kind < 0.10 else rng.uniform(0.99, 1.01)
+        now = mean * factor
+        estimates = {name: statistic(now * scale, now * 0.002) for name, scale in
+                     (("mean", 1.0), ("median", 0.99), ("median_abs_dev", 0.01), ("slope", 1.0), ("std_dev", 0.02))}
+        (bench / "new" / "estimates.json").write_text(json.dumps(estimates))
+        (bench / "new" / "benchmark.json").write_text(json.dumps({
+            "group_id": group, "function_id": name, "value_str": None, "throughput": None,
+            "full_id": f"{group}/{name}", "directory_name": f"{group}/{name}", "title": f"{group}/{name}"}))
+        (bench / "new" / "sample.json").write_text(json.dumps({"sampling_mode": "Linear", "iters": list(range(1, 51)),
+                                                               "times": [now * k for k in range(1, 51)]}))
+        (bench / "new" / "tukey.json").write_text(json.dumps([now * 0.9, now * 0.95, now * 1.05, now * 1.1]))
+        (bench / "report" / "index.html").write_text(f"<html><body>{group}/{name}</body></html>")
+        rows.append(f"| {group}/{name} | {mean:.3f} ns | {mean * 0.01:.3f} ns |")
     baseline = root / "baseline.md"
     baseline.write_text("\n".join(rows) + "\n")
     return baseline
 
 
+def wall(argv: list[str]) -> tuple[float, int, int]:
+    """Seconds from start to exit with the output drained from a pipe, the exit code and the output's lines."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return time.perf_counter() - started, done.returncode, done.stdout.count(b"\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--benchmarks", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         baseline = generate(root, args.benchmarks)
         current = root / "criterion"
-
-        def full() -> list:
-            return compare(read_baseline(str(baseline)), read_criterion(current))
-
-        def read_only() -> int:
-            return sum(len(p.read_bytes()) for p in current.rglob("*.json"))
-
-        results = full()
-        ours, _ = timed(full, args.repeat)
-        raw, _ = timed(read_only, args.repeat)
-    verdicts = {v: sum(r.verdict == v for r in results) for v in {r.verdict for r in results}}
-    print(f"{len(results)} benchmarks compared; verdicts {verdicts}")
-    print(f"compare-benchmarks core (read tree + table, compare): median {ours:.2f} s")
-    print(f"baseline: reading the same JSON files only:            median {raw:.2f} s  (ratio {ours / raw:.2f})")
+        ours = [CLI, "compare-benchmarks", "--baseline", str(baseline), "--current", str(current)]
+        peer = [sys.executable, str(HERE / "_peer_compare_benchmarks.py"), "--baseline", str(baseline),
+                "--current", str(current)]
+        wall(ours), wall(peer)  # warm the page cache and the interpreters' files
+        a, b = [], []
+        for _ in range(args.repeat):  # alternating, so drift hits both alike
+            a.append(wall(ours))
+            b.append(wall(peer))
+    ours_s, peer_s = statistics.median(t for t, _, _ in a), statistics.median(t for t, _, _ in b)
+    print(f"{args.benchmarks} benchmarks, median of {args.repeat} alternating runs, whole processes:")
+    print(f"  A actor-rollback compare-benchmarks: {ours_s:.3f} s  (exit {a[0][1]}, {a[0][2]} lines of output)")
+    print(f"  B peer script (the yardstick):       {peer_s:.3f} s  (exit {b[0][1]}, {b[0][2]} lines of output)")
+    print(f"  ratio A/B: {ours_s / peer_s:.2f}  (goal <= 0.70)")
+    if ours_s / peer_s > 0.70:
+        raise SystemExit("compare-benchmarks is slower than 0.70x the plain script")
 
 
 if __name__ == "__main__":

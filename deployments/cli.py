@@ -23,8 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runbook.config import ConfigError, RollbackConfig, load_config, normalize_phase
 from pydantic import ValidationError
+
+from deployments.compare_cli import compare_benchmarks
+from runbook.config import ConfigError, RollbackConfig, load_config, normalize_phase
 
 from runbook.errors import BadInputError
 from runbook.ids import IncidentIdError, check_incident_id
@@ -621,48 +623,7 @@ def lock_lift(repo: RepoOpt, phase: Annotated[str, typer.Option("--phase", help=
     out.print(escape(lifted.describe()))
 
 
-@app.command("compare-benchmarks")
-def compare_benchmarks(
-    baseline: Annotated[str, typer.Option("--baseline", help="A | Benchmark | Mean | Std Dev | table (.md), an export (.json), a criterion folder, or a saved baseline name")],
-    current: Annotated[Path, typer.Option("--current", help="criterion's output folder (target/criterion)")],
-    tolerance: Annotated[float, typer.Option("--tolerance", help="± percent that counts as back at baseline")] = 2.0,
-    config: ConfigOpt = None,
-    as_json: JsonOpt = False,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the markdown report here")] = None,
-    chart_file: Annotated[Optional[Path], typer.Option("--chart", help="Write a PNG chart here")] = None,
-    export: Annotated[Optional[Path], typer.Option(
-        "--export", help="Also save the current results as a baseline for later runs (.csv or .json)")] = None,
-) -> None:
-    """Compare criterion results with a baseline: 0 within tolerance, 1 regression, 2 bad input, 3 unverifiable."""
-    from runbook.benchstats import BenchmarkInputError, compare
-    from tasks.benchmarks import chart, markdown_report, read_baseline, read_criterion, write_export
-
-    try:
-        cfg = _config(config, None)
-        if not 0 < tolerance < 100:
-            raise BenchmarkInputError(f"--tolerance {tolerance}: expected a percentage between 0 and 100")
-        if export and export.suffix not in (".csv", ".json"):
-            raise BenchmarkInputError(f"--export {export}: name a .csv or .json file")
-        estimates = read_criterion(current)
-        results = compare(read_baseline(baseline, current), estimates, tolerance,
-                          cfg.severity.medium_regression_pct, cfg.severity.high_regression_pct)
-    except (ConfigError, BenchmarkInputError) as exc:
-        raise _bad_input(str(exc), as_json) from None
-    verdicts = {r.verdict for r in results}
-    code = 1 if "regression" in verdicts else 3 if verdicts & {"unverifiable", "missing"} else 0
-    text = markdown_report(results, tolerance, baseline, str(current))
-    if report:
-        report.write_text(text)
-    if export:
-        write_export(estimates, export)
-    if chart_file:
-        chart(results, tolerance, cfg.severity.medium_regression_pct, cfg.severity.high_regression_pct, chart_file)
-    if as_json:
-        print(json.dumps({"tolerance_pct": tolerance, "exit_code": code,
-                          "benchmarks": [r.__dict__ for r in results]}))
-    else:
-        out.print(escape(text))
-    raise typer.Exit(code)
+app.command("compare-benchmarks")(compare_benchmarks)  # deployments/compare_cli.py: light enough to start fast
 
 
 @app.command()

@@ -1,16 +1,11 @@
-"""Criterion's results and the baselines they are compared with (P1.C3 / A.3).
+"""The benchmark step (P1.C3 / A.3): run the benches, interleaved with the baseline's, and judge.
 
 `cargo bench` exits 0 even when criterion prints "Performance has regressed", so the verdict
-comes from criterion's files: every `<id>/<run>/estimates.json` with its `benchmark.json`.
-Baselines: the runbook's markdown table, a criterion saved baseline (`--save-baseline NAME`),
-or an export of this tool (JSON or CSV).
+comes from criterion's files (tasks/bench_files.py reads them and the baselines).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import subprocess
@@ -21,158 +16,14 @@ from pathlib import Path
 
 from git import GitCommandError
 
-from runbook.benchstats import (Z95, Z_POWER, BenchmarkInputError, Comparison, Estimate, compare,
-                                 parse_markdown_baseline)
+from runbook.benchstats import Z95, Z_POWER, Comparison, Estimate, compare
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
+from tasks.bench_files import markdown_report, note, read_baseline, read_criterion
 from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
 from tasks.progress import StepProgress
-
-
-def read_criterion(root: Path, run: str = "new") -> dict[str, Estimate]:
-    """Every benchmark under a criterion folder for one run ("new", or a saved baseline's name)."""
-    if not root.is_dir():
-        raise BenchmarkInputError(f"{root}: no such criterion folder; run `cargo bench` first or check --current")
-    found = {}
-    for estimates in sorted(root.rglob(f"{run}/estimates.json")):
-        folder = estimates.parent
-        try:
-            meta = json.loads((folder / "benchmark.json").read_text())
-            data = json.loads(estimates.read_text())
-            found[meta["full_id"]] = Estimate(float(data["mean"]["point_estimate"]),
-                                              float(data["mean"]["standard_error"]))
-        except FileNotFoundError:
-            raise BenchmarkInputError(f"{folder}: estimates.json without benchmark.json; a partial criterion run?") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise BenchmarkInputError(f"{estimates}: not criterion's estimates format ({exc})") from None
-    if not found:
-        raise BenchmarkInputError(f"{root}: no {run}/estimates.json below it; is it criterion's output folder?")
-    return found
-
-
-CSV_COLUMNS = ["benchmark", "mean_ns", "standard_error_ns"]
-
-
-def read_export(path: Path) -> dict[str, Estimate]:
-    """This tool's export: JSON {"benchmarks": {id: {"mean_ns", "standard_error_ns"}}} or CSV
-    with the columns benchmark,mean_ns,standard_error_ns."""
-    if path.suffix == ".csv":
-        return _read_csv(path)
-    try:
-        data = json.loads(path.read_text())
-        return {id: Estimate(float(v["mean_ns"]), float(v["standard_error_ns"]))
-                for id, v in data["benchmarks"].items()}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BenchmarkInputError(f"{path}: not an actor-rollback benchmark export ({exc})") from None
-
-
-def _read_csv(path: Path) -> dict[str, Estimate]:
-    rows = csv.reader(io.StringIO(path.read_text()))
-    header = next(rows, None)
-    if header is None or [c.strip() for c in header] != CSV_COLUMNS:
-        raise BenchmarkInputError(f"{path}:1: expected the header {','.join(CSV_COLUMNS)}, found {header!r}")
-    found = {}
-    for number, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != 3:
-            raise BenchmarkInputError(f"{path}:{number}: expected 3 cells, found {len(row)}: {row!r}")
-        try:
-            mean, error = float(row[1]), float(row[2])
-            if not (0 < mean < math.inf and 0 <= error < math.inf):
-                raise ValueError
-        except ValueError:
-            raise BenchmarkInputError(f"{path}:{number}: mean_ns {row[1]!r} must be a positive and "
-                                      f"standard_error_ns {row[2]!r} a non-negative number of nanoseconds") from None
-        if row[0].strip() in found:
-            raise BenchmarkInputError(f"{path}:{number}: benchmark {row[0].strip()!r} appears twice")
-        found[row[0].strip()] = Estimate(mean, error)
-    if not found:
-        raise BenchmarkInputError(f"{path}: the CSV export has a header but no benchmarks")
-    return found
-
-
-def write_export(estimates: dict[str, Estimate], path: Path) -> None:
-    """A baseline for later comparisons: .csv for spreadsheets, anything else as JSON."""
-    if path.suffix == ".csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows([id, repr(e.mean), repr(e.standard_error)] for id, e in sorted(estimates.items()))
-        path.write_text(out.getvalue())
-        return
-    path.write_text(json.dumps({"benchmarks": {id: {"mean_ns": e.mean, "standard_error_ns": e.standard_error}
-                                               for id, e in sorted(estimates.items())}}, indent=2) + "\n")
-
-
-def read_baseline(spec: str, criterion_root: Path | None = None) -> dict[str, Estimate]:
-    """A markdown table (.md), an export (.json), a criterion folder, or a saved baseline's NAME."""
-    path = Path(spec)
-    if path.suffix == ".md":
-        if not path.exists():
-            raise BenchmarkInputError(f"{path}: no such baseline file")
-        return parse_markdown_baseline(path.read_text(), str(path))
-    if path.suffix in (".json", ".csv"):
-        if not path.exists():
-            raise BenchmarkInputError(f"{path}: no such baseline file")
-        return read_export(path)
-    if path.is_dir():
-        return read_criterion(path)
-    if criterion_root is not None and "/" not in spec:
-        return read_criterion(criterion_root, run=spec)
-    raise BenchmarkInputError(f"{spec}: not a .md table, a .json or .csv export, a criterion folder or a saved "
-                              "baseline name")
-
-
-def note(r: Comparison) -> str:
-    """What a verdict needs said beside it: the severity, what is missing, or the runs needed."""
-    if r.verdict == "missing":
-        return f"only in the {'baseline' if r.side == 'current' else 'current run'}"
-    if r.verdict == "unverifiable":
-        return f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
-    return r.severity
-
-
-def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: str, current: str) -> str:
-    counts = {v: sum(r.verdict == v for r in results) for v in
-              ("within-tolerance", "regression", "improvement", "unverifiable", "missing")}
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    lines = [f"# Benchmarks against the baseline (±{tolerance_pct:g} %)", "",
-             f"**{summary}** — baseline `{baseline}`, current `{current}`.", "",
-             "A benchmark is within tolerance only when the 95 % interval of its change lies inside "
-             f"±{tolerance_pct:g} %; an interval across a boundary is unverifiable.", "",
-             "| benchmark | verdict | change | 95 % interval | note |", "|---|---|---|---|---|"]
-    for r in results:
-        if r.verdict == "missing":
-            lines.append(f"| {r.id} | missing | | | {note(r)} |")
-            continue
-        lines.append(f"| {r.id} | {r.verdict} | {r.change_pct:+.2f} % | [{r.low_pct:+.2f}, {r.high_pct:+.2f}] % | {note(r)} |")
-    return "\n".join(lines) + "\n"
-
-
-def chart(results: list[Comparison], tolerance_pct: float, medium_pct: float, high_pct: float, path: Path) -> None:
-    """Each change with its interval, over the ±tolerance, medium and high bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = [r for r in results if r.verdict != "missing"]
-    fig, ax = plt.subplots(figsize=(8, 1 + 0.5 * max(len(shown), 1)))
-    for edge, color in ((high_pct, "#f4cccc"), (medium_pct, "#fce5cd"), (tolerance_pct, "#d9ead3")):
-        ax.axvspan(-edge, edge, color=color, zorder=0)
-    colors = {"within-tolerance": "green", "regression": "red", "improvement": "blue", "unverifiable": "orange"}
-    for y, r in enumerate(shown):
-        ax.errorbar(r.change_pct, y, xerr=[[r.change_pct - r.low_pct], [r.high_pct - r.change_pct]], fmt="o",
-                    color=colors[r.verdict], capsize=4)
-    ax.set_yticks(range(len(shown)), [r.id for r in shown])
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"change of the mean, % (bands: ±{tolerance_pct:g}, ±{medium_pct:g}, ±{high_pct:g})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------- running them (P1.C3 / A.3)
@@ -198,7 +49,8 @@ def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
     return tree / configured
 
 
-def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str = "") -> dict[str, Estimate]:
+def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str = "",
+               known: frozenset[str] = frozenset()) -> dict[str, Estimate]:
     b = ctx.cfg.benchmarks
     env = {**b.env, **({"CARGO_TARGET_DIR": target_dir} if target_dir else {})}
     log = step_logger()
@@ -211,7 +63,7 @@ def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str 
             raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {tree}")
         if outcome.returncode != 0:
             raise StepError(f"`{command}` exited {outcome.returncode} in {tree}: " + " | ".join(outcome.tail[-4:]))
-    return read_criterion(criterion_root(tree, target_dir, b.criterion_dir))
+    return read_criterion(criterion_root(tree, target_dir, b.criterion_dir), known=known)
 
 
 def _baseline_tree(ctx: StepContext, where: Path) -> tuple[Path, str]:
@@ -320,7 +172,7 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             baseline, source = read_baseline(str(ctx.repo / b.baseline)), b.baseline
             current_runs = []
             for n in range(1, b.rounds + 1):
-                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}"))
+                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}", frozenset(baseline)))
                 _so_far(ctx, progress, baseline, current_runs, n, f"round {n}/{b.rounds} done", source)
     results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
                       sev.high_regression_pct)

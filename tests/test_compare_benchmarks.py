@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runbook.benchstats import BenchmarkInputError
-from tasks.benchmarks import read_baseline, read_criterion, write_export
+from tasks.bench_files import read_baseline, read_criterion, write_export
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 SAMPLE = Path(__file__).resolve().parent / "data" / "criterion-0.3.6"
@@ -130,3 +130,68 @@ def test_compare_benchmarks_exports_the_current_run_as_a_baseline(criterion, tmp
                   "--export", str(export))
     assert run.returncode in (0, 3), run.stderr
     assert read_baseline(str(export)) == read_criterion(criterion)
+
+
+def criterion_tree(root: Path, means: dict[str, float], first: str = "mean", full_ids: dict[str, str] | None = None) -> Path:
+    """A criterion-shaped folder: `<path>/new/{estimates,benchmark}.json` per benchmark, a report/ beside."""
+    for path, mean in means.items():
+        new = root / path / "new"
+        new.mkdir(parents=True)
+        stats = {name: {"confidence_interval": {"confidence_level": 0.95, "lower_bound": 0, "upper_bound": 0},
+                        "point_estimate": mean * scale, "standard_error": mean * 0.001}
+                 for name, scale in (("median", 0.98), ("mean", 1.0), ("std_dev", 0.01))}
+        order = [first] + [k for k in stats if k != first]
+        (new / "estimates.json").write_text(json.dumps({k: stats[k] for k in order}))
+        (new / "benchmark.json").write_text(json.dumps({"full_id": (full_ids or {}).get(path, path)}))
+        (root / path / "report").mkdir()
+        (root / path / "report" / "index.html").write_text("<html></html>")
+    return root
+
+
+def table(tmp_path: Path, means: dict[str, float]) -> Path:
+    path = tmp_path / "baseline.md"
+    path.write_text("| Benchmark | Mean | Std Dev |\n|---|---|---|\n"
+                    + "".join(f"| {id} | {mean} ns | 1 ns |\n" for id, mean in means.items()))
+    return path
+
+
+def test_a3_prints_a_summary_and_only_the_rows_outside_tolerance_unless_all(tmp_path):
+    current = criterion_tree(tmp_path / "criterion", {"g/same": 1000.0, "g/slower": 1100.0, "g/faster": 900.0})
+    baseline = table(tmp_path, {"g/same": 1000.0, "g/slower": 1000.0, "g/faster": 1000.0})
+    run = compare("--baseline", str(baseline), "--current", str(current), "--report", str(tmp_path / "r.md"))
+    lines = run.stdout.splitlines()
+    assert run.returncode == 1
+    assert lines[0].startswith("3 benchmarks, current ") and lines[0].endswith(
+        "1 within-tolerance, 1 regression, 1 improvement — exit 1"), lines[0]
+    rows = [line for line in lines if line.startswith("| g/")]
+    assert [row.split(" | ")[:2] for row in rows] == [["| g/faster", "improvement"], ["| g/slower", "regression"]]
+    assert lines[-1] == "1 within tolerance not shown (--all shows every row; --report FILE writes them all)"
+    assert "| g/same | within-tolerance |" in (tmp_path / "r.md").read_text()  # the report has every row
+    every = compare("--baseline", str(baseline), "--current", str(current), "--all")
+    assert len([line for line in every.stdout.splitlines() if line.startswith("| g/")]) == 3
+    assert "not shown" not in every.stdout
+
+
+def test_a3_the_id_is_the_folder_path_and_benchmark_json_names_a_folder_criterion_made_file_safe(tmp_path):
+    current = criterion_tree(tmp_path / "criterion", {"g/plain": 1000.0, "g/a_b": 2000.0}, first="median",
+                             full_ids={"g/a_b": "g/a:b"})
+    baseline = table(tmp_path, {"g/plain": 1000.0, "g/a:b": 2000.0})
+    run = compare("--baseline", str(baseline), "--current", str(current), "--json")
+    verdicts = {r["id"]: r["verdict"] for r in json.loads(run.stdout)["benchmarks"]}
+    assert verdicts == {"g/plain": "within-tolerance", "g/a:b": "within-tolerance"}, verdicts  # mean found after median
+
+
+def test_a3_compare_benchmarks_starts_without_prefect_git_rich_or_the_config_models(tmp_path):
+    """What makes it as fast as a plain script: none of the heavy libraries is even imported (typer brings
+    pydantic itself; the configuration's models are not built without --config)."""
+    current = criterion_tree(tmp_path / "criterion", {"g/x": 1000.0})
+    baseline = table(tmp_path, {"g/x": 1000.0})
+    probe = ("import sys\nfrom deployments.entry import main\n"
+             f"sys.argv = ['actor-rollback', 'compare-benchmarks', '--baseline', {str(baseline)!r}, '--current', "
+             f"{str(current)!r}]\n"
+             "try:\n    main()\nexcept SystemExit as end:\n    code = end.code\n"
+             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'git', 'rich', 'pandas', 'matplotlib'}"
+             " | ({'runbook.config'} & set(sys.modules)))\n"
+             "print(code, heavy)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr

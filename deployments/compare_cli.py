@@ -1,0 +1,93 @@
+"""`actor-rollback compare-benchmarks` (A.3), kept apart from the rest of the CLI.
+
+The command a user runs on thousands of benchmarks must start and finish like a plain script:
+it imports no Prefect, no git and no pydantic (the shipped severity thresholds are read with
+tomllib; `--config` loads and validates the whole configuration), reads only each benchmark's
+`<run>/estimates.json`, and prints a summary with the rows that are not within tolerance (every
+row with `--all`; `--report` and `--json` always hold every row). `deployments/entry.py` starts
+it without loading the rest of the CLI; `actor-rollback --help` lists it with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+EXIT_BAD_INPUT = 2
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "rollback.toml"
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _commands() -> None:
+    """compare-benchmarks alone (the rest of the CLI is `actor-rollback --help`)."""
+
+
+def bad_input(message: str, as_json: bool) -> typer.Exit:
+    """Exit 2 naming the problem: one JSON object on stdout with --json, the message on stderr always."""
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": EXIT_BAD_INPUT}))
+    sys.stderr.write(f"error: {message}\n")
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def severity_thresholds(config: Path | None) -> tuple[float, float]:
+    """(medium, high) regression %: the shipped values, or those of --config laid over them (validated)."""
+    if config is not None:
+        from runbook.config import load_config
+
+        severity = load_config(config).severity
+        return severity.medium_regression_pct, severity.high_regression_pct
+    import tomllib
+
+    severity = tomllib.loads(SHIPPED_CONFIG.read_text())["severity"]
+    return float(severity["medium_regression_pct"]), float(severity["high_regression_pct"])
+
+
+@app.command("compare-benchmarks")
+def compare_benchmarks(
+    baseline: Annotated[str, typer.Option("--baseline", help="A | Benchmark | Mean | Std Dev | table (.md), an export (.json/.csv), a criterion folder, or a saved baseline name")],
+    current: Annotated[Path, typer.Option("--current", help="criterion's output folder (target/criterion)")],
+    tolerance: Annotated[float, typer.Option("--tolerance", help="± percent that counts as back at baseline")] = 2.0,
+    config: Annotated[Optional[Path], typer.Option("--config", help="rollback.toml for the severity thresholds (default: the shipped one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every benchmark on stdout")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Print every benchmark's row, not only those outside tolerance")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the markdown report (every row) here")] = None,
+    chart_file: Annotated[Optional[Path], typer.Option("--chart", help="Write a PNG chart here")] = None,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="Also save the current results as a baseline for later runs (.csv or .json)")] = None,
+) -> None:
+    """Compare criterion results with a baseline: 0 within tolerance, 1 regression, 2 bad input, 3 unverifiable."""
+    from runbook.benchstats import BenchmarkInputError, compare
+    from tasks.bench_files import chart, markdown_report, read_baseline, read_criterion, summary, write_export
+
+    try:
+        if not 0 < tolerance < 100:
+            raise BenchmarkInputError(f"--tolerance {tolerance}: expected a percentage between 0 and 100")
+        if export and export.suffix not in (".csv", ".json"):
+            raise BenchmarkInputError(f"--export {export}: name a .csv or .json file")
+        medium, high = severity_thresholds(config)
+        base = read_baseline(baseline, current)
+        estimates = read_criterion(current, known=frozenset(base))
+        results = compare(base, estimates, tolerance, medium, high)
+    except ValueError as exc:  # BenchmarkInputError, or ConfigError from --config: each names the problem
+        raise bad_input(str(exc), as_json) from None
+    verdicts = {r.verdict for r in results}
+    code = 1 if "regression" in verdicts else 3 if verdicts & {"unverifiable", "missing"} else 0
+    if report:
+        report.write_text(markdown_report(results, tolerance, baseline, str(current)))
+    if export:
+        write_export(estimates, export)
+    if chart_file:
+        chart(results, tolerance, medium, high, chart_file)
+    if as_json:
+        print(json.dumps({"tolerance_pct": tolerance, "exit_code": code,
+                          "benchmarks": [r.__dict__ for r in results]}))
+    else:
+        sys.stdout.write(summary(results, tolerance, baseline, str(current), show_all, code))
+    raise typer.Exit(code)
