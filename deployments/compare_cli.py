@@ -17,8 +17,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from runbook import SHIPPED_CONFIG
+
 EXIT_BAD_INPUT = 2
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "rollback.toml"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 

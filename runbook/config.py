@@ -19,7 +19,7 @@ ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development
 SEVERITIES = ("critical", "high", "medium", "low")
 INCIDENT_KINDS = ("service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs",
                   "deploy-failure")
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "rollback.toml"
+from runbook import SHIPPED_CONFIG  # noqa: E402  (re-exported: callers import it from here)
 
 
 class ConfigError(ValueError):

@@ -99,6 +99,11 @@ def test_each_outcome_is_the_runs_state_its_tags_and_the_cli_exit_code(sample, t
     assert flag_task.state.is_failed(), flag_task.state
     archive = next(run for name, run in task_runs(needs["flow_run_id"]).items() if name.startswith("P0.1"))
     assert archive.state.is_completed() and archive.state.name == "Completed", archive.state
+    # a run paused for a person is not waiting for an approval: `approve` says so and changes nothing
+    approve = subprocess.run([CLI, "approve", needs["flow_run_id"], "--approver", "Aiko", "--branch", "main"],
+                             capture_output=True, text=True, timeout=120, env=os.environ)
+    assert approve.returncode == 2 and "not waiting for an approval" in " ".join(approve.stderr.split())
+    assert read_run(needs["flow_run_id"]).state.is_paused()
 
 
 def test_a_rollback_emits_started_step_and_finished_events_naming_outcome_phase_incident_target(
@@ -158,6 +163,8 @@ def test_without_a_notify_block_the_automation_is_not_made_and_says_why(prefect_
     lines = ensure_outcome_automation(config(**{"contacts.tech-lead.notify": []}))
     assert lines == ["outcome automation NOT created: tech-lead: no notify block configured "
                      "([contacts.tech-lead] notify = [...])"]
+    command = subprocess.run([CLI, "automations"], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert command.returncode == 3 and "outcome automation NOT created: tech-lead" in command.stdout  # the shipped config
 
 
 def test_a_flow_run_refused_as_bad_input_from_the_api_is_failed_with_the_rule_it_broke(sample, prefect_server):
