@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench serve system-packages clean
+.PHONY: demo test test-fast bench serve system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP) system-packages
 
 test: $(STAMP) system-packages
 	$(VENV)/bin/pytest
+
+# The edit loop: the domain, the config, the statistics and the parsers — no server, no cargo, no git remote.
+FAST_TESTS := tests/test_benchstats.py tests/test_config.py tests/test_severity.py tests/test_runbook_doc.py \
+	tests/test_ci_workflow_edit.py tests/test_corpus.py tests/test_compare_benchmarks.py
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q $(FAST_TESTS)
 
 bench: $(STAMP) system-packages
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
 from _services import free_port, start_prefect, stop  # noqa: E402
 
 TOKEN = "bench-intake-token-0123456789"

@@ -15,7 +15,6 @@ import argparse
 import copy
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -24,8 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 from _services import start_prefect, stop  # noqa: E402
 from _timing import percentile  # noqa: E402
 

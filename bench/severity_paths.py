@@ -14,14 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 from _services import start_prefect, stop  # noqa: E402
 
 

@@ -32,8 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 from _services import free_port, postgres, start_prefect, stop  # noqa: E402
 from _timing import percentile  # noqa: E402
 

@@ -47,7 +47,6 @@ def prepare(root: Path) -> Demo:
         'source = "kubernetes"           #': 'source = "file"           #',
         'file = ""                       #': f'file = "{production / "actor-system.log"}"  #',
         'baseline_ref = ""  ': 'baseline_ref = "merge-parent"  ',
-        "rounds = 3 ": "rounds = 2 ",
         "\nenv = {}  ": '\nenv = { ACTOR_BENCH_QUICK = "500" }  ',
     }.items():
         assert old in text, old

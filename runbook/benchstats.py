@@ -15,7 +15,7 @@ from typing import Literal
 
 from runbook.errors import BadInputError
 
-Verdict = Literal["within-tolerance", "regression", "improvement", "unverifiable", "missing"]
+Verdict = Literal["within-tolerance", "regression", "improvement", "unverifiable", "missing", "undecided"]
 Z95 = 1.959964  # two-sided 95 %
 Z_POWER = 0.841621  # 80 % power
 
@@ -54,6 +54,7 @@ class Comparison:
     detectable_pct: float | None = None  # smallest change these data detect (80 % power)
     runs_needed: int | None = None  # repeated runs for the interval to fit inside ±tolerance
     side: str = ""  # for missing: "baseline" or "current"
+    rounds: int | None = None  # paired rounds the verdict rests on (the sequential step)
 
     def describe(self) -> str:
         if self.verdict == "missing":
@@ -61,9 +62,12 @@ class Comparison:
         text = f"{self.id}: {self.verdict} {self.change_pct:+.2f} % [{self.low_pct:+.2f}, {self.high_pct:+.2f}]"
         if self.severity:
             text += f" ({self.severity})"
+        if self.rounds:
+            text += f" after {self.rounds} rounds"
         if self.verdict == "unverifiable":
-            text += (f"; these data detect changes of ±{self.detectable_pct:.1f} % or more; "
-                     f"about {self.runs_needed} repeated runs would settle ±tolerance")
+            if self.detectable_pct is not None:
+                text += f"; these data detect changes of ±{self.detectable_pct:.1f} % or more"
+            text += f"; about {self.runs_needed or '?'} repeated runs would settle ±tolerance"
         return text
 
 
@@ -133,3 +137,119 @@ def parse_markdown_baseline(text: str, source: str, samples: int = 100) -> dict[
     if header is None:
         raise BenchmarkInputError(f"{source}: no '| Benchmark | Mean | Std Dev |' table found")
     return estimates
+
+
+# ---------------------------------------------------------------- the sequential verdict (P1.C3 with rounds)
+#
+# Each round measures the baseline and the current tree back to back (alternating which goes first), so a
+# round gives one paired change per benchmark: d = 100·ln(current / baseline). The machine's drift between
+# rounds shows up as the spread of these d's, so it counts fully. This machine's d's are heavy-tailed (a
+# neighbour's burst moves one side by 10–80 %), so the interval is the distribution-free one for the median
+# of d: the sign test's order statistics, exact for any continuous distribution of independent rounds.
+#
+# Looking again and again would inflate the error rate; each look j = 1, 2, … (see look_rounds) spends
+# ALPHA / (j·(j+1)) — a sum that never exceeds ALPHA however many looks are taken (alpha spending with a
+# Bonferroni bound over looks). So a verdict, taken at whatever look it is reached, is wrong with a
+# probability of at most ALPHA per benchmark.
+
+ALPHA = 0.05
+FIRST_LOOK = 8  # the fewest paired rounds worth a first look (7 is the least whose interval exists at its alpha)
+GROWTH = 1.25  # each look after 25 % more rounds than the last
+
+
+def look_alpha(look: int, alpha: float = ALPHA) -> float:
+    """The error rate the `look`-th look (1-based) may spend; the sum over every look is `alpha`."""
+    return alpha / (look * (look + 1))
+
+
+def look_rounds(first: int, look: int) -> int:
+    """The number of paired rounds at which the `look`-th look is taken, fixed in advance (never chosen from the
+    data): `first`, then 25 % more each time (8, 10, 12, 15, 19, 24, 30, …). Looking after every round would spend
+    alpha on looks that can change little; measured on this machine's rounds (docs/PERFORMANCE.md), this
+    schedule reached verdicts in fewer rounds than looking every round or every 50 % more."""
+    n = first
+    for _ in range(look - 1):
+        n = max(n + 1, round(n * GROWTH))
+    return n
+
+
+def median_interval(changes: list[float], alpha: float) -> tuple[float, float] | None:
+    """The distribution-free 1 − alpha confidence interval of the median of `changes`: [d₍ₖ₎, d₍ₙ₊₁₋ₖ₎] with
+    the largest k whose two tails under Binomial(n, ½) hold at most alpha; None when n is too small."""
+    ordered, n = sorted(changes), len(changes)
+    k, tail = 0, 0.0
+    while k < n // 2:
+        tail_next = tail + math.comb(n, k) / 2 ** n
+        if 2 * tail_next > alpha:
+            break
+        k, tail = k + 1, tail_next
+    if k == 0:
+        return None
+    return ordered[k - 1], ordered[n - k]
+
+
+def median(values: list[float]) -> float:
+    ordered, n = sorted(values), len(values)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+@dataclass(frozen=True)
+class PairedChanges:
+    """One benchmark's paired per-round changes (percent, log-ratio) and the baseline's own uncertainty
+    (percent, 0 for a baseline benched in the same run)."""
+
+    id: str
+    changes: tuple[float, ...]
+    baseline_error_pct: float = 0.0
+
+
+def judge_paired(series: PairedChanges, look: int, tolerance_pct: float, medium_pct: float, high_pct: float,
+                 final: bool = False) -> Comparison | None:
+    """The verdict at the `look`-th look, or None while neither equivalence nor a change is shown (when
+    `final`, that is `unverifiable`, with how many rounds would likely settle it)."""
+    changes = list(series.changes)
+    alpha = look_alpha(look)
+    interval = median_interval(changes, alpha)
+    if interval is None:
+        if not final:
+            return None
+        centre = median(changes) if changes else 0.0
+        return Comparison(id=series.id, verdict="unverifiable", change_pct=_pct(centre), low_pct=-math.inf,
+                          high_pct=math.inf, runs_needed=FIRST_LOOK, rounds=len(changes))
+    widen = _z(alpha) * series.baseline_error_pct  # a baseline file's own uncertainty, which rounds cannot shrink
+    low, high, centre = interval[0] - widen, interval[1] + widen, median(changes)
+    common = dict(id=series.id, change_pct=_pct(centre), low_pct=low, high_pct=high, rounds=len(changes))
+    tol = tolerance_pct
+    if -tol <= low and high <= tol:
+        return Comparison(verdict="within-tolerance", **common)
+    if low > tol:
+        severity = "high" if centre > high_pct else "medium" if centre >= medium_pct else "below-threshold"
+        return Comparison(verdict="regression", severity=severity, **common)
+    if high < -tol:
+        return Comparison(verdict="improvement", **common)
+    if not final:
+        return None
+    # The interval narrows about as 1/√n: the rounds at which its half-width would fit the room left.
+    half, room = (high - low) / 2, abs(tol - abs(centre))
+    runs = math.ceil(len(changes) * (half / room) ** 2) if room > 0 else None
+    return Comparison(verdict="unverifiable", detectable_pct=half * (Z95 + Z_POWER) / Z95, runs_needed=runs, **common)
+
+
+def _pct(value: float) -> float:
+    return round(value, 9)
+
+
+def _z(alpha: float) -> float:
+    """The two-sided normal quantile for alpha (bisection on erfc; no scipy at run time)."""
+    low, high = 0.0, 40.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        if math.erfc(mid / math.sqrt(2)) > alpha:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def log_change_pct(current: float, baseline: float) -> float:
+    return 100 * math.log(current / baseline)

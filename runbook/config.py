@@ -169,7 +169,9 @@ class BenchmarksConfig(_Strict):
     # "" compares with `baseline`; a git ref (or "merge-parent": the phase merge's first parent) is
     # built and benched in the same run, interleaved with the current tree, so machine drift cancels.
     baseline_ref: str = ""
-    rounds: int = Field(default=3, ge=1, le=50)
+    rounds: int = Field(default=3, ge=1, le=50)  # rounds before the first look (7 at least: fewer decide nothing)
+    budget_minutes: float = Field(default=15.0, gt=0, le=24 * 60)  # more rounds while undecided, up to this long
+    criterion_args: list[str] = ["--noplot"]  # after `--` of each `cargo bench --bench NAME` command
     env: dict[str, str] = {}  # extra environment for the bench commands
 
 

@@ -66,7 +66,7 @@ class Decision(_Model):
 
 
 class StepResult(_Model):
-    """One runbook step as it ran: its ID from STEPS.md, what happened, and the proof."""
+    """One runbook step as it ran: its ID from docs/runbook/STEPS.md, what happened, and the proof."""
 
     id: str
     name: str

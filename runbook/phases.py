@@ -2,7 +2,7 @@
 
 `describe` gives the exact commands, file edits and queries a step performs under a given
 configuration, so that `actor-rollback plan` and dry runs show the truth without touching
-anything. IDs come from STEPS.md; a step ID may cover two named steps (P1.2b is the revert
+anything. IDs come from docs/runbook/STEPS.md; a step ID may cover two named steps (P1.2b is the revert
 and its push).
 """
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, parse_markdown_baseline
 
 SKIPPED = {"report"}  # criterion's HTML reports: thousands of files, nothing to compare
-MEAN = '"mean":'
 _DECODER = json.JSONDecoder()
 
 
@@ -54,16 +53,17 @@ def criterion_files(root: Path, run: str = "new") -> list[tuple[str, str, bytes]
     return found
 
 
-def _estimate(path: str, data: bytes) -> Estimate:
-    """The mean and its standard error: only the `"mean": {…}` object is decoded, not the other four statistics."""
+def _estimate(path: str, data: bytes, statistic: str = "mean") -> Estimate:
+    """The statistic ("mean" or "median") and its standard error: only its `"<statistic>": {…}` object is decoded,
+    not the other four."""
     try:
         text = data.decode()
-        at = text.find(MEAN)
+        at = text.find(f'"{statistic}":')
         if at >= 0:
-            mean, _ = _DECODER.raw_decode(text, text.index("{", at))
+            value, _ = _DECODER.raw_decode(text, text.index("{", at))
         else:
-            mean = json.loads(text)["mean"]
-        return Estimate(float(mean["point_estimate"]), float(mean["standard_error"]))
+            value = json.loads(text)[statistic]
+        return Estimate(float(value["point_estimate"]), float(value["standard_error"]))
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BenchmarkInputError(f"{path}: not criterion's estimates format ({exc})") from None
 
@@ -77,16 +77,17 @@ def _given_id(run_folder: str, fallback: str) -> str:
         return fallback
 
 
-def read_criterion(root: Path, run: str = "new", known: set[str] | frozenset[str] = frozenset()) -> dict[str, Estimate]:
+def read_criterion(root: Path, run: str = "new", known: set[str] | frozenset[str] = frozenset(),
+                   statistic: str = "mean") -> dict[str, Estimate]:
     """Every benchmark under a criterion folder for one run ("new", or a saved baseline's name); ids not in
-    `known` (the baseline's, when given) are looked up in benchmark.json."""
+    `known` (the baseline's, when given) are looked up in benchmark.json. `statistic`: "mean" or "median"."""
     if not root.is_dir():
         raise BenchmarkInputError(f"{root}: no such criterion folder; run `cargo bench` first or check --current")
     found = {}
     for id, folder, data in sorted(criterion_files(root, run)):
         if known and id not in known:
             id = _given_id(os.path.join(folder, run), id)
-        found[id] = _estimate(os.path.join(folder, run, "estimates.json"), data)
+        found[id] = _estimate(os.path.join(folder, run, "estimates.json"), data, statistic)
     if not found:
         raise BenchmarkInputError(f"{root}: no {run}/estimates.json below it; is it criterion's output folder?")
     return found
@@ -171,7 +172,8 @@ def note(r: Comparison) -> str:
     if r.verdict == "missing":
         return f"only in the {'baseline' if r.side == 'current' else 'current run'}"
     if r.verdict == "unverifiable":
-        return f"detects ±{r.detectable_pct:.1f} %; ~{r.runs_needed} runs needed"
+        detects = "" if r.detectable_pct is None else f"detects ±{r.detectable_pct:.1f} %; "
+        return f"{detects}~{r.runs_needed or '?'} runs needed"
     return r.severity
 
 

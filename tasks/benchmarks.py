@@ -1,22 +1,29 @@
-"""The benchmark step (P1.C3 / A.3): run the benches, interleaved with the baseline's, and judge.
+"""The benchmark step (P1.C3 / A.3): bench the current tree against the baseline until each benchmark is judged.
 
-`cargo bench` exits 0 even when criterion prints "Performance has regressed", so the verdict
-comes from criterion's files (tasks/bench_files.py reads them and the baselines).
+Rounds interleave the two trees, command by command, alternating which goes first; after the first
+look (at `max(benchmarks.rounds, 7)` rounds) a look follows each round, and only the commands (and,
+through criterion's filter, the benchmarks) still undecided run again, until every benchmark has a
+verdict or `benchmarks.budget_minutes` is spent. The statistics are runbook/benchstats.py's sequential
+sign test. `cargo bench` exits 0 even when criterion prints "Performance has regressed", so the
+numbers come from criterion's files (tasks/bench_files.py reads them and the baselines).
 """
 
 from __future__ import annotations
 
-import math
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from git import GitCommandError
 
-from runbook.benchstats import Z95, Z_POWER, Comparison, Estimate, compare
+from runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges, judge_paired, log_change_pct,
+                                look_rounds, median)
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.bench_files import markdown_report, note, read_baseline, read_criterion
@@ -29,18 +36,17 @@ from tasks.progress import StepProgress
 # ---------------------------------------------------------------- running them (P1.C3 / A.3)
 
 
-def pool(runs: list[dict[str, Estimate]]) -> dict[str, Estimate]:
-    """Several runs of the same tree → one estimate per benchmark whose standard error counts both
-    criterion's own uncertainty and how much the runs disagree (the machine's drift)."""
-    pooled = {}
-    for id in set().union(*runs):
-        values = [run[id] for run in runs if id in run]
-        n = len(values)
-        mean = sum(v.mean for v in values) / n
-        within = sum(v.standard_error ** 2 for v in values) / n ** 2
-        between = (sum((v.mean - mean) ** 2 for v in values) / (n - 1)) / n if n > 1 else 0.0
-        pooled[id] = Estimate(mean, math.sqrt(within + between))
-    return pooled
+@dataclass
+class Side:
+    """One tree under measurement: the current checkout, or the baseline ref's files with their own target dir
+    (sharing one made cargo rebuild each tree before every run: 1.5 s of compiling, and a hot CPU, per bench)."""
+
+    label: str
+    tree: Path
+    target_dir: str | None
+    statistic: str  # criterion's "median" (robust to a burst inside one run) or "mean" (to meet a file's Mean)
+    known: frozenset[str] = frozenset()
+    seen: dict[str, Estimate] = field(default_factory=dict)  # the criterion folder as the last command left it
 
 
 def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
@@ -49,21 +55,83 @@ def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
     return tree / configured
 
 
-def bench_once(ctx: StepContext, tree: Path, target_dir: str | None, label: str = "",
-               known: frozenset[str] = frozenset()) -> dict[str, Estimate]:
+def _cargo_bench(argv: list[str]) -> bool:
+    """`cargo bench --bench NAME …`: a criterion target by name (a bare `cargo bench` also runs the library's
+    libtest harness, which refuses criterion's options)."""
+    return len(argv) > 2 and Path(argv[0]).name == "cargo" and argv[1] == "bench" and "--bench" in argv[2:]
+
+
+FILTERABLE = re.compile(r"[A-Za-z0-9_/.-]+")
+
+
+def command_for(command: str, extra: list[str], only: set[str] | None = None) -> str:
+    """The configured command with criterion's options after `--`, and, for later rounds, a filter naming only
+    the benchmarks still undecided (criterion matches its regex against the benchmark's id)."""
+    argv = shlex.split(command)
+    if not _cargo_bench(argv):
+        return command
+    args = list(extra)
+    if only and all(FILTERABLE.fullmatch(id) for id in only):
+        args.append("^(?:" + "|".join(id.replace(".", "\\.") for id in sorted(only)) + ")$")
+    if not args:
+        return command
+    return shlex.join(argv + args if "--" in argv else argv + ["--", *args])
+
+
+def run_bench(ctx: StepContext, side: Side, command: str, label: str) -> dict[str, Estimate]:
+    """Run one bench command on one side; the benchmarks it measured (the estimates that changed: stale
+    results of benchmarks no command runs any more are left out)."""
     b = ctx.cfg.benchmarks
-    env = {**b.env, **({"CARGO_TARGET_DIR": target_dir} if target_dir else {})}
-    log = step_logger()
+    env = {**b.env, **({"CARGO_TARGET_DIR": side.target_dir} if side.target_dir else {})}
+    started = time.monotonic()
+    outcome = run_bounded(command, side.tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
+    step_logger().info("benchmarks %s, %s: `%s` took %.1f s", label, side.label, command, time.monotonic() - started)
+    if outcome.returncode is None:
+        raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {side.tree}")
+    if outcome.returncode != 0:
+        raise StepError(f"`{command}` exited {outcome.returncode} in {side.tree}: " + " | ".join(outcome.tail[-4:]))
+    now = read_criterion(criterion_root(side.tree, side.target_dir, b.criterion_dir), known=side.known,
+                         statistic=side.statistic)
+    measured = {id: e for id, e in now.items() if side.seen.get(id) != e}
+    side.seen = now
+    return measured
+
+
+def warm_build(ctx: StepContext, side: Side) -> None:
+    """`cargo bench --no-run` once per tree before the measured rounds: no round pays for (or is heated by) a build."""
+    b = ctx.cfg.benchmarks
+    env = {**b.env, **({"CARGO_TARGET_DIR": side.target_dir} if side.target_dir else {})}
     for command in b.commands:
+        argv = shlex.split(command)
+        if not _cargo_bench(argv):
+            continue
+        build = shlex.join([*(argv[:argv.index("--")] if "--" in argv else argv), "--no-run"])
         started = time.monotonic()
-        log.info("benchmarks %s: `%s` …", label, command)
-        outcome = run_bounded(command, tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
-        log.info("benchmarks %s: `%s` took %.0f s", label, command, time.monotonic() - started)
-        if outcome.returncode is None:
-            raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {tree}")
+        outcome = run_bounded(build, side.tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
         if outcome.returncode != 0:
-            raise StepError(f"`{command}` exited {outcome.returncode} in {tree}: " + " | ".join(outcome.tail[-4:]))
-    return read_criterion(criterion_root(tree, target_dir, b.criterion_dir), known=known)
+            raise StepError(f"`{build}` (the build before the rounds) "
+                            f"{'timed out' if outcome.returncode is None else f'exited {outcome.returncode}'} in "
+                            f"{side.tree}: " + " | ".join(outcome.tail[-4:]))
+        step_logger().info("benchmarks: %s built in %.1f s (`%s`)", side.label, time.monotonic() - started, build)
+        side.seen = _criterion_now(ctx, side)
+
+
+def _criterion_now(ctx: StepContext, side: Side) -> dict[str, Estimate]:
+    root = criterion_root(side.tree, side.target_dir, ctx.cfg.benchmarks.criterion_dir)
+    try:
+        return read_criterion(root, known=side.known, statistic=side.statistic)
+    except BadInputError:  # nothing benched there yet
+        return {}
+
+
+def baseline_target(repo: Path, target_dir: str | None) -> str:
+    """The baseline tree's own cargo target dir, kept between rollbacks beside the current one, and seeded on
+    first use with a copy of the current release build (the dependencies are then not compiled again)."""
+    current = Path(target_dir) if target_dir else repo / "target"
+    own = current / "actor-rollback-baseline"
+    if not own.exists() and (current / "release").is_dir():
+        shutil.copytree(current / "release", own / "release", symlinks=True, ignore_dangling_symlinks=True)
+    return str(own)
 
 
 def _baseline_tree(ctx: StepContext, where: Path) -> tuple[Path, str]:
@@ -81,7 +149,8 @@ def _baseline_tree(ctx: StepContext, where: Path) -> tuple[Path, str]:
     tree = where / f"baseline-{sha[:10]}"
     tree.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", sha], cwd=ctx.repo, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    # -m: the files are new to cargo; with the commit's times a build of another tree could pass for fresh
+    subprocess.run(["tar", "-x", "-m", "-C", str(tree)], input=archive, check=True)
     return tree, sha
 
 
@@ -105,19 +174,6 @@ def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:
                           description=f"{ctx.step_id} benchmark verdicts, phase {ctx.phase}, {ctx.incident}")
     create_markdown_artifact(markdown=report, key=f"{key}-report",
                              description=f"{ctx.step_id} benchmark report, phase {ctx.phase}, {ctx.incident}")
-
-
-def _so_far(ctx: StepContext, progress: StepProgress, baseline: dict[str, Estimate],
-            current_runs: list[dict[str, Estimate]], done: int, text: str, source: str) -> None:
-    """After each round: the progress moves and the verdicts table fills in with the rounds so far."""
-    b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
-    interim = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct, sev.high_regression_pct)
-    progress.update(done, f"{text}; {len(interim)} benchmarks compared so far")
-    if in_prefect_run() and done < progress.total:
-        from prefect.artifacts import create_table_artifact
-
-        create_table_artifact(table=verdict_rows(interim), key=artifact_key("benchmarks-phase", ctx.phase, ctx.incident),
-                              description=f"{ctx.step_id} benchmark verdicts so far ({text}; baseline {source})")
 
 
 def _plan_benchmarks(ctx: StepContext) -> StepResult:
@@ -144,55 +200,142 @@ def _plan_benchmarks(ctx: StepContext) -> StepResult:
         rows = read_baseline(str(ctx.repo / b.baseline))
         source = f"{b.baseline} ({len(rows)} benchmarks)"
     return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
-        *b.commands, f"× {b.rounds} rounds; compare with {source} (±{b.tolerance_pct:g} %)"])
+        *b.commands, f"at least {max(b.rounds, FIRST_LOOK)} rounds, more while undecided, at most "
+        f"{b.budget_minutes:g} min; compare with {source} (±{b.tolerance_pct:g} %)"])
+
+
+@dataclass
+class Rounds:
+    """The sequential rounds' state: each benchmark's paired changes, and the verdicts reached so far."""
+
+    baseline_error_pct: dict[str, float]  # a baseline file's own uncertainty per benchmark (0 when benched here)
+    changes: dict[str, list[float]] = field(default_factory=dict)
+    settled: dict[str, Comparison] = field(default_factory=dict)
+    produced: dict[str, set[str]] = field(default_factory=dict)  # command → the benchmarks it measures
+    looks: int = 0
+
+    @property
+    def pending(self) -> set[str]:
+        return set(self.changes) - set(self.settled)
+
+    def series(self, id: str) -> PairedChanges:
+        return PairedChanges(id, tuple(self.changes[id]), self.baseline_error_pct.get(id, 0.0))
+
+    def look(self, ctx: StepContext, final: bool = False) -> None:
+        """Take the next look: every undecided benchmark is judged at this look's alpha."""
+        b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
+        self.looks += 1
+        for id in sorted(self.pending):
+            verdict = judge_paired(self.series(id), self.looks, b.tolerance_pct, sev.medium_regression_pct,
+                                   sev.high_regression_pct, final=final)
+            if verdict is not None:
+                self.settled[id] = verdict
+
+    def table(self) -> list[Comparison]:
+        """Every benchmark: its verdict, or `undecided` with the median change so far."""
+        rows = dict(self.settled)
+        for id in self.pending:
+            values = self.changes[id]
+            centre = median(values) if values else 0.0
+            rows[id] = Comparison(id=id, verdict="undecided", change_pct=centre, low_pct=min(values, default=0.0),
+                                  high_pct=max(values, default=0.0), rounds=len(values))
+        return [rows[id] for id in sorted(rows)]
+
+
+def _interim(ctx: StepContext, rounds: Rounds, text: str) -> None:
+    """After each round: the verdicts table fills in as benchmarks settle."""
+    if in_prefect_run():
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(table=verdict_rows(rounds.table()), key=artifact_key("benchmarks-phase", ctx.phase,
+                              ctx.incident), description=f"{ctx.step_id} benchmark verdicts so far ({text})")
 
 
 def verify_benchmarks(ctx: StepContext) -> StepResult:
-    """P1.C3 / A.3: run the benches and compare with the baseline; a verdict only when the noise allows."""
-    b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
+    """P1.C3 / A.3: bench the current tree against the baseline, round after round, until every benchmark has a
+    verdict that holds at ALPHA however many looks were taken — or the time budget is spent (`unverifiable`)."""
+    b = ctx.cfg.benchmarks
     if ctx.dry_run:
         return _plan_benchmarks(ctx)
+    started = time.monotonic()
+    budget = b.budget_minutes * 60
     target_dir = os.environ.get("CARGO_TARGET_DIR")
-    sides = 2 if b.baseline_ref else 1
-    progress = StepProgress(ctx, "benchmarks", b.rounds * sides, f"{b.rounds} round(s) to run")
+    first = max(b.rounds, FIRST_LOOK)
+    progress = StepProgress(ctx, "benchmarks", budget, f"at least {first} rounds, at most {b.budget_minutes:g} min")
     with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:
+        current = Side("current tree", ctx.repo, target_dir, "median" if b.baseline_ref else "mean")
         if b.baseline_ref:
             tree, sha = _baseline_tree(ctx, Path(scratch))
-            # one target dir for both trees: cargo keeps each tree's artifacts apart, the deps are built once
-            base_target = target_dir or str(ctx.repo / "target")
-            base_runs, current_runs = [], []
-            source = f"{b.baseline_ref} ({sha[:10]}), benched in the same run"
-            for n in range(1, b.rounds + 1):  # interleaved: drift hits both sides alike
-                base_runs.append(bench_once(ctx, tree, base_target, f"round {n}/{b.rounds}, baseline {sha[:10]}"))
-                progress.update(2 * n - 1, f"round {n}/{b.rounds}: baseline measured")
-                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}, current tree"))
-                _so_far(ctx, progress, pool(base_runs), current_runs, 2 * n, f"round {n}/{b.rounds} done", source)
-            baseline = pool(base_runs)
+            baseline = Side(f"baseline {sha[:10]}", tree, baseline_target(ctx.repo, target_dir), "median")
+            sides, source, fixed = [baseline, current], f"{b.baseline_ref} ({sha[:10]}), benched in the same run", {}
         else:
-            baseline, source = read_baseline(str(ctx.repo / b.baseline)), b.baseline
-            current_runs = []
-            for n in range(1, b.rounds + 1):
-                current_runs.append(bench_once(ctx, ctx.repo, target_dir, f"round {n}/{b.rounds}", frozenset(baseline)))
-                _so_far(ctx, progress, baseline, current_runs, n, f"round {n}/{b.rounds} done", source)
-    results = compare(baseline, pool(current_runs), b.tolerance_pct, sev.medium_regression_pct,
-                      sev.high_regression_pct)
-    notes = []
-    if b.rounds < 2:  # one round measures no drift between runs: its interval is too narrow to trust
-        results = [r if r.verdict in ("missing", "unverifiable") else replace(
-            r, verdict="unverifiable", severity="", runs_needed=max(2, r.runs_needed or 2),
-            detectable_pct=(r.high_pct - r.change_pct) * (Z95 + Z_POWER) / Z95) for r in results]
-        notes.append("one round cannot measure the machine's drift between runs: set benchmarks.rounds >= 2")
-    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({b.rounds} rounds)"))
+            fixed = read_baseline(str(ctx.repo / b.baseline))
+            current.known = frozenset(fixed)
+            sides, source = [current], b.baseline
+        for side in sides:
+            warm_build(ctx, side)
+        measuring = time.monotonic()  # the budget is for measuring: a cold build must not eat the rounds
+        state = Rounds({id: 100 * e.standard_error / e.mean for id, e in fixed.items()})
+        missing: list[Comparison] = []
+        n, last_round, reason = 0, 0.0, "every benchmark settled"
+        while True:
+            n += 1
+            round_started = time.monotonic()
+            order = sides if n % 2 else sides[::-1]  # baseline first, then current first: a steady drift cancels
+            measured = {side.label: {} for side in sides}
+            for command in b.commands:
+                wanted = state.produced.get(command)
+                if wanted is not None and not wanted & state.pending:
+                    continue  # every benchmark of this command has its verdict
+                only = None if wanted is None or wanted <= state.pending else wanted & state.pending
+                for side in order:
+                    got = run_bench(ctx, side, command_for(command, b.criterion_args, only), f"round {n}")
+                    measured[side.label].update(got)
+                    if n == 1:
+                        state.produced.setdefault(command, set()).update(got)
+            cur = measured[current.label]
+            base = measured[baseline.label] if b.baseline_ref else fixed
+            if n == 1:
+                missing = [Comparison(id=id, verdict="missing", side="current") for id in sorted(set(base) - set(cur))]
+                missing += [Comparison(id=id, verdict="missing", side="baseline") for id in sorted(set(cur) - set(base))]
+                state.changes = {id: [] for id in set(cur) & set(base)}
+            for id in state.pending & set(cur) & set(base):
+                state.changes[id].append(log_change_pct(cur[id].mean, base[id].mean))
+            if n == look_rounds(first, state.looks + 1):
+                state.look(ctx)
+            last_round = time.monotonic() - round_started
+            elapsed = time.monotonic() - measuring
+            settled = f"{len(state.settled)} of {len(state.changes)} benchmarks settled"
+            progress.update(min(elapsed, budget), f"round {n} ({last_round:.0f} s): {settled}")
+            _interim(ctx, state, f"round {n}, {settled}")
+            if not state.pending:
+                break
+            if any(r.verdict == "regression" for r in state.settled.values()):
+                reason = "a regression decides the step: the undecided benchmarks were not measured further"
+                break
+            if elapsed + last_round > budget:
+                reason = (f"benchmarks.budget_minutes ({b.budget_minutes:g}) spent: {len(state.pending)} "
+                          "benchmark(s) undecided")
+                break
+        if state.pending:
+            state.look(ctx, final=True)
+    results = sorted([*state.settled.values(), *missing], key=lambda r: r.id)
+    elapsed = time.monotonic() - started
+    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({n} rounds)"))
     verdicts = {r.verdict for r in results}
     progress.finish(", ".join(f"{sum(r.verdict == v for r in results)} {v}" for v in sorted(verdicts)) or "no benchmarks")
-    evidence = [f"{b.rounds} round(s) of {len(b.commands)} bench command(s); baseline: {source}",
-                *(r.describe() for r in results), *notes]
+    evidence = [f"{n} round(s) of {len(b.commands)} bench command(s) in {elapsed:.0f} s ({reason}); baseline: "
+                f"{source}; {SEQUENTIAL}", *(r.describe() for r in results)]
     if "regression" in verdicts:
         worst = max(r.change_pct for r in results if r.verdict == "regression")
         return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=evidence,
                           data={"benchmarks": "fail", "regression_pct": f"{worst:.2f}"})
-    if verdicts & {"unverifiable", "missing"}:
+    if verdicts & {"unverifiable", "missing"} or not results:
         return StepResult(id=ctx.step_id, name="benchmarks", status="needs-human", evidence=evidence,
                           data={"benchmarks": "unverified"})
     return StepResult(id=ctx.step_id, name="benchmarks", status="done", evidence=evidence,
                       data={"benchmarks": "pass"})
+
+
+SEQUENTIAL = ("each verdict is the sign test's interval of the median per-round change, alpha spent over the "
+              "looks so that it holds at 95 % however many rounds were run")

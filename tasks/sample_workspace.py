@@ -17,6 +17,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from importlib.resources import files
 from pathlib import Path
 
 DEBIAN_CARGO_REGISTRY = Path("/usr/share/cargo/registry")
@@ -58,7 +59,7 @@ offline = true
 """
 
 GITIGNORE = "/target\n/.deploy\n/Cargo.lock\n"
-SERVICE_PY = (Path(__file__).parent / "sample_files" / "actor_system.py").read_text()
+SERVICE_PY = files("tasks").joinpath("sample_files", "actor_system.py").read_text()
 
 
 def actor_core_manifest(default: str, with_flag: bool) -> str:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
+from runbook import SHIPPED_CONFIG  # noqa: E402  (the installed package: `make test` installs it)
 from tasks.sample_workspace import DEBIAN_CARGO_REGISTRY, SampleWorkspace, create_sample_workspace  # noqa: E402
 
 CARGO_BIN = Path.home() / ".cargo" / "bin"
@@ -44,6 +44,14 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def session_env():
+    """What the session fixtures put in the environment (for the CLI subprocesses the tests start) is taken
+    back out when the session ends."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 @pytest.fixture(autouse=True)
@@ -87,14 +95,14 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(session_dir: Path):
+def prefect_server(session_dir: Path, session_env):
     """A real `prefect server start` on loopback (SQLite), shared by the whole session."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     home = session_dir / "prefect-home"
     server, url = start_prefect_server(home, session_dir / "prefect-server.log", TMPDIR=str(session_dir))
-    os.environ["PREFECT_API_URL"] = url  # for the CLI subprocesses the tests start
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    session_env.setenv("PREFECT_API_URL", url)  # for the CLI subprocesses the tests start
+    session_env.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_HOME: str(home)}):
         yield url
         from prefect.logging.handlers import APILogWorker
@@ -104,16 +112,16 @@ def prefect_server(session_dir: Path):
 
 
 @pytest.fixture(scope="session")
-def cargo_env(session_dir: Path) -> dict[str, str]:
+def cargo_env(session_dir: Path, session_env) -> dict[str, str]:
     """cargo with Debian's crate sources, and one target dir so the sample builds once a session."""
     require(shutil.which("cargo") is not None, "cargo")
     require((DEBIAN_CARGO_REGISTRY / "criterion-0.3.6").exists(), "Debian's librust-criterion-dev")
     target = session_dir / "cargo-target"
-    os.environ["CARGO_TARGET_DIR"] = str(target)
+    session_env.setenv("CARGO_TARGET_DIR", str(target))
     return {"CARGO_TARGET_DIR": str(target)}
 
 
-SHIPPED_CONFIG_TEXT = (ROOT / "rollback.toml").read_text()
+SHIPPED_CONFIG_TEXT = SHIPPED_CONFIG.read_text()
 
 
 def config_text(**replacements: str) -> str:
@@ -126,7 +134,7 @@ def config_text(**replacements: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def production(session_dir: Path) -> dict[str, str]:
+def production(session_dir: Path, session_env) -> dict[str, str]:
     """One "production" for the sample service of every test: its port, state and log file.
 
     deploy.sh (re)starts service/actor_system.py there; the session stops it at the end.
@@ -134,7 +142,8 @@ def production(session_dir: Path) -> dict[str, str]:
     state = session_dir / "production"
     env = {"ACTOR_SERVICE_PORT": str(free_port()), "ACTOR_DEPLOY_STATE": str(state),
            "ACTOR_SERVICE_PYTHON": sys.executable}
-    os.environ.update(env)
+    for name, value in env.items():
+        session_env.setenv(name, value)
     yield {**env, "log": str(state / "actor-system.log"), "metrics": f"http://127.0.0.1:{env['ACTOR_SERVICE_PORT']}/metrics"}
     pid_file = state / "service.pid"
     if pid_file.exists():
@@ -145,7 +154,7 @@ def production(session_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def test_config(session_dir: Path, production: dict[str, str]) -> Path:
+def test_config(session_dir: Path, production: dict[str, str], session_env) -> Path:
     """rollback.toml for tests: the runbook's values, with a short watch over the session's service."""
     path = session_dir / "rollback.test.toml"
     path.write_text(config_text(**{
@@ -156,9 +165,10 @@ def test_config(session_dir: Path, production: dict[str, str]) -> Path:
         'file = ""                       #': f'file = "{production["log"]}"  #',
         "timeout_seconds = 3600          # no answer": "timeout_seconds = 5          # no answer",
         "rounds = 3 ": "rounds = 1 ",
+        "budget_minutes = 15 ": "budget_minutes = 0.1 ",  # a few rounds, then unverifiable: tests keep their pace
         "\nenv = {}  ": '\nenv = { ACTOR_BENCH_QUICK = "200" }  ',
     }))
-    os.environ["ACTOR_ROLLBACK_TEST_CONFIG"] = str(path)
+    session_env.setenv("ACTOR_ROLLBACK_TEST_CONFIG", str(path))
     return path
 
 

@@ -12,6 +12,8 @@ import pytest
 from conftest import tree_digest
 from helpers import run_git
 
+from runbook import SHIPPED_CONFIG
+
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 STEP_KEYS = {"id", "name", "status", "evidence", "seconds"}
 
@@ -71,8 +73,7 @@ def test_bad_input_exits_2_with_the_problem_and_the_fix(args, message):
 
 def test_invalid_config_exits_2_naming_the_key(tmp_path):
     bad = tmp_path / "rollback.toml"
-    shipped = (Path(__file__).parent.parent / "rollback.toml").read_text()
-    bad.write_text(shipped.replace("tolerance_pct = 2.0", "tolerance_pct = -1"))
+    bad.write_text(SHIPPED_CONFIG.read_text().replace("tolerance_pct = 2.0", "tolerance_pct = -1"))
     run = cli("plan", "1", "--config", str(bad), "--json")
     assert run.returncode == 2
     assert "benchmarks.tolerance_pct: Input should be greater than 0" in as_json(run)["error"]

@@ -18,7 +18,7 @@ def read_run_and_artifacts(flow_run_id: str):
         run = client.read_flow_run(flow_run_id)
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    return run, {a.key: a for a in artifacts}
+    return run, {a.key: a for a in sorted(artifacts, key=lambda a: a.created)}  # a key's newest version wins
 
 
 def test_phase_1_run_is_named_tagged_and_leaves_checklist_and_step_artifacts(sample, test_config, prefect_server):

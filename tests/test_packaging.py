@@ -1,0 +1,59 @@
+"""The project as a packager meets it: a wheel built from the repository works installed on its own.
+
+The wheel is built as pip builds it (`pip wheel .`, isolated), installed with --no-deps into a fresh
+venv that borrows only the third-party packages of this one (a .pth line: the repository's editable
+install is not seen), and run from a folder outside the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+from tasks.sample_workspace import create_sample_workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the_demo(tmp_path):
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"),
+                            str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "dist").glob("actor_rollback-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"runbook/rollback.toml", "tasks/sample_files/actor_system.py", "deployments/entry.py"} <= names
+
+    fresh = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
+    python = fresh / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "borrowed-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                                str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ACTOR_ROLLBACK_TEST_CONFIG")}
+    where = subprocess.run([str(python), "-c", "import runbook, tasks.sample_workspace as s; print(runbook.__file__); "
+                            "print(len(s.SERVICE_PY))"], cwd=elsewhere, capture_output=True, text=True, env=env)
+    assert where.returncode == 0, where.stderr
+    module_file, service_size = where.stdout.split()
+    assert module_file.startswith(str(site)) and int(service_size) > 1000  # the wheel's files, not the repository's
+
+    sample = create_sample_workspace(tmp_path / "sample")
+    cli = str(fresh / "bin" / "actor-rollback")
+    plan = subprocess.run([cli, "plan", "1", "--repo", str(sample.repo), "--json"], cwd=elsewhere, capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert plan.returncode == 0, plan.stderr
+    steps = {s["name"]: s["status"] for s in json.loads(plan.stdout)["steps"]}
+    # the shipped config (package data) drove it: the preconditions first, every step of Phase 1 checked
+    assert list(steps)[:3] == ["pre-flag-off", "pre-old-path", "pre-baseline"] and steps["flag"] == "planned"
+    assert steps["find-merge"] == "done" and steps["benchmarks"] == "planned", steps
+    demo = subprocess.run([cli, "demo", "--help"], cwd=elsewhere, capture_output=True, text=True, env=env, timeout=120)
+    assert demo.returncode == 0 and "sample workspace" in demo.stdout, demo.stdout + demo.stderr
