@@ -1,5 +1,5 @@
 """The `actor-rollback` command: `compare-benchmarks` starts without loading the rest of the CLI (no Prefect,
-no pydantic), so on thousands of benchmarks it finishes like a plain script; everything else is deployments/cli.py."""
+no pydantic), so on thousands of benchmarks it finishes like a plain script; everything else is deployments/cli/ (a module per command group)."""
 
 from __future__ import annotations
 

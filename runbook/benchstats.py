@@ -71,6 +71,20 @@ class Comparison:
         return text
 
 
+def decide_interval(common: dict, tolerance_pct: float, medium_pct: float, high_pct: float) -> Comparison | None:
+    """The interval `common` carries, against ±tolerance: inside → within-tolerance; above → a regression graded by
+    the severity thresholds; below → an improvement; across a boundary → None (nothing shown yet)."""
+    low, high, change, tol = common["low_pct"], common["high_pct"], common["change_pct"], tolerance_pct
+    if -tol <= low and high <= tol:
+        return Comparison(verdict="within-tolerance", **common)
+    if low > tol:
+        severity = "high" if change > high_pct else "medium" if change >= medium_pct else "below-threshold"
+        return Comparison(verdict="regression", severity=severity, **common)
+    if high < -tol:
+        return Comparison(verdict="improvement", **common)
+    return None
+
+
 def compare_one(id: str, base: Estimate, current: Estimate, tolerance_pct: float, medium_pct: float,
                 high_pct: float) -> Comparison:
     ratio = current.mean / base.mean
@@ -80,13 +94,9 @@ def compare_one(id: str, base: Estimate, current: Estimate, tolerance_pct: float
     low, high = change - Z95 * se * 100, change + Z95 * se * 100
     tol = tolerance_pct
     common = dict(id=id, change_pct=change, low_pct=low, high_pct=high)
-    if -tol <= low and high <= tol:
-        return Comparison(verdict="within-tolerance", **common)
-    if low > tol:
-        severity = "high" if change > high_pct else "medium" if change >= medium_pct else "below-threshold"
-        return Comparison(verdict="regression", severity=severity, **common)
-    if high < -tol:
-        return Comparison(verdict="improvement", **common)
+    decided = decide_interval(common, tol, medium_pct, high_pct)
+    if decided is not None:
+        return decided
     detectable = (Z95 + Z_POWER) * se * 100
     # The half-width shrinks with √n: n runs make Z95·se/√n fit between the estimate and the boundary
     # (inside the band to show equivalence, outside it to show the change).
@@ -220,15 +230,9 @@ def judge_paired(series: PairedChanges, look: int, tolerance_pct: float, medium_
     low, high, centre = interval[0] - widen, interval[1] + widen, median(changes)
     common = dict(id=series.id, change_pct=_pct(centre), low_pct=low, high_pct=high, rounds=len(changes))
     tol = tolerance_pct
-    if -tol <= low and high <= tol:
-        return Comparison(verdict="within-tolerance", **common)
-    if low > tol:
-        severity = "high" if centre > high_pct else "medium" if centre >= medium_pct else "below-threshold"
-        return Comparison(verdict="regression", severity=severity, **common)
-    if high < -tol:
-        return Comparison(verdict="improvement", **common)
-    if not final:
-        return None
+    decided = decide_interval(common, tol, medium_pct, high_pct)
+    if decided is not None or not final:
+        return decided
     # The interval narrows about as 1/√n: the rounds at which its half-width would fit the room left.
     half, room = (high - low) / 2, abs(tol - abs(centre))
     runs = math.ceil(len(changes) * (half / room) ** 2) if room > 0 else None

@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PHASES = ("0", "1", "2A", "2B", "3", "4")
 ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
 SEVERITIES = ("critical", "high", "medium", "low")
-INCIDENT_KINDS = ("service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs",
-                  "deploy-failure")
 from runbook import SHIPPED_CONFIG  # noqa: E402  (re-exported: callers import it from here)
+from runbook.model import INCIDENT_KINDS  # noqa: E402  (re-exported for the receiver's alert names)
 
 
 class ConfigError(ValueError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -17,6 +17,7 @@ Severity = Literal["critical", "high", "medium", "low"]
 IncidentKind = Literal[
     "service-down", "data-loss", "perf-regression", "crash", "incompatibility", "docs", "deploy-failure",
 ]
+INCIDENT_KINDS: tuple[str, ...] = get_args(IncidentKind)  # for choices and messages: the one list of kinds
 
 # "busy": another rollback of the same target holds it — nothing was wrong with the input, nothing failed;
 # the run could not act yet (a rerun, or the holder, finishes the work).

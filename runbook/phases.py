@@ -195,9 +195,11 @@ def describe(spec: StepSpec, cfg: RollbackConfig, phase: str) -> list[str]:
             return [f"last {cfg.logs.tail_lines} lines of pods {cfg.deploy.kubernetes.label_selector}; "
                     f"lines matching {cfg.logs.error_pattern!r} must be <= {cfg.logs.max_error_lines}"]
         case "benchmarks":
-            return [*cfg.benchmarks.commands,
-                    f"compare {cfg.benchmarks.criterion_dir} with {cfg.benchmarks.baseline} "
-                    f"(±{cfg.benchmarks.tolerance_pct:g} %)"]
+            b = cfg.benchmarks
+            against = (f"{b.baseline_ref} built and benched in the same run, round by round" if b.baseline_ref
+                       else f"{b.baseline}, round by round")
+            return [*b.commands, f"compare with {against} (±{b.tolerance_pct:g} %) until every benchmark is decided "
+                                 f"or {b.budget_minutes:g} min of measuring is spent"]
         case "config" if p.restore:
             values = ", ".join(f"{k} = {v!r}" for k, v in p.restore.values.items())
             return [f"set [{p.restore.table}] {values} in {p.restore.file} (formatting kept)", "git commit"]

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from runbook.config import SeverityConfig
 from runbook.errors import BadInputError
-from runbook.model import Decision, Incident
+from runbook.model import INCIDENT_KINDS, Decision, Incident
 
 # F.x: what each severity does
 ACTIONS = {
@@ -33,8 +33,7 @@ def classify(incident: Incident, policy: SeverityConfig) -> tuple[str, str]:
     """(severity, why) for an incident, by the matrix's conditions."""
     kind = incident.kind
     if kind is None:
-        raise BadInputError(f"incident {incident.id} has no kind; give one of service-down, data-loss, "
-                            "perf-regression, crash, incompatibility, docs, deploy-failure")
+        raise BadInputError(f"incident {incident.id} has no kind; give one of {', '.join(INCIDENT_KINDS)}")
     if kind in ("service-down", "data-loss"):
         return "critical", f"{kind}: service down or data loss is Critical"
     if kind == "perf-regression":

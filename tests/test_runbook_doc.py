@@ -26,3 +26,37 @@ def test_the_fidelity_table_accounts_for_every_runbook_step():
     fidelity = (DOCS / "FIDELITY.md").read_text()
     missing = sorted(id for id in runbook_ids() if not re.search(rf"(?<![\w.]){re.escape(id)}(?![\w])", fidelity))
     assert missing == [], f"docs/FIDELITY.md says nothing of {missing}"
+
+
+def flow_step_calls() -> dict[str, list[str]]:
+    """Each phase flow's `run.step(…)` / `run.parallel(…)` names, in order, read from flows/phases.py's source."""
+    import ast
+
+    source = ast.parse((Path(__file__).resolve().parents[1] / "flows" / "phases.py").read_text())
+    calls: dict[str, list[str]] = {}
+    for fn in source.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name.startswith("rollback_phase_"):
+            phase = fn.name.removeprefix("rollback_phase_").upper()
+            calls[phase] = [arg.value for node in ast.walk(fn) if isinstance(node, ast.Call)
+                            and isinstance(node.func, ast.Attribute) and node.func.attr in ("step", "parallel")
+                            for arg in node.args if isinstance(arg, ast.Constant)]
+    return calls
+
+
+def test_every_phase_flow_runs_its_runbook_steps_in_the_runbooks_order():
+    from runbook.config import load_config
+    from runbook.phases import describe
+    from tasks.registry import STEP_FUNCTIONS
+
+    calls = flow_step_calls()
+    assert set(calls) == set(PHASE_STEPS)
+    for phase, steps in PHASE_STEPS.items():
+        expected = [spec.name for spec in steps] + (["reset"] if phase == "4" else [])
+        assert calls[phase] == expected, f"phase {phase}: the flow calls {calls[phase]}, the runbook has {expected}"
+    specs = [spec for steps in PHASE_STEPS.values() for spec in steps] + [LAST_RESORT]
+    automated = {spec.name for spec in specs if spec.automated and spec.pending_issue is None}
+    assert automated == set(STEP_FUNCTIONS), "a step the runbook automates has no function, or a function no step"
+    cfg = load_config()
+    for phase, steps in PHASE_STEPS.items():  # `plan` can say what each step will do
+        for spec in steps:
+            assert describe(spec, cfg, phase), f"describe() says nothing of {phase} {spec.name}"
