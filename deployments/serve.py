@@ -24,17 +24,17 @@ def prepare_runner_environment(heartbeat_seconds: int = 30) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def build_deployments(repo: Path, config: Path | None = None):
+def build_deployments(repo: Path, config: Path | None = None, cfg=None):
     from flows.phases import PHASE_FLOWS
-    from runbook.config import load_config
+    from runbook.config import config_parameter, load_config
 
     from flows.postmortem import postmortem, postmortem_deadlines
     from flows.reintroduce import reintroduce
     from flows.triage import triage
     from flows.verify import verify
 
-    cfg = load_config(config)
-    common = {"repo": str(repo.resolve()), "config": str(config.resolve()) if config else ""}
+    cfg = cfg or load_config(config)
+    common = {"repo": str(repo.resolve()), "config": config_parameter(config)}
     deployments = [
         triage.to_deployment(name="alert", parameters=common, tags=["actor-rollback", "triage"],
                              description="Triage an incident by the runbook's severity matrix (F.1–F.4); "
@@ -56,7 +56,7 @@ def build_deployments(repo: Path, config: Path | None = None):
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(
             name="manual",
-            parameters={"repo": str(repo.resolve()), "config": str(config.resolve()) if config else ""},
+            parameters=common,
             tags=["actor-rollback", f"phase:{phase}", "manual"],
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
                         "a dry run shows the plan without changing anything.",
@@ -64,17 +64,18 @@ def build_deployments(repo: Path, config: Path | None = None):
     return deployments
 
 
-def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None):
+def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None,
+                   full=None):
     """The alert receiver beside the deployments; it starts runs of `receiver.deployment`, and
     Critical incidents' triage in this process when `receiver.critical_in_process`."""
-    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
-    from runbook.config import load_config
-
     import logging
 
-    full = load_config(config)
+    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
+    from runbook.config import config_parameter, load_config
+
+    full = full or load_config(config)
     cfg = full.receiver
-    warm = WarmTriage(str(repo.resolve()), str(config.resolve()) if config else "") if cfg.critical_in_process else None
+    warm = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.critical_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port, critical_starter=warm,
                          severity=full.severity).start()
@@ -89,17 +90,18 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop_now)
-    receiver = start_receiver(repo, config, receiver_port, receiver_host) if with_receiver else None
     from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
     from runbook.config import load_config
 
-    ensure_zombie_automation(load_config(config))  # runs of a runner killed with them end Crashed, not Running
-    for line in ensure_outcome_automation(load_config(config)):  # failed / needs-human rollbacks tell the tech lead
+    cfg = load_config(config)  # once, here at the edge; the runs load theirs from the path at their entry
+    receiver = start_receiver(repo, config, receiver_port, receiver_host, cfg) if with_receiver else None
+    ensure_zombie_automation(cfg)  # runs of a runner killed with them end Crashed, not Running
+    for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:
-        serve(*build_deployments(repo, config), limit=limit, print_starting_message=True)
+        serve(*build_deployments(repo, config, cfg), limit=limit, print_starting_message=True)
     finally:
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.

@@ -484,6 +484,12 @@ def _read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
+def config_parameter(path: Path | None) -> str:
+    """How a config file travels to a flow run (a deployment's or the UI form's parameter must be JSON): its
+    absolute path, or "" for the shipped defaults alone. The flow loads it once, at its entry."""
+    return str(Path(path).resolve()) if path else ""
+
+
 def load_config(path: Path | str | None = None) -> RollbackConfig:
     """The shipped rollback.toml, with the user's file (when given) laid over it key by key.
 

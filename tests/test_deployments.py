@@ -165,7 +165,8 @@ def test_prefect_ui_custom_run_with_a_reason_runs_the_rollback_and_lists_it_wait
         expect(field).to_have_value(reason)
         page.screenshot(path=str(tmp_path / "form.png"))
         page.get_by_role("button", name="Submit").click()
-        run = wait_for_run(lambda r: r.parameters.get("reason") == reason)  # the API is the truth, not a redirect
+        # the API is the truth, not a redirect; a whole Phase 1 (CI, deploy, watch, benchmark rounds) takes a while
+        run = wait_for_run(lambda r: r.parameters.get("reason") == reason, timeout=300)
         page.goto(f"{ui}/deployments/deployment/{run.deployment_id}?tab=Runs")
         page.get_by_text(run.name).first.wait_for()  # listed: a Paused run is in the UI's default view
         page.screenshot(path=str(tmp_path / "deployment-runs.png"))

@@ -9,10 +9,13 @@ was done). With --json exactly one JSON object goes to stdout; logs go to stderr
 
 from __future__ import annotations
 
-from deployments.cli import after, incidents, rollback, service  # noqa: F401  (each registers its commands)
+from deployments.cli import after, incidents, rollback, service
 from deployments.cli.common import app
-from deployments.cli.rollback import run_phase_flow  # noqa: F401  (tests and benches run a phase's flow with it)
+from deployments.cli.rollback import run_phase_flow
 from deployments.compare_cli import compare_benchmarks
+
+COMMAND_GROUPS = (rollback, incidents, after, service)  # importing each registers its commands on `app`
+__all__ = ["app", "main", "run_phase_flow", "COMMAND_GROUPS"]
 
 app.command("compare-benchmarks")(compare_benchmarks)  # deployments/compare_cli.py: light enough to start fast
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from deployments.cli.common import (ConfigOpt, JsonOpt, NowOpt, PhasesOpt, RepoOpt, app, config_for, config_path, err,
                                     out, print_report, quiet_prefect, refusing_bad_input, split, table_for)
-from runbook.config import normalize_phase
+from runbook.config import config_parameter, normalize_phase
 from runbook.errors import BadInputError
 from runbook.ids import check_incident_id
 from runbook.model import EXIT_CODES, RollbackReport
@@ -36,7 +36,7 @@ def postmortem_cmd(
     cfg_path = config_path(config, repo)
     config_for(cfg_path, repo)
     open_workspace(repo)
-    result = run_flow(postmortem, ref=ref, repo=str(repo), config=str(cfg_path) if cfg_path else "")
+    result = run_flow(postmortem, ref=ref, repo=str(repo), config=config_parameter(cfg_path))
     if as_json:
         print(json.dumps(result))
     else:
@@ -69,7 +69,7 @@ def reintroduce(
         raise BadInputError("--reason is empty; say why the phase comes back (it goes into every commit)")
     quiet_prefect(as_json)
     result = run_flow(reintroduce_flow, phase=key, repo=str(repo.resolve()), reason=reason, incident_id=incident,
-                      config=str(cfg_path) if cfg_path else "")
+                      config=config_parameter(cfg_path))
     if as_json:
         print(json.dumps(result))
     else:

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from deployments.cli.common import (ConfigOpt, JsonOpt, app, bad_input, brief, config_for, config_path, out,
                                     print_report, quiet_prefect, refusing_bad_input, split)
-from runbook.config import RollbackConfig, normalize_phase
+from runbook.config import RollbackConfig, config_parameter, normalize_phase
 from runbook.errors import BadInputError
 from runbook.model import INCIDENT_KINDS
 
@@ -134,7 +134,7 @@ def triage(
         cfg_file = config_path(config, repo)
         reports = [TriageReport.model_validate(run_flow(triage_flow, incident=i, repo=str(repo.resolve()),
                                                         skip=split(skip) or None,
-                                                        config=str(cfg_file) if cfg_file else ""))
+                                                        config=config_parameter(cfg_file)))
                    for i in incidents]
     code = max(r.exit_code for r in reports)
     if as_json:

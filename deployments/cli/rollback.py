@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from deployments.cli.common import (ConfigOpt, JsonOpt, app, config_for, config_path, err, out, print_report,
                                     progress_shown, quiet_prefect, refusing_bad_input, split)
-from runbook.config import RollbackConfig, load_config, normalize_phase
+from runbook.config import RollbackConfig, config_parameter, load_config, normalize_phase
 from runbook.errors import BadInputError
 from runbook.ids import check_incident_id
 from runbook.model import RollbackReport
@@ -61,7 +61,7 @@ def run_phase_flow(phase: str, repo: Path, reason: str, incident: str, dry_run: 
     with tags(f"phase:{phase}", f"incident:{incident}", "actor-rollback"):
         data = run_flow(
             PHASE_FLOWS[phase], reason=reason, repo=str(repo), incident_id=incident, dry_run=dry_run, only=only,
-            skip=skip, merge=merge, config=str(config) if config else "", triggered_by=triggered_by, **extra,
+            skip=skip, merge=merge, config=config_parameter(config), triggered_by=triggered_by, **extra,
         )
     return RollbackReport.model_validate(data)
 
