@@ -30,7 +30,7 @@ from _timing import percentile
 from runbook.config import SHIPPED_CONFIG, parse_config
 from tasks.benchmarks import verify_benchmarks
 from tasks.context import StepContext
-from tasks.sample_workspace import create_sample_workspace
+from deployments.sample import create_sample_workspace
 
 SCHEDULER_BENCH = "modules/actor-core/benches/scheduler_latency.rs"
 MAILBOX_BENCH = "modules/actor-core/benches/mailbox_throughput.rs"

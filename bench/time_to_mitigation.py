@@ -56,7 +56,7 @@ class Target:
     """The sample workspace, its remote with a push-stamping hook, a teammate clone, and production."""
 
     def __init__(self, where: Path) -> None:
-        from tasks.sample_workspace import create_sample_workspace
+        from deployments.sample import create_sample_workspace
 
         self.sample = create_sample_workspace(where / "sample")
         self.pushes = where / "pushes.log"

@@ -19,7 +19,7 @@ from runbook.model import StepResult
 from tasks.commands import run_bounded
 from tasks.context import StepContext
 from tasks.metrics import watch_metrics
-from tasks.sample_workspace import SampleWorkspace, create_sample_workspace
+from deployments.sample import SampleWorkspace, create_sample_workspace
 
 
 @dataclass

@@ -27,7 +27,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def rolled_back(tmp_path_factory, prefect_server, test_config):
     """One real Phase 1 rollback (CI and benchmarks skipped) shared by the module's tests."""
     from deployments.cli import run_phase_flow
-    from tasks.sample_workspace import create_sample_workspace
+    from deployments.sample import create_sample_workspace
 
     root = tmp_path_factory.mktemp("after")
     sample = create_sample_workspace(root / "sample")

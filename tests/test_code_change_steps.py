@@ -17,7 +17,7 @@ from tasks.config_files import check_phase_code, restore_scheduler_config
 from tasks.context import Approval
 from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
 from tasks.git_repo import find_phase_merge, revert_merge
-from tasks.sample_workspace import POC_BRANCH
+from deployments.sample import POC_BRANCH
 
 SCHEDULER_TOML = "config/actor_system.toml"
 CI_FILE = ".github/workflows/ci.yml"

@@ -64,7 +64,7 @@ def wait_for_run(predicate, timeout: float = 120):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, prefect_server, cargo_env, test_config):
     """`actor-rollback serve` against the session's server, for a sample workspace."""
-    from tasks.sample_workspace import create_sample_workspace
+    from deployments.sample import create_sample_workspace
 
     sample = create_sample_workspace(tmp_path_factory.mktemp("served") / "sample")
     log = open(sample.root / "serve.log", "w")

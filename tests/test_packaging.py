@@ -14,7 +14,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from tasks.sample_workspace import create_sample_workspace
+from deployments.sample import create_sample_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,9 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     assert built.returncode == 0, built.stderr
     [wheel] = (tmp_path / "dist").glob("actor_rollback-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"runbook/rollback.toml", "tasks/sample_files/actor_system.py", "deployments/entry.py"} <= names
+    assert {"runbook/rollback.toml", "deployments/entry.py", "deployments/sample/files/base/service/actor_system.py",
+            "deployments/sample/files/base/dot-cargo/config.toml",
+            "deployments/sample/files/phase4/modules/actor-core/src/lock_free.rs"} <= names
 
     fresh = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
@@ -40,8 +42,8 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ACTOR_ROLLBACK_TEST_CONFIG")}
-    where = subprocess.run([str(python), "-c", "import runbook, tasks.sample_workspace as s; print(runbook.__file__); "
-                            "print(len(s.SERVICE_PY))"], cwd=elsewhere, capture_output=True, text=True, env=env)
+    where = subprocess.run([str(python), "-c", "import runbook, deployments.sample as s; print(runbook.__file__); "
+                            "print(len(s.template('base', 'service/actor_system.py')))"], cwd=elsewhere, capture_output=True, text=True, env=env)
     assert where.returncode == 0, where.stderr
     module_file, service_size = where.stdout.split()
     assert module_file.startswith(str(site)) and int(service_size) > 1000  # the wheel's files, not the repository's

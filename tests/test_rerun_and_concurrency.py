@@ -45,7 +45,7 @@ def remote_state(sample) -> tuple[str, int, int]:
 @pytest.fixture(scope="module")
 def reference_state(tmp_path_factory, prefect_server, cargo_env, test_config):
     """The remote after one uninterrupted Phase 1 rollback of a fresh sample workspace."""
-    from tasks.sample_workspace import create_sample_workspace
+    from deployments.sample import create_sample_workspace
 
     sample = create_sample_workspace(tmp_path_factory.mktemp("reference") / "sample")
     code, report, err = finish(start(sample.repo, "inc-ref"))

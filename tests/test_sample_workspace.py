@@ -11,7 +11,7 @@ from conftest import git
 
 from runbook.config import load_config
 from tasks.cargo_manifest import find_gates, inspect_manifests
-from tasks.sample_workspace import POC_BRANCH, create_sample_workspace
+from deployments.sample import POC_BRANCH, create_sample_workspace
 
 CFG = load_config()
 MERGED_PHASES = ["1", "2A", "2B", "3", "4"]
@@ -114,3 +114,34 @@ def test_benches_build_and_run_offline_and_the_flag_makes_scheduling_slower(samp
         off.append(_bench_mean_ns(sample.repo, "scheduler_latency", env))
     flag_on, flag_off = sorted(on)[1], sorted(off)[1]
     assert flag_on > flag_off * 1.15, f"new scheduler {on} ns vs old {off} ns"
+
+
+def test_the_sample_is_made_of_real_files_and_every_build_makes_the_same_commits(tmp_path):
+    from deployments.sample import stage_files, template
+
+    first = create_sample_workspace(tmp_path / "one")
+    second = create_sample_workspace(tmp_path / "two")
+    log = ["log", "--all", "--format=%H %s"]
+    assert git(first.repo, *log) == git(second.repo, *log)  # fixed dates and author: the same SHAs every time
+    assert len(git(first.repo, *log).splitlines()) == 28
+    # every file of the head comes from the template tree, byte for byte
+    assert (first.repo / "modules/actor-core/src/lock_free.rs").read_text() == template(
+        "phase4", "modules/actor-core/src/lock_free.rs")
+    assert ".cargo/config.toml" in stage_files("base") and ".github/workflows/ci.yml" in stage_files("phase3")
+    assert "/usr/share/cargo/registry" in (first.repo / ".cargo/config.toml").read_text()
+
+
+@pytest.mark.cargo
+def test_the_template_tree_before_the_refactor_is_a_workspace_cargo_checks(cargo_env, tmp_path):
+    """files/base/ is a whole cargo workspace: its Rust files check as they are (copied, so that no Cargo.lock
+    lands in the package)."""
+    import shutil
+    from importlib.resources import files
+
+    base = shutil.copytree(str(files("deployments.sample").joinpath("files", "base")), tmp_path / "base")
+    checked = subprocess.run(
+        ["cargo", "check", "--offline", "--workspace", "--manifest-path", str(base / "Cargo.toml"),
+         "--config", 'source.crates-io.replace-with="debian"',
+         "--config", 'source.debian.directory="/usr/share/cargo/registry"'],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **cargo_env})
+    assert checked.returncode == 0, checked.stderr[-2000:]

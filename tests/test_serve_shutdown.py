@@ -48,7 +48,7 @@ def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_wi
         sample, test_config, tmp_path, prefect_server):
     from prefect.deployments import run_deployment
 
-    from tasks.sample_workspace import create_sample_workspace
+    from deployments.sample import create_sample_workspace
 
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
                                          'command = "sleep 120"'})  # a deploy that outlasts the grace

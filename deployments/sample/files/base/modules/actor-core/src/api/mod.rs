@@ -1,0 +1,3 @@
+//! The public actor API.
+
+pub mod actor_cell;

@@ -1,0 +1,2 @@
+//! PoC only: a coordinator sketch, never merged.
+pub struct CoordinatorSketch;

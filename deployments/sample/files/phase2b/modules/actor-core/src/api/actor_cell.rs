@@ -1,0 +1,60 @@
+//! ActorCell: owns an actor and delivers its messages.
+
+use crate::mailbox::{Envelope, Mailbox};
+#[cfg(feature = "new-scheduler")]
+use crate::api::message_invoker::{MessageInvoker, MiddlewareChain};
+
+/// What user code implements.
+pub trait Actor {
+    fn receive(&mut self, message: Envelope) -> Result<(), ActorError>;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ActorError {
+    Stopped,
+}
+
+pub struct ActorCell<A: Actor> {
+    actor: A,
+    mailbox: Mailbox,
+    #[cfg(feature = "new-scheduler")]
+    invoker: MessageInvoker,
+}
+
+impl<A: Actor> ActorCell<A> {
+    pub fn new(actor: A) -> Self {
+        Self {
+            actor,
+            mailbox: Mailbox::default(),
+            #[cfg(feature = "new-scheduler")]
+            invoker: MessageInvoker::new(MiddlewareChain::default()),
+        }
+    }
+
+    pub fn tell(&mut self, message: Envelope) {
+        self.mailbox.enqueue(message);
+    }
+
+    /// Delivers one message through the middleware chain of the MessageInvoker.
+    #[cfg(feature = "new-scheduler")]
+    fn process_message(&mut self, message: Envelope) -> Result<(), ActorError> {
+        let message = self.invoker.before(message);
+        self.actor.receive(message)
+    }
+
+    /// Delivers one message straight to the actor.
+    #[cfg(not(feature = "new-scheduler"))]
+    fn process_message(&mut self, message: Envelope) -> Result<(), ActorError> {
+        self.actor.receive(message)
+    }
+
+    /// Delivers every queued message; returns how many were handled.
+    pub fn run(&mut self) -> Result<usize, ActorError> {
+        let mut handled = 0;
+        while let Some(message) = self.mailbox.dequeue() {
+            self.process_message(message)?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+}
