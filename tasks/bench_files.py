@@ -81,13 +81,29 @@ def read_criterion(root: Path, run: str = "new", known: set[str] | frozenset[str
                    statistic: str = "mean") -> dict[str, Estimate]:
     """Every benchmark under a criterion folder for one run ("new", or a saved baseline's name); ids not in
     `known` (the baseline's, when given) are looked up in benchmark.json. `statistic`: "mean" or "median"."""
+    return {id: estimate for id, estimate, _ in _criterion_runs(root, run, known, statistic)}
+
+
+def read_criterion_stamped(root: Path, run: str = "new", known: set[str] | frozenset[str] = frozenset(),
+                           statistic: str = "mean") -> dict[str, tuple[Estimate, int]]:
+    """As read_criterion, each estimate with its file's modification time (ns): which benchmarks a command
+    just measured, even when it measured the very same number."""
+    return {id: (estimate, stamp(path)) for id, estimate, path in _criterion_runs(root, run, known, statistic)}
+
+
+def stamp(path: str) -> int:
+    return os.stat(path).st_mtime_ns
+
+
+def _criterion_runs(root: Path, run: str, known, statistic: str) -> list[tuple[str, Estimate, str]]:
     if not root.is_dir():
         raise BenchmarkInputError(f"{root}: no such criterion folder; run `cargo bench` first or check --current")
-    found = {}
+    found = []
     for id, folder, data in sorted(criterion_files(root, run)):
         if known and id not in known:
             id = _given_id(os.path.join(folder, run), id)
-        found[id] = _estimate(os.path.join(folder, run, "estimates.json"), data, statistic)
+        path = os.path.join(folder, run, "estimates.json")
+        found.append((id, _estimate(path, data, statistic), path))
     if not found:
         raise BenchmarkInputError(f"{root}: no {run}/estimates.json below it; is it criterion's output folder?")
     return found
@@ -171,13 +187,15 @@ def note(r: Comparison) -> str:
     """What a verdict needs said beside it: the severity, what is missing, or the runs needed."""
     if r.verdict == "missing":
         return f"only in the {'baseline' if r.side == 'current' else 'current run'}"
+    if r.verdict == "undecided":
+        return f"still measuring: the range of {r.rounds} round(s) so far"
     if r.verdict == "unverifiable":
         detects = "" if r.detectable_pct is None else f"detects ±{r.detectable_pct:.1f} %; "
         return f"{detects}~{r.runs_needed or '?'} runs needed"
     return r.severity
 
 
-VERDICTS = ("within-tolerance", "regression", "improvement", "unverifiable", "missing")
+VERDICTS = ("within-tolerance", "regression", "improvement", "unverifiable", "missing", "undecided")
 TABLE_HEAD = ["| benchmark | verdict | change | 95 % interval | note |", "|---|---|---|---|---|"]
 
 

@@ -26,7 +26,7 @@ from runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges,
                                 look_rounds, median)
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
-from tasks.bench_files import markdown_report, note, read_baseline, read_criterion
+from tasks.bench_files import markdown_report, note, read_baseline, read_criterion_stamped
 from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
@@ -46,7 +46,8 @@ class Side:
     target_dir: str | None
     statistic: str  # criterion's "median" (robust to a burst inside one run) or "mean" (to meet a file's Mean)
     known: frozenset[str] = frozenset()
-    seen: dict[str, Estimate] = field(default_factory=dict)  # the criterion folder as the last command left it
+    seen: dict[str, tuple[Estimate, int]] = field(default_factory=dict)  # the criterion folder (estimate, mtime)
+    # as the last command left it
 
 
 def criterion_root(tree: Path, target_dir: str | None, configured: str) -> Path:
@@ -79,7 +80,7 @@ def command_for(command: str, extra: list[str], only: set[str] | None = None) ->
 
 
 def run_bench(ctx: StepContext, side: Side, command: str, label: str) -> dict[str, Estimate]:
-    """Run one bench command on one side; the benchmarks it measured (the estimates that changed: stale
+    """Run one bench command on one side; the benchmarks it measured (the estimates files it wrote: stale
     results of benchmarks no command runs any more are left out)."""
     b = ctx.cfg.benchmarks
     env = {**b.env, **({"CARGO_TARGET_DIR": side.target_dir} if side.target_dir else {})}
@@ -90,9 +91,9 @@ def run_bench(ctx: StepContext, side: Side, command: str, label: str) -> dict[st
         raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {side.tree}")
     if outcome.returncode != 0:
         raise StepError(f"`{command}` exited {outcome.returncode} in {side.tree}: " + " | ".join(outcome.tail[-4:]))
-    now = read_criterion(criterion_root(side.tree, side.target_dir, b.criterion_dir), known=side.known,
-                         statistic=side.statistic)
-    measured = {id: e for id, e in now.items() if side.seen.get(id) != e}
+    now = read_criterion_stamped(criterion_root(side.tree, side.target_dir, b.criterion_dir), known=side.known,
+                                 statistic=side.statistic)
+    measured = {id: estimate for id, (estimate, stamp) in now.items() if side.seen.get(id, (None, None))[1] != stamp}
     side.seen = now
     return measured
 
@@ -113,13 +114,12 @@ def warm_build(ctx: StepContext, side: Side) -> None:
                             f"{'timed out' if outcome.returncode is None else f'exited {outcome.returncode}'} in "
                             f"{side.tree}: " + " | ".join(outcome.tail[-4:]))
         step_logger().info("benchmarks: %s built in %.1f s (`%s`)", side.label, time.monotonic() - started, build)
-        side.seen = _criterion_now(ctx, side)
 
 
-def _criterion_now(ctx: StepContext, side: Side) -> dict[str, Estimate]:
+def _criterion_now(ctx: StepContext, side: Side) -> dict[str, tuple[Estimate, int]]:
     root = criterion_root(side.tree, side.target_dir, ctx.cfg.benchmarks.criterion_dir)
     try:
-        return read_criterion(root, known=side.known, statistic=side.statistic)
+        return read_criterion_stamped(root, known=side.known, statistic=side.statistic)
     except BadInputError:  # nothing benched there yet
         return {}
 
@@ -274,6 +274,7 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             sides, source = [current], b.baseline
         for side in sides:
             warm_build(ctx, side)
+            side.seen = _criterion_now(ctx, side)  # what is there before round 1 is stale unless a command reruns it
         measuring = time.monotonic()  # the budget is for measuring: a cold build must not eat the rounds
         state = Rounds({id: 100 * e.standard_error / e.mean for id, e in fixed.items()})
         missing: list[Comparison] = []

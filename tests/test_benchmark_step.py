@@ -99,3 +99,62 @@ def test_p1_c3_a_budget_too_short_for_unchanged_code_is_unverifiable_and_its_ver
     assert progress.type == "progress" and float(progress.data) == 100.0
     report = artifacts["benchmarks-phase-1-inc-short-report"].data
     assert report.startswith("# Benchmarks against the baseline (±2 %)") and "unverifiable" in report
+
+
+# A bench command of the user's own (not `cargo bench`): it writes criterion's files, with numbers it decides —
+# so the sequential rounds can be watched deterministically. Real commands, real files, real git trees.
+SCRIPTED_BENCH = '''\
+import json, os, random, sys
+name, spread = sys.argv[1], float(sys.argv[2])
+baseline = os.path.basename(os.getcwd()).startswith("baseline-")  # the baseline ref's exported tree
+value = 100.0 * (1 + random.uniform(-spread, spread) / 100)
+if name.endswith("slower") and not baseline:
+    value *= 1.10
+root = os.path.join(os.environ.get("CARGO_TARGET_DIR") or "target", "criterion", name, "new")
+os.makedirs(root, exist_ok=True)
+with open(os.path.join(root, "estimates.json"), "w") as f:
+    json.dump({stat: {"point_estimate": value, "standard_error": 0.1} for stat in ("mean", "median")}, f)
+with open(os.environ["SCRIPTED_BENCH_LOG"], "a") as f:
+    f.write(("baseline " if baseline else "current ") + name + "\\n")
+'''
+
+
+def scripted_rounds(sample, test_config, tmp_path, monkeypatch, *benches: str, budget: str):
+    from helpers import commit_change
+
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)  # each tree's own target/ (no 150 MB release to copy)
+    commit_change(sample.repo, "scripts/scripted_bench.py", SCRIPTED_BENCH, "bench: a scripted bench")
+    log = tmp_path / "calls.log"
+    commands = ", ".join(f'"python3 scripts/scripted_bench.py {bench}"' for bench in benches)
+    cfg = bench_cfg(test_config, **{
+        'baseline_ref = ""  ': 'baseline_ref = "HEAD"  ', "budget_minutes = 0.1 ": f"budget_minutes = {budget} ",
+        '  "cargo bench --bench mailbox_throughput --features std",\n  "cargo bench --bench scheduler_latency --features std",\n':
+            f"  {commands},\n",
+        'ACTOR_BENCH_QUICK = "200"': f'SCRIPTED_BENCH_LOG = "{log}"'})
+    result = verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg))
+    calls = log.read_text().splitlines()
+    return result, {line: calls.count(line) for line in calls}
+
+
+def test_p1_c3_rounds_go_on_only_for_the_undecided_benchmark(sample, test_config, tmp_path, monkeypatch):
+    result, calls = scripted_rounds(sample, test_config, tmp_path, monkeypatch, "g/steady 0", "g/noisy 40",
+                                    budget="0.1")
+    lines = {line.split(":")[0]: line for line in result.evidence[1:]}
+    # identical numbers on both sides: decided at the first look, after 8 rounds — and never benched again
+    assert lines["g/steady"] == "g/steady: within-tolerance +0.00 % [+0.00, +0.00] after 8 rounds"
+    assert calls["baseline g/steady"] == calls["current g/steady"] == 8
+    # ±40 % noise: still undecided when the budget ran out, measured in every round until then
+    assert lines["g/noisy"].startswith("g/noisy: unverifiable") and "repeated runs would settle" in lines["g/noisy"]
+    rounds = int(result.evidence[0].split()[0])
+    assert rounds > 8 and calls["baseline g/noisy"] == calls["current g/noisy"] == rounds
+    assert "budget_minutes (0.1) spent: 1 benchmark(s) undecided" in result.evidence[0]
+    assert result.status == "needs-human" and result.data["benchmarks"] == "unverified"
+
+
+def test_p1_c3_a_regression_ends_the_rounds_at_once(sample, test_config, tmp_path, monkeypatch):
+    result, calls = scripted_rounds(sample, test_config, tmp_path, monkeypatch, "g/slower 0", "g/noisy 40",
+                                    budget="5")
+    assert "a regression decides the step" in result.evidence[0] and result.evidence[0].startswith("8 round(s)")
+    assert "g/slower: regression +9.53 % [+9.53, +9.53] (medium) after 8 rounds" in result.evidence
+    assert calls["current g/noisy"] == 8  # not measured further: the step has failed whatever it would show
+    assert result.status == "failed" and result.data["benchmarks"] == "fail"
