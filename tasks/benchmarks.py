@@ -251,6 +251,37 @@ def _interim(ctx: StepContext, rounds: Rounds, text: str) -> None:
                               ctx.incident), description=f"{ctx.step_id} benchmark verdicts so far ({text})")
 
 
+def _one_round(ctx: StepContext, n: int, sides: list[Side], state: Rounds) -> dict[str, dict[str, Estimate]]:
+    """Round n: each command whose benchmarks are not all decided, on every side back to back — the baseline first
+    in odd rounds, the current tree first in even ones, so a steady drift cancels — limited by criterion's
+    filter to the undecided benchmarks. What each side measured, by its label."""
+    b = ctx.cfg.benchmarks
+    order = sides if n % 2 else sides[::-1]
+    measured: dict[str, dict[str, Estimate]] = {side.label: {} for side in sides}
+    for command in b.commands:
+        wanted = state.produced.get(command)
+        if wanted is not None and not wanted & state.pending:
+            continue  # every benchmark of this command has its verdict
+        only = None if wanted is None or wanted <= state.pending else wanted & state.pending
+        for side in order:
+            got = run_bench(ctx, side, command_for(command, b.criterion_args, only), f"round {n}")
+            measured[side.label].update(got)
+            if n == 1:
+                state.produced.setdefault(command, set()).update(got)
+    return measured
+
+
+def _why_stop(state: Rounds, out_of_time: bool, budget_minutes: float) -> str:
+    """Why the rounds end now, or "" to go on."""
+    if not state.pending:
+        return "every benchmark settled"
+    if any(r.verdict == "regression" for r in state.settled.values()):
+        return "a regression decides the step: the undecided benchmarks were not measured further"
+    if out_of_time:
+        return f"benchmarks.budget_minutes ({budget_minutes:g}) spent: {len(state.pending)} benchmark(s) undecided"
+    return ""
+
+
 def verify_benchmarks(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3: bench the current tree against the baseline, round after round, until every benchmark has a
     verdict that holds at ALPHA however many looks were taken — or the time budget is spent (`unverifiable`)."""
@@ -278,22 +309,11 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
         measuring = time.monotonic()  # the budget is for measuring: a cold build must not eat the rounds
         state = Rounds({id: 100 * e.standard_error / e.mean for id, e in fixed.items()})
         missing: list[Comparison] = []
-        n, last_round, reason = 0, 0.0, "every benchmark settled"
+        n = 0
         while True:
             n += 1
             round_started = time.monotonic()
-            order = sides if n % 2 else sides[::-1]  # baseline first, then current first: a steady drift cancels
-            measured = {side.label: {} for side in sides}
-            for command in b.commands:
-                wanted = state.produced.get(command)
-                if wanted is not None and not wanted & state.pending:
-                    continue  # every benchmark of this command has its verdict
-                only = None if wanted is None or wanted <= state.pending else wanted & state.pending
-                for side in order:
-                    got = run_bench(ctx, side, command_for(command, b.criterion_args, only), f"round {n}")
-                    measured[side.label].update(got)
-                    if n == 1:
-                        state.produced.setdefault(command, set()).update(got)
+            measured = _one_round(ctx, n, sides, state)
             cur = measured[current.label]
             base = measured[baseline.label] if b.baseline_ref else fixed
             if n == 1:
@@ -309,14 +329,8 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             settled = f"{len(state.settled)} of {len(state.changes)} benchmarks settled"
             progress.update(min(elapsed, budget), f"round {n} ({last_round:.0f} s): {settled}")
             _interim(ctx, state, f"round {n}, {settled}")
-            if not state.pending:
-                break
-            if any(r.verdict == "regression" for r in state.settled.values()):
-                reason = "a regression decides the step: the undecided benchmarks were not measured further"
-                break
-            if elapsed + last_round > budget:
-                reason = (f"benchmarks.budget_minutes ({b.budget_minutes:g}) spent: {len(state.pending)} "
-                          "benchmark(s) undecided")
+            reason = _why_stop(state, elapsed + last_round > budget, b.budget_minutes)
+            if reason:
                 break
         if state.pending:
             state.look(ctx, final=True)
