@@ -196,7 +196,7 @@ def note(r: Comparison) -> str:
 
 
 VERDICTS = ("within-tolerance", "regression", "improvement", "unverifiable", "missing", "undecided")
-TABLE_HEAD = ["| benchmark | verdict | change | 95 % interval | note |", "|---|---|---|---|---|"]
+TABLE_HEAD = ["| benchmark | verdict | change | interval | note |", "|---|---|---|---|---|"]
 
 
 def counts(results: list[Comparison]) -> str:
@@ -213,11 +213,14 @@ def row(r: Comparison) -> str:
     return f"| {r.id} | {r.verdict} | {r.change_pct:+.2f} % | [{r.low_pct:+.2f}, {r.high_pct:+.2f}] % | {note(r)} |"
 
 
-def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: str, current: str) -> str:
+def markdown_report(results: list[Comparison], tolerance_pct: float, baseline: str, current: str,
+                    method: str = "") -> str:
+    """The report: counts, how the intervals were made (`method`; by default one run's 95 % interval), the rows."""
+    method = method or "The interval is the 95 % interval of the change of the mean."
     lines = [f"# Benchmarks against the baseline (±{tolerance_pct:g} %)", "",
              f"**{counts(results)}** — baseline `{baseline}`, current `{current}`.", "",
-             "A benchmark is within tolerance only when the 95 % interval of its change lies inside "
-             f"±{tolerance_pct:g} %; an interval across a boundary is unverifiable.", "", *TABLE_HEAD]
+             "A benchmark is within tolerance only when the interval of its change lies inside "
+             f"±{tolerance_pct:g} %; an interval across a boundary is unverifiable. {method}", "", *TABLE_HEAD]
     lines += [row(r) for r in results]
     return "\n".join(lines) + "\n"
 

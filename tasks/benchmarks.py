@@ -336,7 +336,8 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             state.look(ctx, final=True)
     results = sorted([*state.settled.values(), *missing], key=lambda r: r.id)
     elapsed = time.monotonic() - started
-    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({n} rounds)"))
+    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} ({n} rounds)",
+                                          method=f"The change is the median of the rounds' paired changes; {SEQUENTIAL}."))
     verdicts = {r.verdict for r in results}
     progress.finish(", ".join(f"{sum(r.verdict == v for r in results)} {v}" for v in sorted(verdicts)) or "no benchmarks")
     evidence = [f"{n} round(s) of {len(b.commands)} bench command(s) in {elapsed:.0f} s ({reason}); baseline: "
