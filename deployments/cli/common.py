@@ -64,11 +64,11 @@ def bad_input(message: str, as_json: bool = False) -> typer.Exit:
 
 # What a command refuses as bad input — exit 2, nothing changed — wherever it is raised: the one mapping of
 # errors to exit codes (a failed step is not an error here: it is a report with its own exit code).
-BAD_INPUT = (ConfigError, StepSelectionError, BadInputError, IncidentIdError, AlertError, ValidationError)
+BAD_INPUT = (ConfigError, StepSelectionError, BadInputError, IncidentIdError, AlertError)
 
 
 def _said(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):  # e.g. --incident ../x: said, never a traceback
+    if isinstance(exc, ValidationError):  # a command that builds a model from its options (triage's --incident ../x)
         return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
     return str(exc)
 

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 from uuid import UUID
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from deployments.cli.common import (ConfigOpt, JsonOpt, app, bad_input, brief, config_for, config_path, out,
@@ -89,7 +90,7 @@ def _incidents_from_file(path: Path, cfg: RollbackConfig) -> list:
 
 
 @app.command()
-@refusing_bad_input()
+@refusing_bad_input(ValidationError)  # the incident model refuses e.g. --incident ../x
 def triage(
     repo: Annotated[Optional[Path], typer.Option("--repo", help="The workspace's git clone (not needed with --dry-run)")] = None,
     alert: Annotated[Optional[Path], typer.Option("--alert", help="An Alertmanager/Grafana webhook body or an incident, as JSON")] = None,
