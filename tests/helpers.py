@@ -159,3 +159,14 @@ def pager_block(slug: str) -> HttpSink:
     CustomWebhookNotificationBlock(name=slug, url=sink.url, json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
         slug, overwrite=True)
     return sink
+
+
+def bench_module(name: str):
+    """A helper module of bench/ (e.g. `_services`), loaded from its file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name.lstrip('_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

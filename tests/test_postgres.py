@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, require, start_prefect_server, stop_process_group
-from helpers import config_variant, run_git
+from helpers import bench_module, config_variant, run_git
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -21,8 +21,8 @@ CLI = str(Path(sys.executable).parent / "actor-rollback")
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
-    from bench._services import pg_binary
-    from bench._services import postgres as start_postgres
+    services = bench_module("_services")  # the benches' PostgreSQL helper, by its file: bench/ is no package
+    pg_binary, start_postgres = services.pg_binary, services.postgres
 
     require(all(pg_binary(name) for name in ("initdb", "pg_ctl", "createdb")),
             "PostgreSQL (Debian package postgresql: initdb, pg_ctl)")
