@@ -24,7 +24,13 @@ def prepare_runner_environment(heartbeat_seconds: int = 30) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
-def build_deployments(repo: Path, config: Path | None = None, cfg=None):
+def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: str | None = None,
+                      module_entrypoints: bool = False):
+    """The deployments of one target. `name` replaces every deployment's name (one set per target on a shared
+    server: `triage/<name>`, `rollback-phase-1/<name>`, …); `module_entrypoints` makes each entrypoint the
+    flow's module path (`flows.triage.triage`), which a worker imports from the installed package."""
+    from prefect.deployments.runner import EntrypointType
+
     from flows.phases import PHASE_FLOWS
     from runbook.config import config_parameter, load_config
 
@@ -35,27 +41,32 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None):
 
     cfg = cfg or load_config(config)
     common = {"repo": str(repo.resolve()), "config": config_parameter(config)}
+    how = {"entrypoint_type": EntrypointType.MODULE_PATH} if module_entrypoints else {}
+
+    def named(default: str) -> dict:
+        return {"name": name or default, **how}
+
     deployments = [
-        triage.to_deployment(name="alert", parameters=common, tags=["actor-rollback", "triage"],
+        triage.to_deployment(**named("alert"), parameters=common, tags=["actor-rollback", "triage"],
                              description="Triage an incident by the runbook's severity matrix (F.1–F.4); "
                                          "the alert receiver starts runs of this deployment."),
-        verify.to_deployment(name="scheduled", parameters=common, cron=cfg.verification.cron,
+        verify.to_deployment(**named("scheduled"), parameters=common, cron=cfg.verification.cron,
                              tags=["actor-rollback", "verify"],
                              description=f"Metrics and benchmarks of phase {cfg.verification.phase} against their "
                                          "baselines; a regression starts triage."),
-        postmortem.to_deployment(name="manual", parameters=common, tags=["actor-rollback", "postmortem"],
+        postmortem.to_deployment(**named("manual"), parameters=common, tags=["actor-rollback", "postmortem"],
                                  description="Draft the postmortem and the ADR stub of a rollback (A.1, A.2, A.5)."),
-        postmortem_deadlines.to_deployment(name="scheduled", parameters=common, cron=cfg.after.postmortem_cron,
+        postmortem_deadlines.to_deployment(**named("scheduled"), parameters=common, cron=cfg.after.postmortem_cron,
                                            tags=["actor-rollback", "postmortem"],
                                            description="Remind the owners of postmortem drafts still unfilled near "
                                                        f"their {cfg.after.postmortem_hours}-hour deadline."),
-        reintroduce.to_deployment(name="manual", parameters=common, tags=["actor-rollback", "reintroduce"],
+        reintroduce.to_deployment(**named("manual"), parameters=common, tags=["actor-rollback", "reintroduce"],
                                   description="A.6: after the retry lock and with the ADR written, re-apply a phase "
                                               "behind its flag through a canary; a regressing canary rolls back."),
     ]
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(
-            name="manual",
+            **named("manual"),
             parameters=common,
             tags=["actor-rollback", f"phase:{phase}", "manual"],
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
@@ -65,7 +76,7 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None):
 
 
 def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None,
-                   full=None):
+                   full=None, deployment: str | None = None):
     """The alert receiver beside the deployments; it starts runs of `receiver.deployment`, and
     Critical incidents' triage in this process when `receiver.critical_in_process`."""
     import logging
@@ -77,12 +88,15 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     cfg = full.receiver
     warm = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.critical_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
-    return AlertReceiver(cfg, deployment_starter(cfg.deployment, {}), host=host, port=port, critical_starter=warm,
+    return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port, critical_starter=warm,
                          severity=full.severity).start()
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
-                    with_receiver: bool = True, receiver_host: str | None = None) -> None:
+                    with_receiver: bool = True, receiver_host: str | None = None, pool: str | None = None,
+                    name: str | None = None) -> None:
+    """Serve the deployments from this process (Prefect's runner), or — with `pool` — register them on that
+    process work pool for its workers (any number, on any host) and run only the receiver here."""
     prepare_runner_environment()
     from prefect import serve
 
@@ -94,14 +108,23 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     from runbook.config import load_config
 
     cfg = load_config(config)  # once, here at the edge; the runs load theirs from the path at their entry
-    receiver = start_receiver(repo, config, receiver_port, receiver_host, cfg) if with_receiver else None
-    ensure_zombie_automation(cfg)  # runs of a runner killed with them end Crashed, not Running
+    deployments = build_deployments(repo, config, cfg, name=name, module_entrypoints=bool(pool))
+    if pool:
+        register_on_pool(deployments, pool)
+    receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg,
+                               deployment=f"triage/{name}" if name else None) if with_receiver else None)
+    ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:
-        serve(*build_deployments(repo, config, cfg), limit=limit, print_starting_message=True)
+        if pool:
+            print(f"{len(deployments)} deployments on work pool {pool}: start its workers with "
+                  f"`prefect worker start --pool {pool}`", flush=True)
+            _wait_for_stop()
+        else:
+            serve(*deployments, limit=limit, print_starting_message=True)
     finally:
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
@@ -112,3 +135,30 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
                 APILogWorker.drain_all(timeout=2)
                 os._exit(0)
+
+
+def _wait_for_stop() -> None:
+    import threading
+
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+
+
+def register_on_pool(deployments, pool: str) -> None:
+    """Apply the deployments to a process work pool, creating the pool when it does not exist yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            try:
+                client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+            except ObjectAlreadyExists:  # another receiver host made it meanwhile
+                pass
+    for deployment in deployments:
+        deployment.apply(work_pool_name=pool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +25,10 @@ def serve(
     receiver: Annotated[bool, typer.Option("--receiver/--no-receiver", help="Run the alert receiver beside the deployments")] = True,
     receiver_port: Annotated[Optional[int], typer.Option("--receiver-port", help="Override receiver.port")] = None,
     receiver_host: Annotated[Optional[str], typer.Option("--receiver-host", help="Override receiver.host (0.0.0.0 in a container)")] = None,
+    pool: Annotated[Optional[str], typer.Option("--pool", help="Register the deployments on this process work pool "
+                                                "for `prefect worker start --pool …` workers instead of running them here")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Name every deployment of this target so (triage/NAME, "
+                                                "rollback-phase-1/NAME, …): one set per target on a shared server")] = None,
 ) -> None:
     """Serve the deployments (rollback-phase-<P>/manual, triage/alert, verify/scheduled) and the alert receiver."""
     from deployments.serve import prepare_runner_environment
@@ -40,8 +45,11 @@ def serve(
     prepare_runner_environment(cfg.runner.heartbeat_seconds)
     from deployments.serve import serve_rollbacks
 
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+        raise bad_input(f"--name {name!r}: a deployment name of letters, digits, '.', '_' and '-', starting with a "
+                        "letter or digit, at most 64 characters (e.g. the target's name: cellex-rs)", False)
     config = config_path(config, repo)
-    serve_rollbacks(repo, config, limit, receiver_port, receiver, receiver_host)
+    serve_rollbacks(repo, config, limit, receiver_port, receiver, receiver_host, pool=pool, name=name)
 
 
 @app.command()
