@@ -37,6 +37,7 @@ from _timing import percentile  # noqa: E402
 
 TOKEN = "ha-bench-token-0123456789abcdef0123"
 POOL = "rollback-process"
+LOST_RUN_RETRIES = 2  # runner.lost_run_retries, as shipped
 
 
 @dataclass
@@ -81,6 +82,8 @@ def target_config(base: str, deploys: Path) -> str:
         'command = "./scripts/deploy.sh production --version={version}"':
             f"command = \"bash -c 'sleep 3; echo {{version}} >> {deploys}'\"",
         "crashed_after_seconds = 90 ": "crashed_after_seconds = 45 ",
+        "retry_lost_every_seconds = 10 ": "retry_lost_every_seconds = 2 ",
+        "pending_lost_after_seconds = 120 ": "pending_lost_after_seconds = 30 ",
     }
     for old, new in replacements.items():
         assert old in base, old
@@ -151,17 +154,20 @@ def post_incident(t: Target, incident_id: str) -> None:
     raise SystemExit(f"the receiver of {t.name} did not accept {incident_id}")
 
 
-def flow_runs(api_env: dict[str, str], name_prefix: str) -> list:
+def flow_runs(name_prefix: str = "", flow: str = "") -> list:
+    """Flow runs named `name_prefix`…, or every run of the flow `flow` (a deployment run is named when it starts)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name_prefix)),
-                                     limit=200)
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=name_prefix)) if name_prefix else None,
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])) if flow else None, limit=200)
 
 
 def kill_worker_mid_rollback(ha, deadline: float) -> str:
-    """SIGKILL the worker whose flow run is in the middle of a rollback, and that run's process (a lost host)."""
+    """SIGKILL the worker whose flow run has been in a rollback for a second (its flag off committed, the deploy
+    going), and that run's process with it: a lost host. Returns the triage run's name."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, \
         FlowRunFilterStateType
@@ -172,12 +178,9 @@ def kill_worker_mid_rollback(ha, deadline: float) -> str:
                 name=FlowRunFilterName(like_="rollback-phase-1-"),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"]))), limit=10)
             for rollback in running:
-                tasks = {t.name.split("-")[0] for t in client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id={"any_": [rollback.id]}))}
-                if "flag" not in tasks:
+                if not rollback.start_time or time.time() - rollback.start_time.timestamp() < 1.0:
                     continue
-                parent = client.read_flow_run(rollback.parent_task_run_id and
-                                              client.read_task_run(rollback.parent_task_run_id).flow_run_id)
+                parent = client.read_flow_run(client.read_task_run(rollback.parent_task_run_id).flow_run_id)
                 pid = int((parent.infrastructure_pid or ":0").rsplit(":", 1)[-1] or 0)
                 for worker in ha.workers:
                     if worker.poll() is None and pid and _descends_from(pid, worker.pid):
@@ -216,6 +219,11 @@ def run_scenario(where: Path, incidents: int = 20, targets: int = 5, spread: flo
                 ha.start_worker(POOL, f"worker-{n + 1}", worker_env)
             log(f"{len(ts)} targets served on pool {POOL}, 2 workers")
             ids = [(ts[i % len(ts)], f"INC-HA-{i + 1:03d}") for i in range(incidents)]
+            killer = None
+            if kill_worker:  # watches from the first incident on, beside the posting
+                from concurrent.futures import ThreadPoolExecutor
+
+                killer = ThreadPoolExecutor(1).submit(kill_worker_mid_rollback, ha, time.monotonic() + 180)
             gap = spread / max(1, len(ids) - 1) if len(ids) > 1 else 0
             kill_api_after = len(ids) // 4
             first_post = time.time()
@@ -230,9 +238,9 @@ def run_scenario(where: Path, incidents: int = 20, targets: int = 5, spread: flo
                 if i < len(ids) - 1:
                     time.sleep(max(0.0, posted + gap - time.time()))
             log(f"{len(ids)} incidents posted in {time.time() - first_post:.1f} s")
-            if kill_worker:
-                outcome.killed_worker_run = kill_worker_mid_rollback(ha, time.monotonic() + 120)
-                killed_at = time.time()
+            if killer is not None:
+                outcome.killed_worker_run = killer.result()
+                killed_at = time.time()  # (a moment after the kill: the figure below is a lower bound)
                 log(f"SIGKILL the worker running {outcome.killed_worker_run} (and that run's process)")
             settle(outcome, ts, ids, settle_timeout, log)
             if kill_worker:
@@ -252,20 +260,27 @@ def run_scenario(where: Path, incidents: int = 20, targets: int = 5, spread: flo
 
 
 def settle(outcome: Outcome, ts: list[Target], ids: list, timeout: float, log) -> None:
-    """Until every incident's triage run has ended (after any retry) and every target is rolled back."""
+    """Until every triage run has ended (after any retry; Paused = waiting for a person) and each incident has one."""
+    from prefect.client.orchestration import get_client
+
+    def ended(run, client) -> bool:
+        if not run.state or not (run.state.is_final() or run.state.is_paused()):
+            return False
+        if run.state.is_crashed():  # final only once the retrier has put it back as often as it may
+            return sum(1 for s in client.read_flow_run_states(run.id) if s.name == "AwaitingRetry") >= LOST_RUN_RETRIES
+        return True
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = flow_runs({}, "triage-INC-HA-")
-        by_name: dict[str, list] = {}
-        for run in runs:
-            by_name.setdefault(run.name, []).append(run)
-        ended = all(by_name.get(f"triage-{i}") and all(r.state and r.state.is_final() or
-                                                           (r.state and r.state.is_paused())
-                                                           for r in by_name[f"triage-{i}"]) for _, i in ids)
-        if ended:
-            return
+        runs = flow_runs(flow="triage")
+        named = {run.name for run in runs}
+        with get_client(sync_client=True) as client:
+            if all(ended(run, client) for run in runs) and all(f"triage-{i}" in named for _, i in ids):
+                return
         time.sleep(2)
-    outcome.problems.append(f"not every triage run ended within {timeout:.0f} s")
+    with get_client(sync_client=True) as client:
+        left = [f"{run.name} {run.state.name}" for run in flow_runs(flow="triage") if not ended(run, client)]
+    outcome.problems.append(f"not every triage run ended within {timeout:.0f} s: {', '.join(left)}")
     log(outcome.problems[-1])
 
 
@@ -273,7 +288,7 @@ def crash_time(run_name: str) -> float | None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        for run in flow_runs({}, run_name):
+        for run in flow_runs(run_name):
             for state in client.read_flow_run_states(run.id):
                 if state.type.value == "CRASHED":
                     return state.timestamp.timestamp()
@@ -284,8 +299,8 @@ def audit(outcome: Outcome, ts: list[Target], ids: list) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    runs = flow_runs({}, "triage-INC-HA-")
-    rollbacks = flow_runs({}, "rollback-phase-1-INC-HA-")
+    runs = flow_runs(flow="triage")
+    rollbacks = flow_runs("rollback-phase-1-INC-HA-")
     with get_client(sync_client=True) as client:
         for t, incident in ids:
             mine = [r for r in runs if r.name == f"triage-{incident}"]
@@ -293,7 +308,9 @@ def audit(outcome: Outcome, ts: list[Target], ids: list) -> None:
             entry["triage_runs"] = len(mine)
             entry["states"] = [r.state.name for r in mine if r.state]
             entry["run_counts"] = [r.run_count for r in mine]
-            outcome.runs_retried += sum(max(0, r.run_count - 1) for r in mine)
+            retried = sum(1 for r in mine for st in client.read_flow_run_states(r.id) if st.name == "AwaitingRetry")
+            entry["retried"] = retried
+            outcome.runs_retried += retried
             if len(mine) != 1:
                 outcome.problems.append(f"{incident}: {len(mine)} triage runs, not one")
             key = f"triage-{incident.lower()}"
@@ -315,23 +332,34 @@ def audit(outcome: Outcome, ts: list[Target], ids: list) -> None:
                                     f"{len(pushes)} pushes (one each expected)")
 
 
-def report(outcome: Outcome, args) -> str:
+def figures(outcome: Outcome) -> dict:
     ttm = [v["mitigated_after"] for v in outcome.targets.values() if v["mitigated_after"] is not None]
-    lines = ["| incidents | targets | triage runs (one each) | runs retried | time to mitigation p50 | p95 | max |",
-             "|---|---|---|---|---|---|---|",
-             f"| {len(outcome.incidents)} | {len(outcome.targets)} | "
-             f"{sum(1 for v in outcome.incidents.values() if v.get('triage_runs') == 1)}/{len(outcome.incidents)} | "
-             f"{outcome.runs_retried} | {percentile(ttm, 50):.2f} s | {percentile(ttm, 95):.2f} s | {max(ttm):.2f} s |"
-             if ttm else "| no target mitigated |"]
-    lines.append("")
-    lines.append(f"API server 1 SIGKILLed at +{outcome.killed_api_at:.1f} s; worker killed mid-rollback: "
-                 f"{outcome.killed_worker_run or '-'}; marked Crashed after "
-                 + (f"{outcome.crashed_detected_after:.1f} s" if outcome.crashed_detected_after is not None else "-"))
-    for name, v in outcome.targets.items():
-        lines.append(f"- {name}: {v['flag_commits']} flag commit, {v['reverts']} revert, {v['pushes']} push, "
-                     f"{v['deploys']} deploys, mitigated {v['mitigated_after']:.2f} s after its first incident"
-                     if v["mitigated_after"] is not None else f"- {name}: not mitigated")
-    lines.append("problems: " + ("; ".join(outcome.problems) if outcome.problems else "none"))
+    return {"incidents": len(outcome.incidents), "targets": len(outcome.targets), "mitigated": len(ttm),
+            "one_triage_each": sum(1 for v in outcome.incidents.values() if v.get("triage_runs") == 1),
+            "retried": outcome.runs_retried, "p50": percentile(ttm, 50) if ttm else None,
+            "p95": percentile(ttm, 95) if ttm else None, "max": max(ttm) if ttm else None}
+
+
+def report(runs: dict[str, Outcome]) -> str:
+    lines = ["| run | incidents | targets rolled back | one triage run each | runs retried | time to mitigation p50 "
+             "| p95 | max |", "|---|---|---|---|---|---|---|---|"]
+    for label, outcome in runs.items():
+        f = figures(outcome)
+        ttm = " | ".join(f"{f[k]:.2f} s" if f[k] is not None else "-" for k in ("p50", "p95", "max"))
+        lines.append(f"| {label} | {f['incidents']} | {f['mitigated']}/{f['targets']} | "
+                     f"{f['one_triage_each']}/{f['incidents']} | {f['retried']} | {ttm} |")
+    for label, outcome in runs.items():
+        lines.append(f"\n{label}:")
+        if outcome.killed_api_at:
+            lines.append(f"- API server 1 SIGKILLed at +{outcome.killed_api_at:.1f} s")
+        if outcome.killed_worker_run:
+            lines.append(f"- worker killed in the middle of a rollback: {outcome.killed_worker_run}, marked Crashed "
+                         + (f"{outcome.crashed_detected_after:.1f} s later" if outcome.crashed_detected_after else "-"))
+        for name, v in outcome.targets.items():
+            lines.append(f"- {name}: {v['flag_commits']} flag commit, {v['reverts']} revert, {v['pushes']} push, "
+                         f"{v['deploys']} deploys" + (f", mitigated {v['mitigated_after']:.2f} s after its first incident"
+                                                      if v["mitigated_after"] is not None else ", NOT mitigated"))
+        lines.append("- problems: " + ("; ".join(outcome.problems) if outcome.problems else "none"))
     return "\n".join(lines)
 
 
@@ -340,17 +368,24 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=20)
     parser.add_argument("--targets", type=int, default=5)
     parser.add_argument("--spread", type=float, default=60, help="seconds over which the incidents arrive")
-    parser.add_argument("--no-kill-api", action="store_true", help="the baseline: no API server killed")
-    parser.add_argument("--no-kill-worker", action="store_true", help="no worker killed")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the same scenario without faults")
     args = parser.parse_args()
-    where = Path(tempfile.mkdtemp(prefix="actor-rollback-ha-"))
     started = time.monotonic()
-    outcome = run_scenario(where, args.incidents, args.targets, args.spread, kill_api=not args.no_kill_api,
-                           kill_worker=not args.no_kill_worker)
-    print(report(outcome, args))
-    print(f"\nmachine: {os.cpu_count()} cores; whole run {time.monotonic() - started:.0f} s; logs in {where}")
-    (where / "outcome.json").write_text(json.dumps(outcome.__dict__, default=str, indent=1))
-    sys.exit(1 if outcome.problems else 0)
+    runs: dict[str, Outcome] = {}
+    for label, faults in ([] if args.no_baseline else [("baseline: no fault", False)]) + [("faults", True)]:
+        where = Path(tempfile.mkdtemp(prefix="actor-rollback-ha-"))
+        runs[label] = run_scenario(where, args.incidents, args.targets, args.spread, kill_api=faults,
+                                   kill_worker=faults)
+        (where / "outcome.json").write_text(json.dumps(runs[label].__dict__, default=str, indent=1))
+        print(f"{label}: logs in {where}", flush=True)
+    print(report(runs))
+    if len(runs) == 2:
+        base, fault = (figures(o) for o in runs.values())
+        if base["p50"] and fault["p50"]:
+            print(f"\nratio faults / baseline, time to mitigation: p50 {fault['p50'] / base['p50']:.2f}, "
+                  f"p95 {fault['p95'] / base['p95']:.2f}")
+    print(f"\nmachine: {os.cpu_count()} cores; whole bench {time.monotonic() - started:.0f} s")
+    sys.exit(1 if any(o.problems for o in runs.values()) else 0)
 
 
 if __name__ == "__main__":

@@ -111,8 +111,13 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     deployments = build_deployments(repo, config, cfg, name=name, module_entrypoints=bool(pool))
     if pool:
         register_on_pool(deployments, pool)
-    receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg,
-                               deployment=f"triage/{name}" if name else None) if with_receiver else None)
+    triage_deployment = f"triage/{name}" if name else cfg.receiver.deployment
+    receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg, deployment=triage_deployment)
+                if with_receiver else None)
+    from deployments.lost_runs import LostRunRetrier
+
+    retrier = LostRunRetrier(triage_deployment, cfg.runner.retry_lost_every_seconds, cfg.runner.lost_run_retries,
+                             cfg.runner.pending_lost_after_seconds).start()  # runs lost with a worker run again
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)
@@ -126,6 +131,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
         else:
             serve(*deployments, limit=limit, print_starting_message=True)
     finally:
+        retrier.stop()
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
         if receiver is not None:

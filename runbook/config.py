@@ -310,6 +310,10 @@ class RunnerConfig(_Strict):
 
     heartbeat_seconds: int = Field(default=30, ge=30)  # Prefect's minimum
     crashed_after_seconds: int = Field(default=90, ge=35)
+    # triage runs lost with a worker (Crashed, or Pending with no worker left) go back in the queue (deployments/lost_runs.py)
+    lost_run_retries: int = Field(default=2, ge=0, le=10)
+    retry_lost_every_seconds: float = Field(default=10, gt=0, le=300)
+    pending_lost_after_seconds: float = Field(default=120, ge=10)
     # the roles the shipped automation notifies when a rollback ends failed, bad-input, needs-human or busy
     outcome_notify: list[str] = ["tech-lead"]
 

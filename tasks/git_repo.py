@@ -117,14 +117,25 @@ def unpushed_commits(repo: Repo, ctx: StepContext) -> list[str]:
     return out.split()
 
 
+def rollback_commit_owner(repo: Repo, ctx: StepContext, sha: str) -> tuple[str, str] | None:
+    """(incident, runbook step) of a commit this tool made — by the configured author, with parsed (not merely
+    mentioned) `Rollback-Incident:` and `Runbook-Step:` trailers, the same parser as `git interpret-trailers
+    --parse` — or None for anyone else's commit."""
+    out = run_git(repo, "log", "-1", "--format=%an <%ae>%x1f%(trailers:key=Rollback-Incident,valueonly,separator=%x1e)"
+                  "%x1f%(trailers:key=Runbook-Step,valueonly,separator=%x1e)", sha)
+    author, _, rest = out.partition("\x1f")
+    incident_values, _, step_values = rest.partition("\x1f")
+    incidents = [value.strip() for value in incident_values.split("\x1e") if value.strip()]
+    steps = [value.strip() for value in step_values.split("\x1e") if value.strip()]
+    if author != ctx.cfg.git.commit_author or len(incidents) != 1:
+        return None
+    return incidents[0], steps[0] if len(steps) == 1 else ""
+
+
 def is_rollback_commit(repo: Repo, ctx: StepContext, sha: str) -> bool:
-    """A commit this tool made for this incident: by the configured author, with a parsed (not merely mentioned)
-    `Rollback-Incident: <incident>` trailer — the same parser as `git interpret-trailers --parse`."""
-    out = run_git(repo, "log", "-1", "--format=%an <%ae>%x1f%(trailers:key=Rollback-Incident,valueonly,separator=%x1e)",
-                  sha)
-    author, _, trailers = out.partition("\x1f")
-    incidents = [value.strip() for value in trailers.split("\x1e") if value.strip()]
-    return author == ctx.cfg.git.commit_author and incidents == [ctx.incident]
+    """A commit this tool made for this incident."""
+    owner = rollback_commit_owner(repo, ctx, sha)
+    return owner is not None and owner[0] == ctx.incident
 
 
 def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | None = None) -> list[str]:
@@ -141,21 +152,42 @@ def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | N
     except GitCommandError:
         raise BadInputError(f"the remote {ctx.cfg.remote} has no branch {ctx.cfg.main_branch}; check main_branch/remote in the config") from None
     ahead = unpushed_commits(repo, ctx)
-    foreign = [sha for sha in ahead if not is_rollback_commit(repo, ctx, sha)]
+    owners = {sha: rollback_commit_owner(repo, ctx, sha) for sha in ahead}
+    foreign = [sha for sha in ahead if owners[sha] is None]
     if foreign:
         raise BadInputError(
             f"{ctx.cfg.main_branch} has {len(foreign)} local commit(s) that are not on {upstream} and are not "
             f"this incident's rollback commits ({', '.join(s[:10] for s in foreign)}); push or move them to another "
             "branch first — a rollback never publishes unreviewed work"
         )
+    evidence = _adopt_lost_commits(ctx, {sha: owner for sha, owner in owners.items() if owner[0] != ctx.incident})
     behind = run_git(repo, "rev-list", "--count", f"HEAD..{upstream}")
     if behind == "0":
-        return [f"{ctx.cfg.main_branch} is up to date with {upstream}"]
+        return [*evidence, f"{ctx.cfg.main_branch} is up to date with {upstream}"]
     if not ahead:
         run_git(repo, "merge", "--ff-only", "--quiet", upstream)
         return [f"fast-forwarded {ctx.cfg.main_branch} by {behind} commit(s) to {upstream}"]
     replay_onto_remote(repo, ctx)
-    return [f"replayed {len(ahead)} unpushed rollback commit(s) onto {upstream} ({behind} new remote commit(s))"]
+    return [*evidence, f"replayed {len(ahead)} unpushed rollback commit(s) onto {upstream} ({behind} new remote commit(s))"]
+
+
+def _adopt_lost_commits(ctx: StepContext, others: dict[str, tuple[str, str]]) -> list[str]:
+    """Unpushed rollback commits of *another* incident of this phase were left by a run that died between its
+    commit and its push (a lost worker): this run holds the target's lock, so no run of it is still going. They
+    are the same rollback — kept and pushed with this one (not made twice). Another phase's are refused."""
+    if not others:
+        return []
+    step_prefix = f"P{ctx.phase}."
+    wrong = {sha: owner for sha, owner in others.items() if not owner[1].startswith(step_prefix)}
+    if wrong:
+        named = ", ".join(f"{sha[:10]} ({incident}, step {step or '?'})" for sha, (incident, step) in wrong.items())
+        raise BadInputError(
+            f"{ctx.cfg.main_branch} has unpushed rollback commits of another phase's rollback: {named}; finish that "
+            f"rollback first (`actor-rollback run <its phase> --incident <its incident> …`), then rerun this one")
+    incidents = sorted({incident for incident, _ in others.values()})
+    return [f"adopted {len(others)} unpushed rollback commit(s) of {', '.join(incidents)} "
+            f"({', '.join(sha[:10] for sha in others)}): left by a run that ended before its push — this run holds "
+            "the target's lock, so none is still going; they are pushed with this rollback, not made again"]
 
 
 def replay_onto_remote(repo: Repo, ctx: StepContext) -> None:

@@ -1,0 +1,88 @@
+"""Triage runs lost with a worker are started again — the same run, on a worker that is alive.
+
+A worker (or its host) that dies takes its flow runs with it. Prefect sees two kinds of loss:
+
+- a run that was **Running** stops sending heartbeats; the zombie automation (deployments/
+  automations.py, run by the server's background services) marks it **Crashed**;
+- a run the dead worker had taken but not yet started stays **Pending** for ever — no process,
+  no heartbeat, and Prefect marks nothing.
+
+`LostRunRetrier` (a thread of `serve`, beside the receiver that started those runs) looks every
+`runner.retry_lost_every_seconds` at the triage runs of its own deployment and puts each lost one
+back in the queue — state **AwaitingRetry** (Scheduled), saying why — so another worker runs it
+again: the same flow run, its history showing Running → Crashed → AwaitingRetry → Running → …;
+one triage run per incident. The steps are idempotent (a flag already off, a merge already
+reverted, a push already on the remote are `already-done`), so the rerun converges. A run is put
+back at most `runner.lost_run_retries` times; then it stays Crashed, for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+log = logging.getLogger("actor_rollback.receiver")
+RETRY_STATE_NAME = "AwaitingRetry"
+
+
+class LostRunRetrier:
+    def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float) -> None:
+        self.deployment, self.every, self.retries, self.pending_seconds = deployment, every_seconds, retries, pending_seconds
+        self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lost-run-retrier", daemon=True)
+
+    def start(self) -> LostRunRetrier:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.check()
+            except Exception as exc:  # Prefect unreachable for a moment: the next look tries again
+                log.warning("could not look for lost triage runs: %s: %s", type(exc).__name__, exc)
+
+    def check(self) -> list[str]:
+        """Put back every lost run of the deployment; the names of those put back."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
+                                                    FlowRunFilterState, FlowRunFilterStateType)
+        from prefect.exceptions import ObjectNotFound
+        from prefect.states import AwaitingRetry
+
+        flow_name, deployment_name = self.deployment.split("/", 1)
+        now = datetime.now(timezone.utc)
+        put_back = []
+        with get_client(sync_client=True) as client:
+            try:
+                deployment = client.read_deployment_by_name(self.deployment)
+            except ObjectNotFound:
+                return []
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(deployment_id={"any_": [deployment.id]},
+                                              state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                                  any_=["CRASHED", "PENDING"]))),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])), limit=50)
+            for run in runs:
+                state = run.state
+                if state.is_pending() and now - state.timestamp < timedelta(seconds=self.pending_seconds):
+                    continue  # a worker is starting it
+                history = client.read_flow_run_states(run.id)
+                times = sum(1 for s in history if s.name == RETRY_STATE_NAME)
+                if times >= self.retries:
+                    continue  # left Crashed (or Pending) for a person; said once when it was put back the last time
+                why = ("its worker stopped sending heartbeats (Crashed)" if state.is_crashed() else
+                       f"Pending for {int((now - state.timestamp).total_seconds())} s: the worker that took it is gone")
+                client.set_flow_run_state(run.id, AwaitingRetry(
+                    scheduled_time=now, message=f"started again ({times + 1} of {self.retries}): {why}"), force=True)
+                self.retried[str(run.id)] = times + 1
+                put_back.append(run.name)
+                log.warning("triage run %s was lost (%s): put back for another worker, %d of %d",
+                            run.name, why, times + 1, self.retries)
+        return put_back
