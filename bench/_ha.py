@@ -41,28 +41,20 @@ def redis_env(redis_port: int, database_url: str) -> dict[str, str]:
     }
 
 
-HAPROXY_CONFIG = """\
-global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 120s
-    timeout server 120s
-    timeout tunnel 1h          # the events websockets
-    retries 3
-    option redispatch          # a connection refused by a dead server is sent to the other
-    option httplog
-frontend prefect_api
-    bind 127.0.0.1:{port}
-    default_backend prefect_servers
-backend prefect_servers
-    balance roundrobin
-    option httpchk GET /api/health
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 2
-{servers}
-"""
+HAPROXY_CONFIG = Path(__file__).resolve().parents[1] / "docker" / "haproxy" / "haproxy.cfg"
+
+
+def haproxy_config(port: int, server_ports: list[int]) -> str:
+    """docker/haproxy/haproxy.cfg — the compose stack's — with loopback addresses: one configuration, two places."""
+    lines = []
+    for line in HAPROXY_CONFIG.read_text().splitlines():
+        if line.strip().startswith("bind "):
+            line = f"    bind 127.0.0.1:{port}"
+        elif line.strip().startswith("server api"):
+            continue
+        lines.append(line)
+    lines += [f"    server api{i + 1} 127.0.0.1:{p} check" for i, p in enumerate(server_ports)]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -152,8 +144,7 @@ def start_ha_prefect(where: Path, database_url: str) -> HAPrefect:
                                    stdout=open(where / "services.log", "w"), stderr=subprocess.STDOUT,
                                    start_new_session=True)
     lb_port = free_port()
-    servers = "\n".join(f"    server api{i + 1} 127.0.0.1:{port} check" for i, port in enumerate(ha.server_ports))
-    (where / "haproxy.cfg").write_text(HAPROXY_CONFIG.format(port=lb_port, servers=servers))
+    (where / "haproxy.cfg").write_text(haproxy_config(lb_port, ha.server_ports))
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     ha.others.append(subprocess.Popen([haproxy, "-db", "-f", str(where / "haproxy.cfg")],
                                       stdout=open(where / "haproxy.log", "w"), stderr=subprocess.STDOUT,

@@ -22,6 +22,7 @@ off on the remote) p50/p95, runs retried.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import os
 import signal
@@ -165,9 +166,9 @@ def flow_runs(name_prefix: str = "", flow: str = "") -> list:
             flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])) if flow else None, limit=200)
 
 
-def kill_worker_mid_rollback(ha, deadline: float) -> str:
+def kill_worker_mid_rollback(ha, deadline: float) -> tuple[str, float]:
     """SIGKILL the worker whose flow run has been in a rollback for a second (its flag off committed, the deploy
-    going), and that run's process with it: a lost host. Returns the triage run's name."""
+    going), and that run's process with it: a lost host. Returns the triage run's name and when."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, \
         FlowRunFilterStateType
@@ -186,7 +187,7 @@ def kill_worker_mid_rollback(ha, deadline: float) -> str:
                     if worker.poll() is None and pid and _descends_from(pid, worker.pid):
                         os.kill(pid, signal.SIGKILL)
                         ha.kill(worker)
-                        return parent.name
+                        return parent.name, time.time()
         time.sleep(0.2)
     raise SystemExit("no rollback was seen running on a worker to kill")
 
@@ -208,55 +209,68 @@ def run_scenario(where: Path, incidents: int = 20, targets: int = 5, spread: flo
     with postgres() as database_url:
         t_start = time.monotonic()
         ha = start_ha_prefect(where / "ha", database_url)
-        os.environ.update(ha.env)  # this process's clients go through the load balancer too
-        try:
-            log(f"HA Prefect up in {time.monotonic() - t_start:.1f} s: {ha.api_url}")
-            worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
-                          "PREFECT_LOGGING_LEVEL": "INFO"}
-            ts = make_targets(where, targets)
-            start_serves(ha, ts, where)
-            for n in range(2):
-                ha.start_worker(POOL, f"worker-{n + 1}", worker_env)
-            log(f"{len(ts)} targets served on pool {POOL}, 2 workers")
-            ids = [(ts[i % len(ts)], f"INC-HA-{i + 1:03d}") for i in range(incidents)]
-            killer = None
-            if kill_worker:  # watches from the first incident on, beside the posting
-                from concurrent.futures import ThreadPoolExecutor
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-                killer = ThreadPoolExecutor(1).submit(kill_worker_mid_rollback, ha, time.monotonic() + 180)
-            gap = spread / max(1, len(ids) - 1) if len(ids) > 1 else 0
-            kill_api_after = len(ids) // 4
-            first_post = time.time()
-            for i, (t, incident) in enumerate(ids):
-                posted = time.time()
-                post_incident(t, incident)
-                outcome.incidents[incident] = {"target": t.name, "posted": posted}
-                if kill_api and i == kill_api_after:
-                    ha.kill(ha.servers[0])
-                    outcome.killed_api_at = time.time() - first_post
-                    log(f"SIGKILL API server 1 at +{outcome.killed_api_at:.1f} s (after incident {i + 1})")
-                if i < len(ids) - 1:
-                    time.sleep(max(0.0, posted + gap - time.time()))
-            log(f"{len(ids)} incidents posted in {time.time() - first_post:.1f} s")
-            if killer is not None:
-                outcome.killed_worker_run = killer.result()
-                killed_at = time.time()  # (a moment after the kill: the figure below is a lower bound)
-                log(f"SIGKILL the worker running {outcome.killed_worker_run} (and that run's process)")
-            settle(outcome, ts, ids, settle_timeout, log)
-            if kill_worker:
-                crashed_at = crash_time(outcome.killed_worker_run)
-                outcome.crashed_detected_after = crashed_at - killed_at if crashed_at else None
-            audit(outcome, ts, ids)
+        try:
+            with temporary_settings({PREFECT_API_URL: ha.api_url}):  # this process's clients: the load balancer too
+                run_faults(ha, outcome, where, incidents, targets, spread, kill_api, kill_worker, settle_timeout, log,
+                           t_start)
         finally:
-            for t in locals().get("ts", []):
-                if t.serve and t.serve.poll() is None:
-                    os.killpg(t.serve.pid, signal.SIGTERM)
-                    try:
-                        t.serve.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(t.serve.pid, signal.SIGKILL)
             ha.stop()
     return outcome
+
+
+def run_faults(ha, outcome: Outcome, where: Path, incidents: int, targets: int, spread: float, kill_api: bool,
+               kill_worker: bool, settle_timeout: float, log, t_start: float) -> None:
+    ts: list[Target] = []
+    try:
+        log(f"HA Prefect up in {time.monotonic() - t_start:.1f} s: {ha.api_url}")
+        worker_env = {"PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+                      "PREFECT_LOGGING_LEVEL": "INFO"}
+        ts.extend(make_targets(where, targets))
+        start_serves(ha, ts, where)
+        for n in range(2):
+            ha.start_worker(POOL, f"worker-{n + 1}", worker_env)
+        log(f"{len(ts)} targets served on pool {POOL}, 2 workers")
+        ids = [(ts[i % len(ts)], f"INC-HA-{i + 1:03d}") for i in range(incidents)]
+        killer = None
+        if kill_worker:  # watches from the first incident on, beside the posting
+            from concurrent.futures import ThreadPoolExecutor
+
+            # in a copy of this context: the same Prefect settings (the load balancer's URL)
+        killer = ThreadPoolExecutor(1).submit(contextvars.copy_context().run, kill_worker_mid_rollback, ha,
+                                              time.monotonic() + 180)
+        gap = spread / max(1, len(ids) - 1) if len(ids) > 1 else 0
+        kill_api_after = len(ids) // 4
+        first_post = time.time()
+        for i, (t, incident) in enumerate(ids):
+            posted = time.time()
+            post_incident(t, incident)
+            outcome.incidents[incident] = {"target": t.name, "posted": posted}
+            if kill_api and i == kill_api_after:
+                ha.kill(ha.servers[0])
+                outcome.killed_api_at = time.time() - first_post
+                log(f"SIGKILL API server 1 at +{outcome.killed_api_at:.1f} s (after incident {i + 1})")
+            if i < len(ids) - 1:
+                time.sleep(max(0.0, posted + gap - time.time()))
+        log(f"{len(ids)} incidents posted in {time.time() - first_post:.1f} s")
+        if killer is not None:
+            outcome.killed_worker_run = killer.result()
+            killed_at = time.time()  # (a moment after the kill: the figure below is a lower bound)
+            log(f"SIGKILL the worker running {outcome.killed_worker_run} (and that run's process)")
+        settle(outcome, ts, ids, settle_timeout, log)
+        if kill_worker:
+            crashed_at = crash_time(outcome.killed_worker_run)
+            outcome.crashed_detected_after = crashed_at - killed_at if crashed_at else None
+        audit(outcome, ts, ids)
+    finally:
+        for t in ts:
+            if t.serve and t.serve.poll() is None:
+                os.killpg(t.serve.pid, signal.SIGTERM)
+                try:
+                    t.serve.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(t.serve.pid, signal.SIGKILL)
 
 
 def settle(outcome: Outcome, ts: list[Target], ids: list, timeout: float, log) -> None:

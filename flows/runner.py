@@ -94,6 +94,7 @@ class PhaseRun:
         try:
             self._exit.enter_context(one_rollback_per_target(
                 self.ctx.repo, self.cfg, self.ctx.incident, self._run_id(), log=self.logger.warning))
+            self.ctx.holds_target_lock = True
         except TargetBusy as exc:
             self.stopped_by = StepResult(id="lock", name="target-lock", status="failed", evidence=[str(exc)],
                                          failure=exc.failure)

@@ -9,6 +9,8 @@ declare -A need=(
   [chromium]=/usr/bin/chromium
   [prometheus]=/usr/bin/prometheus
   [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
+  [redis-server]=/usr/bin/redis-server   # the HA topology's messaging between Prefect servers (#19)
+  [haproxy]=/usr/sbin/haproxy            # and the load balancer in front of its API servers
 )
 missing=()
 for package in "${!need[@]}"; do

@@ -31,6 +31,7 @@ class StepContext:
     merge_override: str = ""
     facts: dict[str, str] = field(default_factory=dict)  # what earlier steps established (merge SHA, …)
     approval: Approval | None = None  # P4.3 only
+    holds_target_lock: bool = False  # set by the phase run once it has the target's lock: no other run is on it
 
     @property
     def phase_cfg(self) -> PhaseConfig:

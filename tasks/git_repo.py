@@ -153,7 +153,8 @@ def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | N
         raise BadInputError(f"the remote {ctx.cfg.remote} has no branch {ctx.cfg.main_branch}; check main_branch/remote in the config") from None
     ahead = unpushed_commits(repo, ctx)
     owners = {sha: rollback_commit_owner(repo, ctx, sha) for sha in ahead}
-    foreign = [sha for sha in ahead if owners[sha] is None]
+    foreign = [sha for sha in ahead if owners[sha] is None or (owners[sha][0] != ctx.incident
+                                                                 and not ctx.holds_target_lock)]
     if foreign:
         raise BadInputError(
             f"{ctx.cfg.main_branch} has {len(foreign)} local commit(s) that are not on {upstream} and are not "
@@ -173,8 +174,9 @@ def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | N
 
 def _adopt_lost_commits(ctx: StepContext, others: dict[str, tuple[str, str]]) -> list[str]:
     """Unpushed rollback commits of *another* incident of this phase were left by a run that died between its
-    commit and its push (a lost worker): this run holds the target's lock, so no run of it is still going. They
-    are the same rollback — kept and pushed with this one (not made twice). Another phase's are refused."""
+    commit and its push (a lost worker). Only a run holding the target's lock gets here (without it they are
+    refused above as not this incident's), so no run of that incident is still going. They are the same
+    rollback — kept and pushed with this one (not made twice). Another phase's are refused."""
     if not others:
         return []
     step_prefix = f"P{ctx.phase}."

@@ -162,11 +162,18 @@ def pager_block(slug: str) -> HttpSink:
 
 
 def bench_module(name: str):
-    """A helper module of bench/ (e.g. `_services`), loaded from its file."""
+    """A module of bench/ (e.g. `_services`, `ha_faults`), loaded from its file. bench/ is on the module path only
+    while it loads, as it is for a bench script run from its folder (`from _ha import …`)."""
     import importlib.util
+    import sys
 
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name.lstrip('_')}", path)
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    spec = importlib.util.spec_from_file_location(f"bench_{name.lstrip('_')}", bench / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.path.insert(0, str(bench))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
     return module

@@ -28,6 +28,12 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     assert {"runbook/rollback.toml", "deployments/entry.py", "deployments/sample/files/base/service/actor_system.py",
             "deployments/sample/files/base/dot-cargo/config.toml",
             "deployments/sample/files/phase4/modules/actor-core/src/lock_free.rs"} <= names
+    # #19: the extras the image installs (docker/Dockerfile, checked in test_production_stack.py): a Kubernetes work
+    # pool's worker and jobs need prefect-kubernetes, the HA server processes prefect-redis
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    extras = {line.split(";")[0].split()[1].split("<")[0].split(">")[0]: line.split('extra == "')[1].rstrip('"')
+              for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" in line}
+    assert extras.get("prefect-kubernetes") == "kubernetes" and extras.get("prefect-redis") in ("ha", "dev"), extras
 
     fresh = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)

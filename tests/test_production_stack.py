@@ -41,6 +41,34 @@ def test_compose_file_is_valid_compose_spec_and_takes_secrets_from_the_environme
         assert mount in text and (DOCKER / mount).exists()
 
 
+def test_the_ha_compose_file_is_the_topology_the_ha_test_runs():
+    """#19: docker/compose.ha.yaml describes what tests/test_ha.py runs on loopback (bench/_ha.py): the same
+    Prefect server settings, the same HAProxy file, workers and receiver on the same pool."""
+    from helpers import bench_module
+
+    checked = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                  str(DOCKER / "compose.ha.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    compose = yaml.safe_load((DOCKER / "compose.ha.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "prefect-api-1", "prefect-api-2", "prefect-services", "haproxy",
+            "worker-1", "worker-2", "receiver"} == set(services)
+    tested = bench_module("_ha").redis_env(6379, "postgresql+asyncpg://x")
+    for name in ("prefect-api-1", "prefect-api-2", "prefect-services", "migrate"):
+        env = services[name]["environment"]
+        assert {k: env[k] for k in tested if "URL" not in k} == {k: v for k, v in tested.items() if "URL" not in k}, name
+        assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")
+    assert "--no-services" in services["prefect-api-1"]["entrypoint"] and "--no-services" in services["prefect-api-2"]["entrypoint"]
+    assert services["prefect-services"]["entrypoint"][-3:] == ["server", "services", "start"]  # the services: once
+    assert "./haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in services["haproxy"]["volumes"]
+    config = (DOCKER / "haproxy" / "haproxy.cfg").read_text()
+    assert "server api1 prefect-api-1:4200 check" in config and "server api2 prefect-api-2:4200 check" in config
+    pool = services["worker-1"]["entrypoint"][services["worker-1"]["entrypoint"].index("--pool") + 1]
+    assert services["receiver"]["command"][services["receiver"]["command"].index("--pool") + 1] == pool
+    for name in ("worker-1", "worker-2", "receiver"):
+        assert services[name]["environment"]["PREFECT_API_URL"] == "http://haproxy:4200/api"
+
+
 def test_prometheus_config_and_the_runbook_alert_rules_pass_promtool_with_their_unit_tests():
     promtool = shutil.which("promtool")
     require(promtool is not None, "promtool (Debian package prometheus)")
@@ -129,7 +157,10 @@ def test_dockerfile_installs_the_wheel_runs_unprivileged_and_bakes_no_secret():
         assert f"COPY {package}/ {package}/" in dockerfile, package
     assert "COPY pyproject.toml README.md ./" in dockerfile  # rollback.toml is package data of runbook/
     assert "pip wheel --no-cache-dir --no-deps -w /tmp/wheels ." in dockerfile and " -e " not in dockerfile
-    assert "pip install --no-cache-dir /tmp/wheels/actor_rollback-*.whl" in dockerfile
+    assert 'wheel="$(ls /tmp/wheels/actor_rollback-*.whl)"' in dockerfile
+    # with the extras a Kubernetes work pool's worker and jobs (prefect-kubernetes) and the HA servers (prefect-redis)
+    # need: the wheel declares them (tests/test_packaging.py)
+    assert 'pip install --no-cache-dir "${wheel}[kubernetes,ha]"' in dockerfile
     assert "pip install --quiet -e '.[dev]'" in makefile
     assert re.search(r"^FROM python:3\.11-slim-bookworm$", dockerfile, re.M)  # a pinned base, never :latest
     assert re.search(r"^USER rollback$", dockerfile, re.M)
