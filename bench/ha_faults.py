@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,12 +235,10 @@ def run_faults(ha, outcome: Outcome, where: Path, incidents: int, targets: int, 
         log(f"{len(ts)} targets served on pool {POOL}, 2 workers")
         ids = [(ts[i % len(ts)], f"INC-HA-{i + 1:03d}") for i in range(incidents)]
         killer = None
-        if kill_worker:  # watches from the first incident on, beside the posting
-            from concurrent.futures import ThreadPoolExecutor
-
-            # in a copy of this context: the same Prefect settings (the load balancer's URL)
-        killer = ThreadPoolExecutor(1).submit(contextvars.copy_context().run, kill_worker_mid_rollback, ha,
-                                              time.monotonic() + 180)
+        if kill_worker:  # watches from the first incident on, beside the posting, in a copy of this context:
+            # the same Prefect settings (the load balancer's URL)
+            killer = ThreadPoolExecutor(1).submit(contextvars.copy_context().run, kill_worker_mid_rollback, ha,
+                                                  time.monotonic() + 180)
         gap = spread / max(1, len(ids) - 1) if len(ids) > 1 else 0
         kill_api_after = len(ids) // 4
         first_post = time.time()

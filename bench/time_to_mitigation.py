@@ -101,8 +101,9 @@ def config_for(target: Target, where: Path, warm: bool) -> Path:
     return path
 
 
-def start_serve(target: Target, config: Path, receiver_port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "ACTOR_SERVICE_PORT": str(target.port),
+def start_serve(target: Target, config: Path, receiver_port: int, log: Path,
+                extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(extra_env or {}), "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "ACTOR_SERVICE_PORT": str(target.port),
            "ACTOR_DEPLOY_STATE": str(target.production), "PREFECT_LOGGING_LEVEL": "INFO",
            "XDG_STATE_HOME": str(log.parent / f"state-{receiver_port}")}  # the receiver's own spool per trial
     cli = str(Path(sys.executable).parent / "actor-rollback")
@@ -296,7 +297,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--gauge-trials", type=int, default=20)
-    parser.add_argument("--modes", default="deployment,warm", help="webhook paths to measure")
+    parser.add_argument("--modes", default="deployment,warm",
+                        help="webhook paths to measure: deployment, warm, warm-prefect-backoff")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                         help="the Prefect server's database (postgres: a PostgreSQL of the script's own)")
     parser.add_argument("--settle", action="store_true",
@@ -315,8 +317,10 @@ def main() -> None:
                 all_results = {}
                 for mode in args.modes.split(","):
                     receiver_port = free_port()
-                    serve = start_serve(target, config_for(target, where, mode == "warm"), receiver_port,
-                                        where / f"serve-{mode}.log")
+                    # warm-prefect-backoff: the warm path with Prefect's own 503 backoff only (flows/busy_retry.py off)
+                    serve = start_serve(target, config_for(target, where, mode.startswith("warm")), receiver_port,
+                                        where / f"serve-{mode}.log",
+                                        {"ACTOR_ROLLBACK_QUICK_503_RETRY": "0"} if mode == "warm-prefect-backoff" else {})
                     processes.append(serve)
                     print(f"{mode} path:", flush=True)
                     all_results[mode] = webhook_trials(target, receiver_port, args.trials, mode, args.settle)
@@ -330,6 +334,9 @@ def main() -> None:
                 if "deployment" in all_results:
                     report("webhook → Critical path, receiver starts a deployment run (runner poll 1 s)",
                            all_results["deployment"])
+                if "warm-prefect-backoff" in all_results:
+                    report("webhook → Critical path, warm, Prefect's own 503 backoff (baseline for #19)",
+                           all_results["warm-prefect-backoff"])
                 if "warm" in all_results:
                     report("webhook → Critical path, warm (triage in the serve process)", all_results["warm"])
                 if "gauge" in all_results:

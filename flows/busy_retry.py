@@ -21,6 +21,7 @@ pyproject.toml); `tests/test_busy_retry.py` fails if an upgrade breaks it.
 from __future__ import annotations
 
 import functools
+import os
 
 QUICK_RETRIES = ("0.05", "0.25")  # seconds before the 1st and 2nd retry of a 503 with no Retry-After
 _COUNT = "actor_rollback_quick_503_retries"
@@ -66,10 +67,13 @@ def _wrap(cls) -> None:
     cls._send_with_retry = send_with_retry
 
 
+SWITCH = "ACTOR_ROLLBACK_QUICK_503_RETRY"  # "0": Prefect's own backoff only (bench/time_to_mitigation.py's baseline)
+
+
 def install() -> None:
-    """Once per process; idempotent."""
+    """Once per process; idempotent. Not with ACTOR_ROLLBACK_QUICK_503_RETRY=0."""
     global _installed
-    if _installed:
+    if _installed or os.environ.get(SWITCH, "1") == "0":
         return
     from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
 
