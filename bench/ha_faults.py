@@ -254,8 +254,7 @@ def run_faults(ha, outcome: Outcome, where: Path, incidents: int, targets: int, 
                 time.sleep(max(0.0, posted + gap - time.time()))
         log(f"{len(ids)} incidents posted in {time.time() - first_post:.1f} s")
         if killer is not None:
-            outcome.killed_worker_run = killer.result()
-            killed_at = time.time()  # (a moment after the kill: the figure below is a lower bound)
+            outcome.killed_worker_run, killed_at = killer.result()
             log(f"SIGKILL the worker running {outcome.killed_worker_run} (and that run's process)")
         settle(outcome, ts, ids, settle_timeout, log)
         if kill_worker:
