@@ -188,7 +188,7 @@ def webhook_trials(target: Target, receiver_port: int, trials: int, mode: str, s
         target.flag_back_on()
         pushes, deploys = target.push_count(), target.deploys()
         started = datetime.now(timezone.utc)
-        fingerprint = f"{mode}{n:04d}{int(started.timestamp())}"
+        fingerprint = f"{mode.replace('-', '')}{n:04d}{int(started.timestamp())}"
         body = alert_body(fingerprint, started)
         t0 = time.time()
         answer = httpx.post(f"http://127.0.0.1:{receiver_port}/alerts/alertmanager", content=body,

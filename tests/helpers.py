@@ -120,6 +120,13 @@ def paged_config_text(block: str, roles: tuple[str, ...]) -> str:
     return text
 
 
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A real HTTP server on a free loopback port, serving in a daemon thread; `.shutdown()` stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class MetricsEndpoint:
     """A service's /metrics on loopback (one constant counter): for tests about the watch itself, not its verdict."""
 
@@ -135,8 +142,7 @@ class MetricsEndpoint:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_on_loopback(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/metrics"
 
     def config(self, where: Path, window_seconds: int) -> Path:

@@ -8,11 +8,11 @@ drops the mechanism flows/busy_retry.py relies on (its private `_send_with_retry
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from helpers import serve_on_loopback
 
 import flows  # noqa: F401  (installs the quick retry, as every process running the flows does)
 from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
@@ -42,9 +42,8 @@ class BusyThenFree:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+        self.server = serve_on_loopback(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/api"
 
     def waits(self) -> list[float]:
         return [b - a for a, b in zip(self.arrivals, self.arrivals[1:])]
