@@ -13,7 +13,9 @@ back in the queue — state **AwaitingRetry** (Scheduled), saying why — so ano
 again: the same flow run, its history showing Running → Crashed → AwaitingRetry → Running → …;
 one triage run per incident. The steps are idempotent (a flag already off, a merge already
 reverted, a push already on the remote are `already-done`), so the rerun converges. A run is put
-back at most `runner.lost_run_retries` times; then it stays Crashed, for a person.
+back at most `runner.lost_run_retries` times; then it stays Crashed, for a person. A run lost longer
+ago than `runner.lost_run_max_age_minutes` (serve was down meanwhile) is left for a person too: its
+incident may be over, or its phase reintroduced since — a rerun must not roll it back unasked.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ RETRY_STATE_NAME = "AwaitingRetry"
 
 
 class LostRunRetrier:
-    def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float) -> None:
+    def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float,
+                 max_age_seconds: float = 3600) -> None:
         self.deployment, self.every, self.retries, self.pending_seconds = deployment, every_seconds, retries, pending_seconds
+        self.max_age = timedelta(seconds=max_age_seconds)
         self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lost-run-retrier", daemon=True)
@@ -51,12 +55,10 @@ class LostRunRetrier:
     def check(self) -> list[str]:
         """Put back every lost run of the deployment; the names of those put back."""
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
-                                                    FlowRunFilterState, FlowRunFilterStateType)
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
         from prefect.exceptions import ObjectNotFound
         from prefect.states import AwaitingRetry
 
-        flow_name, deployment_name = self.deployment.split("/", 1)
         now = datetime.now(timezone.utc)
         put_back = []
         with get_client(sync_client=True) as client:
@@ -67,17 +69,18 @@ class LostRunRetrier:
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(deployment_id={"any_": [deployment.id]},
                                               state=FlowRunFilterState(type=FlowRunFilterStateType(
-                                                  any_=["CRASHED", "PENDING"]))),
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment_name])), limit=50)
+                                                  any_=["CRASHED", "PENDING"]))), limit=50)
             for run in runs:
                 state = run.state
                 if state.is_pending() and now - state.timestamp < timedelta(seconds=self.pending_seconds):
                     continue  # a worker is starting it
+                if now - state.timestamp > self.max_age:
+                    continue  # lost long ago (serve was down): the incident may be over or its phase back; a person
                 history = client.read_flow_run_states(run.id)
                 times = sum(1 for s in history if s.name == RETRY_STATE_NAME)
                 if times >= self.retries:
                     continue  # left Crashed (or Pending) for a person; said once when it was put back the last time
-                why = ("its worker stopped sending heartbeats (Crashed)" if state.is_crashed() else
+                why = (f"Crashed: {state.message or 'its process ended without a final state'}" if state.is_crashed() else
                        f"Pending for {int((now - state.timestamp).total_seconds())} s: the worker that took it is gone")
                 client.set_flow_run_state(run.id, AwaitingRetry(
                     scheduled_time=now, message=f"started again ({times + 1} of {self.retries}): {why}"), force=True)

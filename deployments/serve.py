@@ -77,7 +77,7 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
 
 def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None,
                    full=None, deployment: str | None = None):
-    """The alert receiver beside the deployments; it starts runs of `receiver.deployment`, and
+    """The alert receiver beside the deployments; it starts runs of `deployment` (`receiver.deployment`), and
     Critical incidents' triage in this process when `receiver.critical_in_process`."""
     import logging
 
@@ -88,8 +88,8 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     cfg = full.receiver
     warm = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.critical_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
-    return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port, critical_starter=warm,
-                         severity=full.severity).start()
+    return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port,
+                         critical_starter=warm, severity=full.severity).start()
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
@@ -117,7 +117,8 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     from deployments.lost_runs import LostRunRetrier
 
     retrier = LostRunRetrier(triage_deployment, cfg.runner.retry_lost_every_seconds, cfg.runner.lost_run_retries,
-                             cfg.runner.pending_lost_after_seconds).start()  # runs lost with a worker run again
+                             cfg.runner.pending_lost_after_seconds,
+                             cfg.runner.lost_run_max_age_minutes * 60).start()  # runs lost with a worker run again
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)

@@ -314,6 +314,7 @@ class RunnerConfig(_Strict):
     lost_run_retries: int = Field(default=2, ge=0, le=10)
     retry_lost_every_seconds: float = Field(default=10, gt=0, le=300)
     pending_lost_after_seconds: float = Field(default=120, ge=10)
+    lost_run_max_age_minutes: float = Field(default=60, gt=0, le=1440)
     # the roles the shipped automation notifies when a rollback ends failed, bad-input, needs-human or busy
     outcome_notify: list[str] = ["tech-lead"]
 

@@ -49,7 +49,7 @@ def test_incidents_on_ha_prefect_survive_a_killed_api_server_and_a_killed_worker
 
 
 @pytest.mark.prefect
-def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allowed_then_left(
+def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allowed_never_an_old_one(
         prefect_server, sample, test_config):
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Crashed, Pending
@@ -71,7 +71,7 @@ def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allo
 
         assert sorted(retrier.check()) == sorted([client.read_flow_run(crashed.id).name,
                                                   client.read_flow_run(pending.id).name])
-        for run_id, why in ((crashed.id, "stopped sending heartbeats"), (pending.id, "the worker that took it is gone")):
+        for run_id, why in ((crashed.id, "Crashed: worker gone"), (pending.id, "the worker that took it is gone")):
             state = client.read_flow_run(run_id).state
             assert state.name == "AwaitingRetry" and state.is_scheduled(), state
             assert "started again (1 of 1)" in state.message and why in state.message
@@ -80,6 +80,13 @@ def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allo
         client.set_flow_run_state(crashed.id, Crashed(message="lost again"), force=True)
         assert retrier.check() == []  # its one retry is spent: left Crashed, for a person
         assert client.read_flow_run(crashed.id).state.is_crashed()
+
+        old = client.create_flow_run_from_deployment(deployment_id, parameters={"incident": incident})
+        client.set_flow_run_state(old.id, Crashed(message="lost while serve was down"), force=True)
+        time.sleep(1.2)
+        # lost longer ago than the limit (serve was down): its incident may be over — never rerun unasked
+        assert LostRunRetrier("triage/lost-runs", 60, retries=1, pending_seconds=1, max_age_seconds=1).check() == []
+        assert client.read_flow_run(old.id).state.is_crashed()
 
 
 def test_serve_refuses_a_deployment_name_that_is_not_a_plain_name(sample, test_config, monkeypatch):
