@@ -95,6 +95,13 @@ class IntakeSpool:
                                    "ORDER BY next_at DESC LIMIT 1").fetchone()
         return count, row[0] if row else ""
 
+    def started_in_process(self, since: float) -> dict[str, str]:
+        """key → incident JSON of the incidents whose triage this receiver ran in its own process (the warm
+        path) since `since`: what the lost-run retrier checks after a receiver died mid-triage."""
+        with self._lock:
+            return dict(self._db.execute("SELECT key, incident FROM intake WHERE done_at IS NOT NULL AND done_at >= ? "
+                                         "AND run_id LIKE 'in-process %'", (since,)))
+
     def runs(self) -> dict[str, str]:
         with self._lock:
             return dict(self._db.execute("SELECT key, run_id FROM intake WHERE done_at IS NOT NULL"))

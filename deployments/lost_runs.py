@@ -1,18 +1,22 @@
-"""Triage runs lost with a worker are started again — the same run, on a worker that is alive.
+"""Triage runs lost with a worker (or a receiver) are started again.
 
-A worker (or its host) that dies takes its flow runs with it. Prefect sees two kinds of loss:
+A worker (or its host) that dies takes its flow runs with it. Three kinds of loss:
 
 - a run that was **Running** stops sending heartbeats; the zombie automation (deployments/
   automations.py, run by the server's background services) marks it **Crashed**;
 - a run the dead worker had taken but not yet started stays **Pending** for ever — no process,
-  no heartbeat, and Prefect marks nothing.
+  no heartbeat, and Prefect marks nothing;
+- a Critical triage run on the warm path (inside a receiver's process, no deployment) lost with its
+  receiver ends Crashed too, its incident marked started in the receiver's intake spool.
 
 `LostRunRetrier` (a thread of `serve`, beside the receiver that started those runs) looks every
 `runner.retry_lost_every_seconds` at the triage runs of its own deployment and puts each lost one
 back in the queue — state **AwaitingRetry** (Scheduled), saying why — so another worker runs it
 again: the same flow run, its history showing Running → Crashed → AwaitingRetry → Running → …;
-one triage run per incident. The steps are idempotent (a flag already off, a merge already
-reverted, a push already on the remote are `already-done`), so the rerun converges. A run is put
+one triage run per incident. A lost warm run's incident is reopened in the intake spool, and the
+receiver's warm path starts its triage again (a new run of the same name). The steps are
+idempotent (a flag already off, a merge already reverted, a push already on the remote are
+`already-done`), so the rerun converges. A run is put
 back at most `runner.lost_run_retries` times; then it stays Crashed, for a person. A run lost longer
 ago than `runner.lost_run_max_age_minutes` (serve was down meanwhile) is left for a person too: its
 incident may be over, or its phase reintroduced since — a rerun must not roll it back unasked.
@@ -30,9 +34,10 @@ RETRY_STATE_NAME = "AwaitingRetry"
 
 class LostRunRetrier:
     def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float,
-                 max_age_seconds: float = 3600) -> None:
+                 max_age_seconds: float = 3600, spool=None) -> None:
         self.deployment, self.every, self.retries, self.pending_seconds = deployment, every_seconds, retries, pending_seconds
         self.max_age = timedelta(seconds=max_age_seconds)
+        self.spool = spool  # the receiver's intake: warm (in-process) triage runs lost with a receiver
         self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lost-run-retrier", daemon=True)
@@ -53,7 +58,45 @@ class LostRunRetrier:
                 log.warning("could not look for lost triage runs: %s: %s", type(exc).__name__, exc)
 
     def check(self) -> list[str]:
-        """Put back every lost run of the deployment; the names of those put back."""
+        """Put back every lost run of the deployment, and every lost warm run; the names of those put back."""
+        return self._deployment_runs() + self._warm_runs()
+
+    def _warm_runs(self) -> list[str]:
+        """A Critical triage run in a receiver's own process (the warm path) is no deployment run: no worker can
+        take it again. Lost with its receiver (SIGKILL, a lost host) it ends Crashed (zombie automation) with its
+        incident marked started in the intake spool. Its spool row is reopened, so this receiver's warm path
+        starts the triage again (a new run of the same name: WarmTriage starts one when the last crashed)."""
+        if self.spool is None:
+            return []
+        import json
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+        since = datetime.now(timezone.utc) - self.max_age
+        rows = self.spool.started_in_process(since.timestamp())
+        if not rows:
+            return []
+        names = {key: f"triage-{json.loads(incident)['id']}" for key, incident in rows.items()}
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=sorted(set(names.values())))), limit=200)
+        by_name: dict[str, list] = {}
+        for run in runs:
+            by_name.setdefault(run.name, []).append(run)
+        lost = []
+        for key, name in names.items():
+            mine = by_name.get(name, [])
+            crashed = [r for r in mine if r.state and r.state.is_crashed()]
+            if mine and len(crashed) == len(mine) and len(crashed) <= self.retries:
+                lost.append(key)
+                log.warning("warm triage run %s was lost with its receiver (Crashed): starting it again, %d of %d",
+                            name, len(crashed), self.retries)
+        if lost:
+            self.spool.reopen(lost)
+        return [names[key] for key in lost]
+
+    def _deployment_runs(self) -> list[str]:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
         from prefect.exceptions import ObjectNotFound

@@ -118,7 +118,8 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
     retrier = LostRunRetrier(triage_deployment, cfg.runner.retry_lost_every_seconds, cfg.runner.lost_run_retries,
                              cfg.runner.pending_lost_after_seconds,
-                             cfg.runner.lost_run_max_age_minutes * 60).start()  # runs lost with a worker run again
+                             cfg.runner.lost_run_max_age_minutes * 60,
+                             spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)

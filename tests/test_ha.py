@@ -99,3 +99,38 @@ def test_serve_refuses_a_deployment_name_that_is_not_a_plain_name(sample, test_c
     done = subprocess.run([cli, "serve", "--repo", str(sample.repo), "--config", str(test_config), "--pool", "p",
                            "--name", "../x y"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--name '../x y'" in done.stderr, (done.returncode, done.stderr[-500:])
+
+
+@pytest.mark.prefect
+def test_a_warm_triage_lost_with_its_receiver_is_reopened_in_the_intake_spool_unless_a_run_is_live(
+        prefect_server, tmp_path):
+    """A Critical triage on the warm path runs inside the receiver's process, not as a deployment run: when the
+    receiver dies with it (Crashed by the zombie automation), its incident goes back to the intake spool, so the
+    warm path starts it again. Not while a run of that incident is alive, not beyond the retries."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed, Running
+
+    from deployments.intake import IntakeSpool
+    from deployments.lost_runs import LostRunRetrier
+    from flows.triage import triage
+
+    spool = IntakeSpool(tmp_path / "intake.sqlite3")
+    incidents = {"lost": "INC-WARM-LOST", "alive": "INC-WARM-ALIVE"}
+    spool.add([(key, json.dumps({"id": ident, "phase": "1", "kind": "service-down"})) for key, ident in incidents.items()])
+    for key, ident in incidents.items():
+        assert spool.claim() is not None
+        spool.done(key, f"in-process triage-{ident}")
+    with get_client(sync_client=True) as client:
+        client.create_flow_run(triage, name="triage-INC-WARM-LOST", state=Crashed(message="no heartbeat"))
+        client.create_flow_run(triage, name="triage-INC-WARM-ALIVE", state=Running())
+    retrier = LostRunRetrier("triage/none-here", 60, retries=1, pending_seconds=60, spool=spool)
+
+    assert retrier.check() == ["triage-INC-WARM-LOST"]
+    assert spool.claim() == ("lost", json.dumps({"id": "INC-WARM-LOST", "phase": "1", "kind": "service-down"}))
+    assert spool.claim() is None  # the live one stays done: its run is going
+    spool.done("lost", "in-process triage-INC-WARM-LOST")
+    with get_client(sync_client=True) as client:  # the rerun crashed as well: its one retry is spent
+        client.create_flow_run(triage, name="triage-INC-WARM-LOST", state=Crashed(message="no heartbeat again"))
+    assert retrier.check() == [] and spool.claim() is None
