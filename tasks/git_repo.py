@@ -184,8 +184,9 @@ def _adopt_lost_commits(ctx: StepContext, others: dict[str, tuple[str, str]]) ->
     if wrong:
         named = ", ".join(f"{sha[:10]} ({incident}, step {step or '?'})" for sha, (incident, step) in wrong.items())
         raise BadInputError(
-            f"{ctx.cfg.main_branch} has unpushed rollback commits of another phase's rollback: {named}; finish that "
-            f"rollback first (`actor-rollback run <its phase> --incident <its incident> …`), then rerun this one")
+            f"{ctx.cfg.main_branch} has unpushed commits this tool made for another incident and not for phase "
+            f"{ctx.phase}: {named}; finish that incident's run first (rerun it: `actor-rollback run <its phase> "
+            f"--incident <its incident> …`, or its triage), then rerun this one")
     incidents = sorted({incident for incident, _ in others.values()})
     return [f"adopted {len(others)} unpushed rollback commit(s) of {', '.join(incidents)} "
             f"({', '.join(sha[:10] for sha in others)}): left by a run that ended before its push — this run holds "

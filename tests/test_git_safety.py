@@ -80,7 +80,7 @@ def test_another_phases_unpushed_rollback_commit_is_refused_even_holding_the_loc
     run_git(sample.repo, "-c", f"user.name={name}", "-c", f"user.email={email.rstrip('>')}", "commit", "-q",
             "--allow-empty", "-m", "rollback(inc-2a): P2A.1 flag off\n\nRollback-Incident: inc-2a\nRunbook-Step: P2A.1")
     before = refs(sample.origin)
-    with pytest.raises(BadInputError, match="another phase's rollback: .*inc-2a, step P2A.1"):
+    with pytest.raises(BadInputError, match="another incident and not for phase 1: .*inc-2a, step P2A.1"):
         push_rollback(context(sample.repo, step_id="P1.2b", holds_target_lock=True))
     assert refs(sample.origin) == before
 
