@@ -52,7 +52,6 @@ class Target:
     config: Path
     port: int = 0
     serve: subprocess.Popen | None = None
-    merge: str = ""
     start: str = ""  # the remote's head before the incidents
 
     def new_commits(self) -> list[str]:
