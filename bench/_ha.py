@@ -16,11 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _services import free_port, postgres
+from _services import free_port, postgres, stop, wait_healthy
 
 BIN = Path(sys.executable).parent
 
@@ -97,25 +96,7 @@ class HAPrefect:
         # clients first, then the servers, then what the servers need (HAProxy, Redis)
         for process in [*self.workers, *self.servers, *([self.services] if self.services else []), *self.others]:
             if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=15)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    self.kill(process)
-
-
-def wait_healthy(url: str, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
+                stop(process)
 
 
 def start_ha_prefect(where: Path, database_url: str) -> HAPrefect:

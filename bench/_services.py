@@ -57,8 +57,6 @@ def postgres() -> Iterator[str]:
 def start_prefect(home: Path, database_url: str = "", port: int = 0) -> subprocess.Popen:
     """`prefect server start` of its own (SQLite, or the PostgreSQL at `database_url`); PREFECT_* set in this
     process before Prefect is imported. The same home and port again: the same server back after an outage."""
-    import httpx
-
     port = port or free_port()
     url = f"http://127.0.0.1:{port}/api"
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -67,14 +65,34 @@ def start_prefect(home: Path, database_url: str = "", port: int = 0) -> subproce
     prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     server = subprocess.Popen([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
+    try:
+        wait_healthy(url)
+    except RuntimeError:
+        raise SystemExit("the Prefect server did not start") from None
+    return server
+
+
+def wait_healthy(url: str, timeout: float = 120) -> None:
+    """Until `<url>/health` answers 200 (a Prefect API, or the load balancer in front of some)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return server
+                return
         except httpx.HTTPError:
-            time.sleep(0.3)
-    raise SystemExit("the Prefect server did not start")
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become healthy in {timeout:.0f} s")
+
+
+def stamp_pushes(origin: Path, log: Path) -> None:
+    """A post-receive hook on the bare remote that appends the time of every push to `log`: the remote's own
+    word on when a change arrived (and how many pushes there were)."""
+    hook = origin / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\npython3 -c 'import time; print(time.time())' >> {log}\n")
+    hook.chmod(0o755)
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _ha import BIN, free_port, postgres, start_ha_prefect  # noqa: E402  (bench/ is on the path: a script's folder)
+from _services import stamp_pushes  # noqa: E402
 from _timing import percentile  # noqa: E402
 
 TOKEN = "ha-bench-token-0123456789abcdef0123"
 POOL = "rollback-process"
-LOST_RUN_RETRIES = 2  # runner.lost_run_retries, as shipped
 
 
 @dataclass
@@ -100,9 +100,7 @@ def make_targets(where: Path, count: int) -> list[Target]:
     for n in range(count):
         sample = create_sample_workspace(where / f"t{n}")
         pushes = where / f"t{n}-pushes.log"
-        hook = sample.origin / "hooks" / "post-receive"
-        hook.write_text(f"#!/bin/sh\npython3 -c 'import time; print(time.time())' >> {pushes}\n")
-        hook.chmod(0o755)
+        stamp_pushes(sample.origin, pushes)
         deploys = where / f"t{n}-deploys.log"
         config = where / f"t{n}-rollback.toml"
         config.write_text(target_config(SHIPPED_CONFIG.read_text(), deploys))
@@ -255,7 +253,7 @@ def run_faults(ha, outcome: Outcome, where: Path, incidents: int, targets: int, 
         if killer is not None:
             outcome.killed_worker_run, killed_at = killer.result()
             log(f"SIGKILL the worker running {outcome.killed_worker_run} (and that run's process)")
-        settle(outcome, ts, ids, settle_timeout, log)
+        settle(outcome, ids, settle_timeout, log)
         if kill_worker:
             crashed_at = crash_time(outcome.killed_worker_run)
             outcome.crashed_detected_after = crashed_at - killed_at if crashed_at else None
@@ -270,15 +268,19 @@ def run_faults(ha, outcome: Outcome, where: Path, incidents: int, targets: int, 
                     os.killpg(t.serve.pid, signal.SIGKILL)
 
 
-def settle(outcome: Outcome, ts: list[Target], ids: list, timeout: float, log) -> None:
+def settle(outcome: Outcome, ids: list, timeout: float, log) -> None:
     """Until every triage run has ended (after any retry; Paused = waiting for a person) and each incident has one."""
     from prefect.client.orchestration import get_client
+
+    from runbook.config import load_config
+
+    retries = load_config(None).runner.lost_run_retries  # the targets' configs keep the shipped value
 
     def ended(run, client) -> bool:
         if not run.state or not (run.state.is_final() or run.state.is_paused()):
             return False
         if run.state.is_crashed():  # final only once the retrier has put it back as often as it may
-            return sum(1 for s in client.read_flow_run_states(run.id) if s.name == "AwaitingRetry") >= LOST_RUN_RETRIES
+            return sum(1 for s in client.read_flow_run_states(run.id) if s.name == "AwaitingRetry") >= retries
         return True
 
     deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from _services import free_port, postgres, start_prefect, stop  # noqa: E402
+from _services import free_port, postgres, stamp_pushes, start_prefect, stop  # noqa: E402
 from _timing import percentile  # noqa: E402
 
 TOKEN = "ttm-bench-token-0123456789abcdef"
@@ -60,9 +60,7 @@ class Target:
 
         self.sample = create_sample_workspace(where / "sample")
         self.pushes = where / "pushes.log"
-        hook = self.sample.origin / "hooks" / "post-receive"
-        hook.write_text(f"#!/bin/sh\npython3 -c 'import time; print(time.time())' >> {self.pushes}\n")
-        hook.chmod(0o755)
+        stamp_pushes(self.sample.origin, self.pushes)
         self.teammate = where / "teammate"
         subprocess.run(["git", "clone", "-q", str(self.sample.origin), str(self.teammate)], check=True)
         self.production = where / "production"

@@ -38,6 +38,7 @@ class LostRunRetrier:
         self.deployment, self.every, self.retries, self.pending_seconds = deployment, every_seconds, retries, pending_seconds
         self.max_age = timedelta(seconds=max_age_seconds)
         self.spool = spool  # the receiver's intake: warm (in-process) triage runs lost with a receiver
+        self._deployment_id = None  # read once it exists
         self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lost-run-retrier", daemon=True)
@@ -105,12 +106,13 @@ class LostRunRetrier:
         now = datetime.now(timezone.utc)
         put_back = []
         with get_client(sync_client=True) as client:
-            try:
-                deployment = client.read_deployment_by_name(self.deployment)
-            except ObjectNotFound:
-                return []
+            if self._deployment_id is None:
+                try:
+                    self._deployment_id = client.read_deployment_by_name(self.deployment).id
+                except ObjectNotFound:
+                    return []
             runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(deployment_id={"any_": [deployment.id]},
+                flow_run_filter=FlowRunFilter(deployment_id={"any_": [self._deployment_id]},
                                               state=FlowRunFilterState(type=FlowRunFilterStateType(
                                                   any_=["CRASHED", "PENDING"]))), limit=50)
             for run in runs:

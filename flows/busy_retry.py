@@ -21,6 +21,7 @@ pyproject.toml); `tests/test_busy_retry.py` fails if an upgrade breaks it.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 
 QUICK_RETRIES = ("0.05", "0.25")  # seconds before the 1st and 2nd retry of a 503 with no Retry-After
@@ -39,7 +40,7 @@ def _marking(send):
                 request.extensions[_COUNT] = count + 1
         return response
 
-    if _is_async(send):
+    if inspect.iscoroutinefunction(send):  # the async client's httpx send (a bound method: inspect unwraps it)
         async def send_async(request, *args, **kwargs):
             return mark(request, await send(request, *args, **kwargs))
 
@@ -49,12 +50,6 @@ def _marking(send):
         return mark(request, send(request, *args, **kwargs))
 
     return send_sync
-
-
-def _is_async(fn) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__func__", None))
 
 
 def _wrap(cls) -> None:

@@ -102,3 +102,17 @@ def test_a_servers_own_retry_after_is_kept(busy_server):
     with PrefectHttpxSyncClient(base_url=server.url) as client:
         assert client.post("/task_runs/", json={}).status_code == 201
     assert server.waits()[0] >= 1.4
+
+
+def test_the_switch_leaves_prefects_own_backoff_alone():
+    """ACTOR_ROLLBACK_QUICK_503_RETRY=0 (the bench's baseline): importing the flows wraps nothing."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import flows; from prefect.client.base import PrefectHttpxAsyncClient as A, PrefectHttpxSyncClient as S; "
+             "print(hasattr(S._send_with_retry, '__wrapped__'), hasattr(A._send_with_retry, '__wrapped__'))")
+    for switch, wrapped in (("0", "False False"), ("1", "True True")):
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "ACTOR_ROLLBACK_QUICK_503_RETRY": switch})
+        assert done.stdout.strip() == wrapped, (switch, done.stdout, done.stderr[-500:])
