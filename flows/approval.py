@@ -16,6 +16,7 @@ from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
+from flows.outcome import pause_key
 from runbook.config import ROLES, RollbackConfig
 from tasks.context import Approval
 from tasks.notify import notify_roles
@@ -48,7 +49,7 @@ def ask_for_approval(cfg: RollbackConfig, incident: str, reason: str, given: dic
                                  "terminal to ask at; run it at a terminal or against a Prefect server"]
     try:
         answer = pause_flow_run(wait_for_input=LastResortApproval, timeout=cfg.approval.timeout_seconds,
-                                poll_interval=1, key=f"last-resort-{incident}")
+                                poll_interval=1, key=pause_key("last-resort", incident))
     except FlowPauseTimeout:
         running_again("no approval in time")
         return None, [*evidence, f"no approval within {cfg.approval.timeout_seconds} s: nothing is force-pushed"]

@@ -39,8 +39,15 @@ from prefect.states import Cancelled, Completed, Failed, Paused, State
 
 from runbook.errors import BadInputError
 from runbook.model import EXIT_CODES, Outcome, StepResult
+from tasks.context import artifact_key
 
 NEEDS_HUMAN_KEY = "needs-human"  # the pause key of a run that ended waiting for a person
+
+
+def pause_key(*parts: str) -> str:
+    """A pause key Prefect accepts: it becomes part of the run-input keys, which must be lowercase letters,
+    digits and dashes — an alert-style incident id (`AM-…T140808`) as it is would fail the run."""
+    return artifact_key(*parts)  # the same alphabet as artifact keys
 STATE_NAMES: dict[str, str] = {"done": "Completed", "failed": "Failed", "bad-input": "Failed",
                                "needs-human": "Paused", "busy": "Cancelled"}
 MESSAGE_LIMIT = 2000  # a state message is for people scanning a list; the artifacts hold the rest

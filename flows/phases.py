@@ -93,7 +93,7 @@ def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: boo
         run.step("find-merge")  # P1.2a
         run.step("revert")  # P1.2b git revert -m 1
         run.step("push")  # P1.2b
-        run.parallel("ci", "deploy")  # P1.2c ∥ P1.3a
+        run.ci_then_deploy("ci", "deploy")  # P1.2c green, then P1.3a
         run.parallel("monitor", "logs")  # P1.3b ∥ P1.3c
         run.step("benchmarks")  # P1.C3 within ±2 %
     return run.finish()
@@ -110,7 +110,7 @@ def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bo
         run.step("revert")  # P2A.2
         run.step("config")  # P2A.3 [scheduler] back to the Phase 1 settings
         run.step("push")  # P2A.2
-        run.parallel("ci", "deploy")
+        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
         run.parallel("monitor", "logs")  # P2A.4 worker tasks, P2A.5 pending messages
         run.step("benchmarks")
     return run.finish()
@@ -127,7 +127,7 @@ def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bo
         run.step("revert")  # P2B.2
         run.step("code-checks")  # P2B.2 invoke_message back, P2B.3 no middleware chain
         run.step("push")
-        run.parallel("ci", "deploy")
+        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
         run.parallel("monitor", "logs")
         run.step("benchmarks")
     return run.finish()
@@ -144,7 +144,7 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
         run.step("ci-file")  # P3.3 no_std build disabled in CI
         run.step("push")
         run.step("build")  # P3.1 pinned to Tokio
-        run.parallel("ci", "deploy")
+        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
         run.parallel("monitor", "logs")
         run.step("embedded")  # P3.4 (a person)
     return run.finish()
@@ -166,7 +166,7 @@ def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: boo
         run.step("revert")  # P4.1
         run.step("flag")  # P4.2
         run.step("push")
-        run.parallel("ci", "deploy")
+        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
         run.parallel("monitor", "logs")
         run.step("benchmarks")
         if any(spec.name == "reset" for spec, _ in run.selection):

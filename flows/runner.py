@@ -147,6 +147,13 @@ class PhaseRun:
             self._record(spec, result)
         return results
 
+    def ci_then_deploy(self, ci: str, deploy: str) -> list[StepResult]:
+        """The runbook's order: CI green (step 2.4), then the deploy (step 3) — a failed CI stops the run before
+        anything ships. `ci.gate_deploy = false` runs them at once (faster; a red CI may ship, and the plan says so)."""
+        if self.cfg.ci.gate_deploy:
+            return [self.step(ci), self.step(deploy)]
+        return self.parallel(ci, deploy)
+
     def _next(self, name: str) -> tuple[StepSpec, bool]:
         spec, runs = self._queue.pop(0)
         if spec.name != name:  # the flow and runbook/phases.py must tell the same story

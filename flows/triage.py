@@ -28,7 +28,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.approval import running_again, server_reachable_by_others
-from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
+from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
 from flows.target_lock import target_name
 from flows.phases import PHASE_FLOWS
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
@@ -184,7 +184,7 @@ def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) ->
         reminder.start()
     try:
         got = pause_flow_run(wait_for_input=OwnerDecision, timeout=int(seconds), poll_interval=1,
-                             key=f"owner-decision-{report.incident.id}")
+                             key=pause_key("owner-decision", report.incident.id))
     except FlowPauseTimeout:
         running_again("no owner decision by the deadline")
         escalate = sorted({*decision.notify, "tech-lead"})

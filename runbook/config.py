@@ -91,6 +91,8 @@ class CiConfig(_Strict):
     status_url: str = ""
     token_env: str = "GITHUB_TOKEN"
     poll_seconds: float = Field(default=5.0, gt=0)
+    gate_deploy: bool = True  # the deploy waits for CI green (the runbook's order); False runs both at once
+    remember_pass: bool = True  # a commit whose CI passed here is not tested again by a rerun
 
 
 class KubernetesConfig(_Strict):

@@ -180,14 +180,18 @@ def describe(spec: StepSpec, cfg: RollbackConfig, phase: str) -> list[str]:
                     f"{cfg.git.push_attempts} times; never --force)"]
         case "ci":
             if cfg.ci.check == "command":
-                return [f"{cfg.ci.command}  (timeout {cfg.ci.timeout_seconds} s)"]
+                again = " — not again for a commit whose CI already passed here" if cfg.ci.remember_pass else ""
+                return [f"{cfg.ci.command}  (timeout {cfg.ci.timeout_seconds} s){again}"]
             return [f"poll {cfg.ci.status_url} until the combined status is success"]
         case "deploy":
+            order = ("only after CI is green (P1.2c); a failed CI stops the run before this" if cfg.ci.gate_deploy else
+                     "RISK: at the same time as CI (ci.gate_deploy = false) — a failing CI does not stop this deploy")
             if cfg.deploy.backend == "command":
-                return [cfg.deploy.command.format(version=version) + f"  (timeout {cfg.deploy.timeout_seconds} s)"]
+                return [cfg.deploy.command.format(version=version) + f"  (timeout {cfg.deploy.timeout_seconds} s)",
+                        order]
             k = cfg.deploy.kubernetes
             return [f"patch deployment/{k.deployment} -n {k.namespace}: container {k.container} image "
-                    f"{k.image.format(version=version)}; wait for the rollout ({k.rollout_timeout_seconds} s)"]
+                    f"{k.image.format(version=version)}; wait for the rollout ({k.rollout_timeout_seconds} s)", order]
         case "monitor":
             source = cfg.monitoring.prometheus_url or cfg.monitoring.metrics_url or "(no metrics source configured)"
             return [f"query {source}: {name} = {query}" for name, query in cfg.monitoring.queries.items()]

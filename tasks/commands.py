@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -157,8 +158,53 @@ def check_ci(ctx: StepContext) -> StepResult:
     if ctx.dry_run:
         require_program(ci.command, ctx.repo, "ci.command")
         return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[ci.command])
+    commit = _clean_head(ctx) if ci.remember_pass else None
+    passed = _ci_pass_record(ctx, commit) if commit else None
+    if passed is not None and passed.get("command") == ci.command:
+        return StepResult(id=ctx.step_id, name="ci", status="already-done", evidence=[
+            f"`{ci.command}` passed for {commit[:10]} at {passed.get('at', '?')} (flow run {passed.get('flow_run', '?')}); "
+            "not run again for the same commit (ci.remember_pass)"], data={"ci_commit": commit})
     outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, secrets=secret_names(ctx.cfg))
-    return _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
+    result = _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
+    if commit and _clean_head(ctx) == commit:  # the tree CI tested is that commit, unchanged
+        _record_ci_pass(ctx, commit)
+    return result
+
+
+def _ci_pass_dir(ctx: StepContext) -> Path:
+    out = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=ctx.repo, capture_output=True, text=True,
+                         check=True)
+    return (ctx.repo / out.stdout.strip()).resolve() / "actor-rollback" / "ci-pass"
+
+
+def _clean_head(ctx: StepContext) -> str | None:
+    """HEAD's sha when the work tree is exactly HEAD (no tracked change), else None: only then does a CI pass
+    belong to a commit."""
+    status = subprocess.run(["git", "status", "--porcelain=v1", "--untracked-files=no"], cwd=ctx.repo,
+                            capture_output=True, text=True)
+    return _head(ctx) if status.returncode == 0 and not status.stdout.strip() else None
+
+
+def _ci_pass_record(ctx: StepContext, commit: str) -> dict | None:
+    try:
+        return json.loads((_ci_pass_dir(ctx) / commit).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _record_ci_pass(ctx: StepContext, commit: str) -> None:
+    """This tool's record of a green CI, in the clone's git dir (beside the objects it is about)."""
+    from datetime import datetime, timezone
+
+    from prefect.runtime import flow_run
+
+    folder = _ci_pass_dir(ctx)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"command": ctx.cfg.ci.command, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "flow_run": str(flow_run.get_id() or ""), "incident": ctx.incident}
+    temporary = folder / f".{commit}.tmp"
+    temporary.write_text(json.dumps(record))
+    temporary.replace(folder / commit)
 
 
 def wait_for_commit_status(ctx: StepContext) -> StepResult:

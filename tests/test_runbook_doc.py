@@ -29,7 +29,7 @@ def test_the_fidelity_table_accounts_for_every_runbook_step():
 
 
 def flow_step_calls() -> dict[str, list[str]]:
-    """Each phase flow's `run.step(…)` / `run.parallel(…)` names, in order, read from flows/phases.py's source."""
+    """Each phase flow's `run.step(…)` / `run.parallel(…)` / `run.ci_then_deploy(…)` names, in order, read from flows/phases.py's source."""
     import ast
 
     source = ast.parse((Path(__file__).resolve().parents[1] / "flows" / "phases.py").read_text())
@@ -38,7 +38,7 @@ def flow_step_calls() -> dict[str, list[str]]:
         if isinstance(fn, ast.FunctionDef) and fn.name.startswith("rollback_phase_"):
             phase = fn.name.removeprefix("rollback_phase_").upper()
             calls[phase] = [arg.value for node in ast.walk(fn) if isinstance(node, ast.Call)
-                            and isinstance(node.func, ast.Attribute) and node.func.attr in ("step", "parallel")
+                            and isinstance(node.func, ast.Attribute) and node.func.attr in ("step", "parallel", "ci_then_deploy")
                             for arg in node.args if isinstance(arg, ast.Constant)]
     return calls
 
