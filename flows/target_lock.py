@@ -4,6 +4,11 @@ The application creates the limit itself (`rollback-target-<key>`, limit 1; the 
 from the remote's URL, so two clones of one remote share it). A missing or misconfigured limit
 is never treated as "no limit": acquisition must return our limit or the run stops.
 
+Beside it, a host-level lock: a file per target in `concurrency.host_lock_dir`, held with flock(2) for
+the whole run. Two runs on one host exclude each other even when they talk to different Prefect servers
+(a served run and `actor-rollback run` on the embedded server); the kernel drops it when its process dies,
+so it never goes stale. It is taken first, then the Prefect limit (one order: no deadlock).
+
 A second run for the same target waits (its log says for which run) up to
 `concurrency.wait_seconds`, then stops with "busy". Waiting is safe because every step is
 idempotent: the second run finds the first one's work done. A holder killed on this host
@@ -14,7 +19,9 @@ lease is released at once instead of after the server's lease expiry.
 from __future__ import annotations
 
 import contextvars
+import fcntl
 import hashlib
+import json
 import os
 import re
 import socket
@@ -26,6 +33,7 @@ from typing import Iterator
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.context import get_settings_context
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
@@ -34,7 +42,7 @@ from prefect.variables import Variable
 from flows.outcome import has_ended
 from flows.variables import put_variable
 from runbook.config import RollbackConfig
-from runbook.errors import StepError
+from runbook.errors import BadInputError, StepError
 from tasks.git_repo import open_workspace, run_git
 
 
@@ -71,6 +79,60 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class HostLock:
+    """flock(2) on `<dir>/<target key>.lock`; the holder writes who it is into the file for those who wait."""
+
+    def __init__(self, folder: Path, key: str) -> None:
+        self.path = folder / f"{key}.lock"
+        self.fd: int | None = None
+
+    def try_acquire(self, holder: dict) -> bool:
+        try:
+            self.path.parent.mkdir(mode=0o1777, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # never inherited by commands
+        except OSError as exc:
+            raise BadInputError(f"cannot open the host lock {self.path} ({exc.strerror}); make its folder writable "
+                                "or set concurrency.host_lock_dir") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self.fd = fd
+        return True
+
+    def holder(self) -> dict:
+        try:
+            held = json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return held if isinstance(held, dict) else {}
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _take_host_lock(lock: HostLock, holder: dict, repo: Path, cfg: RollbackConfig, deadline: float, log) -> None:
+    said = False
+    while not lock.try_acquire(holder):
+        held = lock.holder()
+        who = (f"{held.get('incident', 'unknown incident')}, flow run {held.get('flow_run_id', '?')} on "
+               f"{held.get('server') or 'the embedded server'}, pid {held.get('pid', '?')}")
+        if time.monotonic() >= deadline:
+            raise TargetBusy(f"another rollback holds {repo} on this host ({who}); waited "
+                             f"{cfg.concurrency.wait_seconds} s. Rerun when it has finished: its steps will be found done")
+        if not said:
+            log(f"waiting for the rollback already running on this target on this host: {who}")
+            said = True
+        time.sleep(0.2)
 
 
 def ensure_limit(client, name: str) -> None:
@@ -208,10 +270,23 @@ def _release_orphaned_slot(client, name: str, record: str, since: float, lease_s
 def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow_run_id: str | None,
                             log=print) -> Iterator[str]:
     key = target_key(repo, cfg)
-    name, record = f"rollback-target-{key}", f"rollback_lock_{key}"
-    lock = TargetLock(name, record, cfg.concurrency.lease_seconds)
+    lock = TargetLock(f"rollback-target-{key}", f"rollback_lock_{key}", cfg.concurrency.lease_seconds)
     holder = ConcurrencyLeaseHolder(type="flow_run", id=UUID(flow_run_id)) if flow_run_id else None
     deadline = time.monotonic() + cfg.concurrency.wait_seconds
+    host_lock = HostLock(Path(cfg.concurrency.host_lock_dir), key)
+    _take_host_lock(host_lock, {"incident": incident, "flow_run_id": flow_run_id, "pid": os.getpid(),
+                                "server": get_settings_context().settings.api.url or ""}, repo, cfg, deadline, log)
+    try:
+        with _prefect_limit(lock, holder, repo, cfg, incident, flow_run_id, deadline, log):
+            yield lock.name
+    finally:
+        host_lock.release()
+
+
+@contextmanager
+def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo: Path, cfg: RollbackConfig,
+                   incident: str, flow_run_id: str | None, deadline: float, log) -> Iterator[None]:
+    name, record = lock.name, lock.record
     with get_client(sync_client=True) as client:
         ensure_limit(client, name)
         waiting_said, recordless_since = False, time.monotonic()
@@ -238,7 +313,7 @@ def one_rollback_per_target(repo: Path, cfg: RollbackConfig, incident: str, flow
                               "host": socket.gethostname(), "pid": os.getpid(), "limit": name})
         lock.start_renewing()
     try:
-        yield name
+        yield
     finally:
         with get_client(sync_client=True) as client:
             lock.release(client)

@@ -305,6 +305,7 @@ class VerificationConfig(_Strict):
 class ConcurrencyConfig(_Strict):
     wait_seconds: int = Field(default=120, ge=0)  # a second run for the same target waits this long, then stops
     lease_seconds: int = Field(default=60, ge=60)  # Prefect's minimum; a vanished holder's slot frees after it
+    host_lock_dir: str = "/tmp/actor-rollback-locks"  # one lock file per target for every run on this host
 
 
 class RunnerConfig(_Strict):

@@ -86,6 +86,29 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
     assert "waiting for the rollback already running on this target" in err_a + err_b
 
 
+def test_two_rollbacks_of_one_target_on_different_prefect_servers_never_overlap(sample, tmp_path, prefect_server):
+    """One run on the session's server, one on the embedded (ephemeral) server of its own process, on the same
+    clone: the host lock makes the second wait, so their deploys never run at the same time."""
+    deploys = tmp_path / "deploys"
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         f'command = "sh -c \'echo start $(date +%s.%N) >> {deploys}; sleep 20; '
+                                         f'echo end $(date +%s.%N) >> {deploys}\'"'})
+    embedded = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    embedded["PREFECT_HOME"] = str(tmp_path / "embedded-home")
+    served = start(sample.repo, "inc-server-a", "--config", str(config), "--skip", "ci,benchmarks")
+    wait_until_held(sample.repo, config, "inc-server-a")  # its deploy then runs 20 s: the embedded run starts in ~10
+    alone = subprocess.Popen([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "test", "--incident",
+                              "inc-embedded-b", "--json", "--config", str(config), "--skip", "ci,benchmarks"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                             env=embedded)
+    (code_a, report_a, err_a), (code_b, report_b, err_b) = finish(served), finish(alone)
+    assert report_a and report_b, (err_a, err_b)
+    times = [(line.split()[0], float(line.split()[1])) for line in deploys.read_text().splitlines()]
+    assert [what for what, _ in times] == ["start", "end", "start", "end"], times  # one deploy, then the other
+    assert "waiting for the rollback already running on this target on this host: inc-server-a" in err_b
+    assert {s["name"]: s["status"] for s in report_b["steps"]}["flag"] == "already-done"
+
+
 def wait_until_held(repo: Path, config: Path, incident: str, timeout: float = 120) -> None:
     """Until `incident`'s run holds the target (its lock record is written): no guess at how long a start takes."""
     from prefect.variables import Variable
