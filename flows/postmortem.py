@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.history import incident_history
+from flows.target_lock import holding_target
 from flows.outcome import add_tags, outcome_state, pause_for_a_person
 from runbook.config import load_config, parse_duration
 from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
@@ -44,12 +45,14 @@ def postmortem(ref: str, repo: str, config: str = "") -> dict:
     ctx = StepContext(repo=target, cfg=cfg, phase=history.phase, incident=history.incident,
                       reason=f"postmortem draft of {history.incident}", step_id="A.2")
     adr_folder = cfg.after.adr_dir.strip("/")
-    adr_rel, adr_text = adr_stub(ctx, f"Phase {history.phase} rollback {history.incident}: design correction",
-                                 f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
-                                 posixpath.relpath(pm_rel, adr_folder))
-    pm_text = render_postmortem(history, cfg.after.postmortem_hours, posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
-    result = publish_new_files(ctx, {pm_rel: pm_text, adr_rel: adr_text},
-                               f"postmortem draft and ADR stub for {history.incident}")
+    with holding_target(ctx, log=get_run_logger().warning):  # the ADR's number and the commit: no rollback beside
+        adr_rel, adr_text = adr_stub(ctx, f"Phase {history.phase} rollback {history.incident}: design correction",
+                                     f"Phase {history.phase} was rolled back ({history.incident}): {history.reason}",
+                                     posixpath.relpath(pm_rel, adr_folder))
+        pm_text = render_postmortem(history, cfg.after.postmortem_hours,
+                                    posixpath.relpath(adr_rel, posixpath.dirname(pm_rel)))
+        result = publish_new_files(ctx, {pm_rel: pm_text, adr_rel: adr_text},
+                                   f"postmortem draft and ADR stub for {history.incident}")
     get_run_logger().info("A.2 %s: %s", result.status, "; ".join(result.evidence))
     create_markdown_artifact(markdown=pm_text, key=artifact_key("postmortem", history.incident),
                              description=f"Postmortem draft of {history.incident} ({pm_rel})")

@@ -318,3 +318,14 @@ def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo
         with get_client(sync_client=True) as client:
             lock.release(client)
 
+
+
+@contextmanager
+def holding_target(ctx, log=print) -> Iterator[None]:
+    """A write to the target outside a phase run (F.4's issue file, the postmortem draft, the ADR stub) takes the
+    same lock as a rollback: it never interleaves with a rollback's commits or another incident's files."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    with one_rollback_per_target(ctx.repo, ctx.cfg, ctx.incident, str(run_id) if run_id else None, log=log):
+        yield

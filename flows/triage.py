@@ -29,7 +29,7 @@ from pydantic import Field
 
 from flows.approval import running_again, server_reachable_by_others
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
-from flows.target_lock import target_name
+from flows.target_lock import TargetBusy, holding_target, target_name
 from flows.phases import PHASE_FLOWS
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
 from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
@@ -60,7 +60,13 @@ def notify(cfg: RollbackConfig, roles: list[str], subject: str, body: str, url: 
 @task(name="register-issue", retries=3, retry_delay_seconds=[1, 2, 4], retry_condition_fn=retry_only_transient,
       persist_result=False)
 def register(ctx: StepContext, incident: Incident, decision: Decision, url: str | None) -> StepResult:
-    return register_issue(ctx, incident, decision, url)
+    if ctx.dry_run or ctx.cfg.triage.issue_sink == "http":  # nothing written to the target
+        return register_issue(ctx, incident, decision, url)
+    try:
+        with holding_target(ctx, log=get_run_logger().warning):
+            return register_issue(ctx, incident, decision, url)
+    except TargetBusy as exc:  # busy, not broken: the incident's rerun files it once the rollback has ended
+        return StepResult(id="F.4", name="register-issue", status="failed", failure=exc.failure, evidence=[str(exc)])
 
 
 def _run_name() -> str:

@@ -267,3 +267,24 @@ def test_f1_a_critical_incident_on_a_busy_target_tells_the_on_call_at_once_that_
     assert report.rollback.outcome == "busy" and report.outcome == "busy" and report.exit_code == 4
     blocked = [m for m in messages_for(pager, "inc-blocked") if "MITIGATION BLOCKED" in m["subject"]]
     assert blocked and "inc-holder" in blocked[0]["text"] and "The flag is NOT off yet" in blocked[0]["text"]
+
+
+def test_f4_low_incidents_at_once_each_file_their_issue_in_a_commit_of_its_own_under_the_target_lock(
+        sample, test_config, pager, tmp_path):
+    """Six Low incidents on one target at the same moment (an alert storm of minor findings): the issue files are
+    written under the target's lock, so no commit holds two incidents' files, none fails for a race, and the
+    clone is left clean with nothing unpushed — the next Critical finds the target as it should."""
+    config = triage_config(tmp_path)
+    ids = [f"inc-low-{n}" for n in range(6)]
+    runs = [subprocess.Popen([CLI, "triage", "--repo", str(sample.repo), "--config", str(config), "--kind", "docs",
+                              "--incident", ident, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, stdin=subprocess.DEVNULL) for ident in ids]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in runs]
+    assert [code for code, _, _ in results] == [0] * 6, [err[-1500:] for code, _, err in results if code]
+    for ident in ids:
+        files = run_git(sample.origin, "log", "--format=", "--name-only", f"--grep=register issue {ident} ", "main")
+        assert files.split() == [f"docs/issues/{ident}.md"], (ident, files)
+    assert run_git(sample.repo, "status", "--porcelain") == ""
+    assert run_git(sample.repo, "rev-list", "origin/main..main") == ""
+    critical = run_triage(sample, config, id="inc-crit-after-lows", kind="service-down", skip=["benchmarks"])
+    assert {s.name: s.status for s in critical.rollback.steps}["flag"] == "done", critical.rollback.steps
