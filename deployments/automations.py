@@ -18,8 +18,9 @@ from datetime import timedelta
 from runbook.config import RollbackConfig
 
 ZOMBIE_AUTOMATION = "actor-rollback: a run whose heartbeats stopped is Crashed"
-# a run's end: its final states, and Paused — a needs-human rollback ends paused for a person, its process gone
-FINAL = ("Completed", "Failed", "Cancelled", "Crashed", "Paused")
+# a run's end: its final states, Paused — a needs-human rollback ends paused for a person, its process gone — and
+# Suspended: an F.3 triage waiting for its owner, its process gone until the answer schedules it again
+FINAL = ("Completed", "Failed", "Cancelled", "Crashed", "Paused", "Suspended")
 
 
 def zombie_automation(cfg: RollbackConfig):

@@ -120,6 +120,9 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
                              cfg.runner.pending_lost_after_seconds,
                              cfg.runner.lost_run_max_age_minutes * 60,
                              spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
+    from deployments.person_waits import OwnerDecisionWatch
+
+    watch = OwnerDecisionWatch(cfg).start()  # F.3 runs wait suspended: their reminders and deadlines are kept here
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)
@@ -134,6 +137,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
             serve(*deployments, limit=limit, print_starting_message=True)
     finally:
         retrier.stop()
+        watch.stop()
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
         if receiver is not None:

@@ -22,9 +22,9 @@ from typing import NamedTuple, Optional
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
-from prefect.runtime import flow_run
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.input import RunInput, create_flow_run_input, read_flow_run_input
+from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
 from flows.approval import running_again, server_reachable_by_others
@@ -47,6 +47,11 @@ class OwnerDecision(RunInput):
     approved: bool = Field(description="Roll the phase back now (yes), or register an issue for the next release (no)")
     approver: str = Field(description="Your name: recorded in the audit trail")
     comment: str = Field(default="", description="Why")
+    expired: bool = Field(default=False, description="Set by actor-rollback when the deadline passed unanswered; "
+                                                     "leave it unticked")
+
+
+AWAITING_OWNER = "awaiting:owner-decision"  # the tag of a triage run suspended for its owner (the watch's filter)
 
 
 @task(name="notify", persist_result=False)
@@ -144,10 +149,12 @@ def _high(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -
 def _medium(report: TriageReport, cfg: RollbackConfig, target: _Target, answer: dict | None) -> None:
     """F.3: the owner decides by the deadline: approve → the rollback; reject → an issue."""
     decision = report.decision
-    how = (f"Decide by {decision.deadline.isoformat()}: `actor-rollback approve {flow_run.get_id()} --approver NAME` "
-           "rolls the phase back; add `--reject` to register an issue for the next release instead.")
-    report.steps.append(notify(cfg, decision.notify, *_message(report, "your decision is needed", how), _url()))
-    got = _ask_owner(report, cfg, answer)
+    if answer is None and server_reachable_by_others() and deployment.get_id() is not None:
+        got = _suspend_for_owner(report, cfg)  # no process, no runner slot while the owner decides
+    else:
+        report.steps.append(notify(cfg, decision.notify, *_message(report, "your decision is needed", _how(report)),
+                                   _url()))
+        got = _ask_owner(report, cfg, answer)
     if got is None:
         return
     decision.decided_by = got.approver
@@ -164,6 +171,56 @@ def _low(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) ->
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _how(report: TriageReport) -> str:
+    return (f"Decide by {report.decision.deadline.isoformat()}: `actor-rollback approve {flow_run.get_id()} "
+            "--approver NAME` rolls the phase back; add `--reject` to register an issue for the next release instead "
+            "(or answer the form of the run in the Prefect UI).")
+
+
+def _suspend_for_owner(report: TriageReport, cfg: RollbackConfig) -> OwnerDecision | None:
+    """F.3 in a deployment run: ask once, then suspend — the process exits and frees its runner slot; the answer
+    (`approve`, the UI's form, or the watch's `expired` at the deadline) schedules the run again, which comes back
+    here from the top and gets the answer from `suspend_flow_run`. The deadline is the first run's, kept as an input."""
+    key = pause_key("owner-decision", report.incident.id)
+    deadline_key = f"{key}-deadline"
+    first_deadline = read_flow_run_input(deadline_key)
+    if first_deadline is None:  # the first time: record the deadline, ask, mark the run for the watch
+        create_flow_run_input(deadline_key, report.decision.deadline.isoformat())
+        report.steps.append(notify(cfg, report.decision.notify, *_message(report, "your decision is needed",
+                                                                          _how(report)), _url()))
+        add_tags(AWAITING_OWNER)
+    else:
+        report.decision.deadline = datetime.fromisoformat(first_deadline)
+        report.steps.append(StepResult(id="X.1", name="notify", status="done", evidence=[
+            f"{', '.join(report.decision.notify)} asked before the run was suspended (its earlier log)"]))
+    got = suspend_flow_run(wait_for_input=OwnerDecision, key=key)  # the first time, the process ends here
+    if got.expired:
+        return _escalate(report, cfg)
+    report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
+        f"{got.approver}: {'roll back' if got.approved else 'next release'}" + (f" — {got.comment}" if got.comment else "")]))
+    return got
+
+
+def remind_owner(cfg: RollbackConfig, incident: dict, deadline: datetime, run_id) -> list[str]:
+    """F.3's reminder for a suspended run (sent by serve's watch: the run has no process)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    found = Incident.model_validate(incident)
+    report = TriageReport(incident=found, decision=decide(found, cfg.severity))
+    report.decision.deadline = deadline
+    return notify_roles(cfg, report.decision.notify, *_message(report, f"REMINDER: decision due {deadline.isoformat()}"),
+                        f"{PREFECT_UI_URL.value()}/flow-runs/flow-run/{run_id}")
+
+
+def _escalate(report: TriageReport, cfg: RollbackConfig) -> None:
+    """F.3's deadline passed unanswered: the owner and the tech lead are told; the triage fails with it."""
+    escalate = sorted({*report.decision.notify, "tech-lead"})
+    sent = notify_roles(cfg, escalate, *_message(report, "ESCALATION: no decision by the deadline"), _url())
+    report.steps.append(StepResult(id="F.3", name="ask-owner", status="failed", failure="fault", evidence=[
+        f"no decision by {report.decision.deadline.isoformat()}; escalated to {', '.join(escalate)}", *sent]))
+    return None
 
 
 def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) -> OwnerDecision | None:
@@ -193,11 +250,7 @@ def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) ->
                              key=pause_key("owner-decision", report.incident.id))
     except FlowPauseTimeout:
         running_again("no owner decision by the deadline")
-        escalate = sorted({*decision.notify, "tech-lead"})
-        sent = notify_roles(cfg, escalate, *_message(report, "ESCALATION: no decision by the deadline"), _url())
-        report.steps.append(StepResult(id="F.3", name="ask-owner", status="failed", failure="fault", evidence=[
-            f"no decision by {decision.deadline.isoformat()}; escalated to {', '.join(escalate)}", *sent]))
-        return None
+        return _escalate(report, cfg)
     finally:
         if reminder is not None:
             reminder.cancel()

@@ -222,6 +222,7 @@ class TriageConfig(_Strict):
 
     critical_steps: list[str] = ["flag", "push", "deploy"]  # F.1: flag off now; no waiting on benchmarks
     reminder_before: str = "2h"  # F.3: remind the owner this long before the decision deadline
+    watch_seconds: float = Field(default=10.0, gt=0)  # serve looks this often at suspended F.3 runs' deadlines
     issue_sink: Literal["file", "http"] = "file"  # F.4
     issue_dir: str = "docs/issues"  # in the target workspace, committed (and pushed per git.push)
     issue_url: str = ""  # http sink: POST a JSON issue here
