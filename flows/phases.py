@@ -40,12 +40,31 @@ def rollback_flow(phase: str):
             try:
                 return fn(*args, **kwargs)
             except (BadInputError, ConfigError, StepSelectionError) as exc:  # before anything changed
-                return bad_input_state(exc)
+                state = bad_input_state(exc)
+                _emit_refused(phase, kwargs, state.message)  # told like every other outcome (the automation)
+                return state
 
         return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
                     validate_parameters=True, persist_result=False, on_completion=[pause_for_a_person])(refusing_bad_input)
 
     return decorate
+
+
+def _emit_refused(phase: str, parameters: dict, message: str) -> None:
+    """`rollback.finished` with outcome bad-input for a run refused at its entry (no PhaseRun was made)."""
+    from pathlib import Path
+
+    from flows.outcome import emit, rollback_resource
+    from flows.target_lock import target_name
+    from runbook.config import load_config
+
+    try:
+        target = target_name(Path(parameters.get("repo") or "."), load_config(parameters.get("config") or None))
+    except Exception:  # the config itself may be what was refused
+        target = str(parameters.get("repo") or "unknown")
+    incident = str(parameters.get("incident_id") or flow_run.get_name() or "")[:96]
+    emit("rollback.finished", rollback_resource(phase, incident, target, bool(parameters.get("dry_run")), "bad-input"),
+         {"summary": message})
 
 
 PARAMETER_DOCS = f"""

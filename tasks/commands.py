@@ -142,12 +142,16 @@ def require_program(command: str, cwd: Path, key: str) -> str:
 def _result(ctx: StepContext, name: str, outcome: CommandOutcome, timeout: float, what: str) -> StepResult:
     shown = redact([shlex.join(outcome.argv)], secret_names(ctx.cfg))[0]
     if outcome.returncode is None:
-        raise StepError(f"{what}: `{shown}` did not finish within {timeout:g} s and was killed; last output: "
-                        + " | ".join(outcome.tail[-3:]))
+        raise StepError(f"{what}: `{shown}` did not finish within {timeout:g} s and was killed; "
+                        + _last_output(outcome.tail[-3:]))
     if outcome.returncode != 0:
-        raise StepError(f"{what}: `{shown}` exited {outcome.returncode}; last output: " + " | ".join(outcome.tail[-5:]))
+        raise StepError(f"{what}: `{shown}` exited {outcome.returncode}; " + _last_output(outcome.tail[-5:]))
     return StepResult(id=ctx.step_id, name=name, status="done",
                       evidence=[f"$ {shown}  (exit 0, {outcome.seconds:.1f} s)", *outcome.tail])
+
+
+def _last_output(lines: list[str]) -> str:
+    return "last output: " + " | ".join(lines) if lines else "it printed nothing (stdout and stderr were read)"
 
 
 def check_ci(ctx: StepContext) -> StepResult:

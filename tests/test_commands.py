@@ -19,6 +19,13 @@ def test_p1_2c_failing_ci_command_fails_the_step_with_its_output(sample):
         check_ci(context(sample.repo, step_id="P1.2c", cfg=cfg))
 
 
+def test_p1_2c_a_command_that_fails_silently_says_it_printed_nothing_not_an_empty_last_output(sample):
+    cfg = config(**{"ci.command": "false"})
+    with pytest.raises(StepError, match=r"exited 1; it printed nothing") as failed:
+        check_ci(context(sample.repo, step_id="P1.2c", cfg=cfg))
+    assert "last output" not in str(failed.value)
+
+
 def test_a_hanging_command_is_killed_with_its_children_at_the_timeout(tmp_path):
     marker = tmp_path / "child-survived"
     start = time.monotonic()

@@ -175,6 +175,9 @@ def test_a_flow_run_refused_as_bad_input_from_the_api_is_failed_with_the_rule_it
     assert state.is_failed() and state.message.startswith("BAD INPUT (fix and rerun) — the incident id '../../etc'")
     run = read_run(str(state.state_details.flow_run_id))
     assert "outcome:bad-input" in run.tags and run.state.is_failed()
+    [finished] = events_of(str(run.id), expect=1)  # the outcome is told like the others: the automation sees it
+    assert finished.event == "actor-rollback.rollback.finished" and finished.resource["outcome"] == "bad-input"
+    assert "the incident id '../../etc'" in finished.payload["summary"]
 
 
 def test_the_form_offers_the_phases_step_names_and_ids_as_a_multi_select_and_states_the_id_rules():
