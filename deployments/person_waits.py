@@ -13,6 +13,17 @@ comes, so the reminder before the deadline and the escalation at it come from he
   to the owner and the tech lead and ends Failed (one code path for the escalation and its record).
 
 A serve that was down at the deadline escalates when it is back.
+
+The same watch keeps two promises of the UI's buttons on runs that have no process:
+
+- **Resume** on a run that ended needing a person asks for its acknowledgement (who, what they did,
+  resolved or failed); the server then marks it Running with nothing to run it — the watch closes it
+  Completed or Failed with that record (`flows.outcome.close_acknowledged`; `actor-rollback ack` does
+  the same at once);
+- **Cancel** on a run waiting for a person (paused or suspended) would sit in Cancelling for minutes:
+  the watch ends it Cancelled at once, tagged `outcome:cancelled` — told apart from `busy` — and tags
+  `outcome:cancelled` on any run of ours an operator cancelled while it ran (its process, and the
+  commands it ran, were ended by the runner).
 """
 
 from __future__ import annotations
@@ -27,14 +38,14 @@ log = logging.getLogger("actor_rollback.receiver")
 REMINDED = "f3:reminded"
 
 
-class OwnerDecisionWatch:
+class PersonWaits:
     def __init__(self, cfg: RollbackConfig, every_seconds: float | None = None) -> None:
         self.cfg = cfg
         self.every = every_seconds or cfg.triage.watch_seconds
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="owner-decision-watch", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="person-waits", daemon=True)
 
-    def start(self) -> OwnerDecisionWatch:
+    def start(self) -> PersonWaits:
         self._thread.start()
         return self
 
@@ -51,7 +62,60 @@ class OwnerDecisionWatch:
                             type(exc).__name__, exc)
 
     def check(self, now: datetime | None = None) -> dict[str, str]:
-        """Remind or escalate every suspended F.3 run that is due; {run name: what was done}."""
+        """Everything due, once: {run name: what was done}."""
+        return {**self.owner_decisions(now), **self.acknowledgements(), **self.cancels()}
+
+    def acknowledgements(self) -> dict[str, str]:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+                                                    FlowRunFilterTags)
+
+        from flows.outcome import close_acknowledged
+
+        done = {}
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["outcome:needs-human"]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"]))), limit=200)
+            for run in runs:
+                final = close_acknowledged(client, run)
+                if final is not None:
+                    done[run.name] = f"acknowledged: {final.name}"
+                    log.warning("%s: %s", run.name, final.message)
+        return done
+
+    def cancels(self) -> dict[str, str]:
+        from datetime import timedelta
+
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterStartTime, FlowRunFilterState,
+                                                    FlowRunFilterStateType, FlowRunFilterTags)
+        from prefect.states import Cancelled
+
+        done = {}
+        since = datetime.now(timezone.utc) - timedelta(days=1)
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=["actor-rollback"]), start_time=FlowRunFilterStartTime(after_=since),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["CANCELLING", "CANCELLED"]))), limit=200)
+            for run in runs:
+                if any(tag.startswith("outcome:") and tag != "outcome:needs-human" for tag in run.tags):
+                    continue  # busy (Cancelled by the tool itself), or already told
+                if run.state.type.value == "CANCELLING":
+                    history = client.read_flow_run_states(run.id)
+                    before = history[-2] if len(history) > 1 else None
+                    if before is None or not before.is_paused():
+                        continue  # a running run: its runner ends the process, then the state is Cancelled
+                    client.set_flow_run_state(run.id, Cancelled(message=(
+                        f"cancelled by an operator while it waited for a person ({before.name}): nothing more is "
+                        f"done — was: {before.message or ''}")[:2000]), force=True)
+                tags = {t for t in run.tags if t != "outcome:needs-human"} | {"outcome:cancelled"}
+                client.update_flow_run(run.id, tags=sorted(tags))
+                done[run.name] = "cancelled"
+        return done
+
+    def owner_decisions(self, now: datetime | None = None) -> dict[str, str]:
+        """Remind or escalate every suspended F.3 run that is due."""
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
                                                     FlowRunFilterTags)

@@ -120,9 +120,9 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
                              cfg.runner.pending_lost_after_seconds,
                              cfg.runner.lost_run_max_age_minutes * 60,
                              spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
-    from deployments.person_waits import OwnerDecisionWatch
+    from deployments.person_waits import PersonWaits
 
-    watch = OwnerDecisionWatch(cfg).start()  # F.3 runs wait suspended: their reminders and deadlines are kept here
+    watch = PersonWaits(cfg).start()  # runs waiting for people have no process: their clocks and buttons are kept here
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)

@@ -7,7 +7,9 @@ exit code and the JSON `outcome` say.
     bad-input      Failed, naming what to fix                                2
     needs-human    Paused (key "needs-human", no timeout, no process left    3
                    waiting): the message lists what a person must do; the
-                   person closes it with "Change state → Completed"
+                   person closes it with its acknowledgement (Resume's form,
+                   or `actor-rollback ack`): Completed or Failed, with the
+                   record (deployments/person_waits.py closes a resumed one)
     busy           Cancelled: nothing was done, the message names the holder 4
 
 Why Paused and Cancelled rather than a Completed state named "NeedsHuman": the Prefect UI's run
@@ -30,12 +32,15 @@ automation in deployments/automations.py notifies on the finished ones that need
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
+from prefect.input import RunInput
+from prefect.input.run_input import keyset_from_base_key
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, Paused, State
+from pydantic import Field
 
 from runbook.errors import BadInputError
 from runbook.model import EXIT_CODES, Outcome, StepResult
@@ -72,14 +77,51 @@ def outcome_state(outcome: Outcome, message: str, data: Any) -> State:
     return Completed(message=message, data=data)  # needs-human: tagged so, pause_for_a_person makes it Paused
 
 
+class Acknowledgement(RunInput):
+    """What a person did about a run that ended needing one: the form on its Resume button in the UI, or
+    `actor-rollback ack`. It closes the run Completed (resolved) or Failed, with this record in its message."""
+
+    person: str = Field(min_length=1, max_length=120, description="Your name: recorded in the audit trail")
+    did: str = Field(min_length=1, max_length=1500, description="What you did about each item of the run's message")
+    result: Literal["resolved", "failed"] = Field(
+        description="resolved: the run ends Completed; failed: it ends Failed (the rollback did not hold)")
+
+
+ACK_KEYSET = keyset_from_base_key(f"paused-{NEEDS_HUMAN_KEY}")
+ACKNOWLEDGED = "acknowledged"  # the tag of a needs-human run a person has closed
+
+
 def pause_for_a_person(flow, flow_run, state: State) -> None:
     """on_completion hook: a run whose outcome is needs-human (its `outcome:` tag) rests Paused, its message
-    saying what to do."""
+    saying what to do, with the acknowledgement form on its Resume button."""
     with get_client(sync_client=True) as client:
         if "outcome:needs-human" not in client.read_flow_run(flow_run.id).tags:
             return
-        client.set_flow_run_state(flow_run.id, Paused(  # forced: no process waits, nothing is to resume
-            message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None), force=True)
+        Acknowledgement.save(ACK_KEYSET, flow_run_id=flow_run.id)  # the form's schema: Resume asks for it
+        paused = Paused(message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None)
+        paused.state_details.run_input_keyset = ACK_KEYSET
+        client.set_flow_run_state(flow_run.id, paused, force=True)  # forced: no process waits for it
+
+
+def close_acknowledged(client, run) -> State | None:
+    """A needs-human run resumed with its acknowledgement (no process runs it: the UI's Resume leaves it Running)
+    ends Completed or Failed with the person's record; None while no acknowledgement was given."""
+    from prefect.input import read_flow_run_input
+
+    answer = read_flow_run_input(ACK_KEYSET["response"], flow_run_id=run.id)
+    if not answer:
+        return None
+    ack = Acknowledgement.model_validate(answer)
+    before = next((s.message for s in reversed(client.read_flow_run_states(run.id))
+                   if s.is_paused() and s.state_details.pause_key == NEEDS_HUMAN_KEY), "") or ""
+    record = f"ACKNOWLEDGED by {ack.person} ({ack.result}): {ack.did}"
+    message = f"{record} — was: {before}"
+    message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
+    final = Completed(message=message) if ack.result == "resolved" else Failed(message=message)
+    client.set_flow_run_state(run.id, final, force=True)
+    client.update_flow_run(run.id, tags=sorted({*client.read_flow_run(run.id).tags, ACKNOWLEDGED,
+                                                f"closed:{ack.result}"}))
+    return final
 
 
 def has_ended(run) -> bool:

@@ -132,3 +132,75 @@ def test_f3_owner_decisions_wait_suspended_a_high_incident_starts_past_them_and_
         if serve is not None:
             stop(serve)
         pager.server.shutdown()
+
+
+def read_run(run_id):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def needs_human_run(sample, test_config, incident: str):
+    """A Phase 0 rollback: it ends needing a person (P0.2 review, P0.4 redesign), Paused with no process."""
+    from deployments.cli import run_phase_flow
+
+    report = run_phase_flow("0", sample.repo, "PoC abandoned", incident, False, [], [], "", test_config,
+                            triggered_by="test")
+    assert report.outcome == "needs-human", report.steps
+    return read_run(report.flow_run_id)
+
+
+def test_a_needs_human_run_asks_for_an_acknowledgement_and_the_uis_resume_closes_it_with_the_record(
+        sample, test_config, prefect_server):
+    from prefect.flow_runs import resume_flow_run
+    from prefect.input import read_flow_run_input
+
+    from deployments.person_waits import PersonWaits
+    from flows.outcome import ACK_KEYSET
+    from runbook.config import load_config
+
+    run = needs_human_run(sample, test_config, "ack-ui")
+    assert run.state.is_paused() and run.state.state_details.run_input_keyset == ACK_KEYSET  # Resume shows a form
+    schema = read_flow_run_input(ACK_KEYSET["schema"], flow_run_id=run.id)
+    assert {"person", "did", "result"} <= set(schema["properties"])
+    resume_flow_run(run.id, run_input={"person": "Aiko", "did": "reviewed the design docs; ADR-7 filed",
+                                       "result": "resolved"})  # what the UI's form sends
+    assert read_run(run.id).state.is_running()  # Prefect alone would leave it Running for ever, with no process
+    assert PersonWaits(load_config(test_config)).check()[run.name] == "acknowledged: Completed"
+    closed = read_run(run.id)
+    assert closed.state.is_completed(), closed.state
+    assert closed.state.message.startswith("ACKNOWLEDGED by Aiko (resolved): reviewed the design docs; ADR-7 filed")
+    assert "P0.2" in closed.state.message  # what the person was asked, kept beside what they did
+    assert {"acknowledged", "closed:resolved", "outcome:needs-human"} <= set(closed.tags)
+
+
+def test_ack_closes_a_needs_human_run_as_failed_and_refuses_a_run_that_waits_for_nothing(
+        sample, test_config, prefect_server):
+    run = needs_human_run(sample, test_config, "ack-cli")
+    closed = subprocess.run([CLI, "ack", run.name, "--person", "Ken", "--did", "the redesign is blocked",
+                             "--result", "failed"], capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 0, closed.stderr
+    state = read_run(run.id).state
+    assert state.is_failed() and state.message.startswith("ACKNOWLEDGED by Ken (failed): the redesign is blocked")
+    again = subprocess.run([CLI, "ack", run.name, "--person", "Ken", "--did", "x", "--result", "resolved"],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "not waiting for a person's acknowledgement" in " ".join(again.stderr.split())
+    assert read_run(run.id).state.is_failed()  # nothing changed
+
+
+def test_an_operators_cancel_of_a_waiting_run_ends_it_at_once_told_apart_from_busy(sample, test_config, prefect_server):
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    from deployments.person_waits import PersonWaits
+    from runbook.config import load_config
+
+    run = needs_human_run(sample, test_config, "cancel-ui")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Cancelling(message="cancelled from the UI"))  # the UI's Cancel
+    assert PersonWaits(load_config(test_config)).check()[run.name] == "cancelled"
+    cancelled = read_run(run.id)
+    assert cancelled.state.is_cancelled() and cancelled.state.message.startswith("cancelled by an operator")
+    assert "outcome:cancelled" in cancelled.tags and "outcome:needs-human" not in cancelled.tags
+    assert not cancelled.state.message.startswith("phase 0 rollback cancel-ui: BUSY")

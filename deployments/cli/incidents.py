@@ -32,27 +32,17 @@ def approve(
 ) -> None:
     """Answer a run that waits for a person: the last resort (P4.3) or a Medium incident's owner decision (F.3)."""
     quiet_prefect(False)
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-    from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     from flows.outcome import NEEDS_HUMAN_KEY
 
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(UUID(run_id))
-        except (ValueError, ObjectNotFound):
-            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id])))
-            if not found:
-                where = os.environ.get("PREFECT_API_URL") or "the embedded server"
-                raise bad_input(f"no flow run with id or name {run_id!r} on {where}", False) from None
-            run = found[0]
+    run = _waiting_run(run_id)
     if not (run.state and run.state.is_paused()):
         raise bad_input(f"{run.name} is {run.state.name if run.state else 'unknown'}, not waiting for an approval", False)
     if run.state.state_details.pause_key == NEEDS_HUMAN_KEY:
         raise bad_input(f"{run.name} is not waiting for an approval: it ended needing a person ({run.state.message}); "
-                         "do that, then mark the run Completed in the UI (Change state)", False)
+                         f"do that, then close it: actor-rollback ack {run.name} --person NAME --did WHAT "
+                         "--result resolved|failed (or its Resume form in the UI)", False)
     if run.name.startswith("triage-"):  # F.3: the owner's decision needs no branch typed back
         try:
             resume_flow_run(run.id, run_input={"approved": not reject, "approver": approver, "comment": comment})
@@ -70,6 +60,55 @@ def approve(
     except Exception as exc:
         raise bad_input(f"the run did not accept the answer ({exc}); it is still waiting", False) from None
     out.print(f"{run.name}: {'rejected' if reject else 'approved'} by {approver}")
+
+
+def _waiting_run(run_id: str):
+    """The flow run by id or name, on PREFECT_API_URL or the embedded server; bad input when there is none."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_flow_run(UUID(run_id))
+        except (ValueError, ObjectNotFound):
+            found = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_id])))
+    if not found:
+        where = os.environ.get("PREFECT_API_URL") or "the embedded server"
+        raise bad_input(f"no flow run with id or name {run_id!r} on {where}", False)
+    return found[0]
+
+
+@app.command()
+def ack(
+    run_id: Annotated[str, typer.Argument(help="The run that ended needing a person: its id or its name")],
+    person: Annotated[str, typer.Option("--person", help="Your name, recorded in the audit trail")],
+    did: Annotated[str, typer.Option("--did", help="What you did about each item of the run's message")],
+    result: Annotated[str, typer.Option("--result", help="resolved (the run ends Completed) or failed (Failed)")],
+) -> None:
+    """Close a run that ended needing a person (exit 3, Paused): what you did, and whether it is resolved."""
+    quiet_prefect(False)
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.outcome import NEEDS_HUMAN_KEY, Acknowledgement, close_acknowledged
+
+    try:
+        answer = Acknowledgement(person=person, did=did, result=result).model_dump(include={"person", "did", "result"})
+    except ValidationError as exc:
+        wrong = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise bad_input(f"{wrong} (--person NAME --did WHAT --result resolved|failed)", False) from None
+    run = _waiting_run(run_id)
+    if not (run.state and run.state.is_paused() and run.state.state_details.pause_key == NEEDS_HUMAN_KEY):
+        raise bad_input(f"{run.name} is {run.state.name if run.state else 'unknown'}, not waiting for a person's "
+                        "acknowledgement (only a run that ended needing a person is closed with ack)", False)
+    try:
+        resume_flow_run(run.id, run_input=answer)
+    except Exception as exc:
+        raise bad_input(f"the run did not accept the acknowledgement ({exc}); it is still waiting", False) from None
+    with get_client(sync_client=True) as client:
+        final = close_acknowledged(client, client.read_flow_run(run.id))
+    out.print(f"{run.name}: {final.name if final else 'acknowledged'} — {person}: {did}")
 
 
 def _incidents_from_file(path: Path, cfg: RollbackConfig) -> list:
