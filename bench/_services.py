@@ -15,6 +15,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def wait_for(check, timeout: float, what: str, step: float = 0.01):
+    """`check()`'s first truthy value, polled every `step` s; past `timeout` the bench stops, naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,24 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from _services import free_port, postgres, stamp_pushes, start_prefect, stop  # noqa: E402
+from _services import free_port, git, postgres, stamp_pushes, start_prefect, stop, wait_for  # noqa: E402
 from _timing import percentile  # noqa: E402
 
 TOKEN = "ttm-bench-token-0123456789abcdef"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def wait_for(check, timeout: float, what: str, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    raise SystemExit(f"timed out waiting for {what}")
 
 
 class Target:

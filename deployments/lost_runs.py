@@ -32,18 +32,18 @@ log = logging.getLogger("actor_rollback.receiver")
 RETRY_STATE_NAME = "AwaitingRetry"
 
 
-class LostRunRetrier:
-    def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float,
-                 max_age_seconds: float = 3600, spool=None) -> None:
-        self.deployment, self.every, self.retries, self.pending_seconds = deployment, every_seconds, retries, pending_seconds
-        self.max_age = timedelta(seconds=max_age_seconds)
-        self.spool = spool  # the receiver's intake: warm (in-process) triage runs lost with a receiver
-        self._deployment_id = None  # read once it exists
-        self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lost-run-retrier", daemon=True)
+class EveryFewSeconds:
+    """A daemon thread of `serve` that calls `check()` every `every` seconds until stopped; a look that fails
+    (Prefect unreachable for a moment) is logged, and the next one tries again."""
 
-    def start(self) -> LostRunRetrier:
+    what = "look"
+
+    def __init__(self, every_seconds: float) -> None:
+        self.every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=type(self).__name__, daemon=True)
+
+    def start(self):
         self._thread.start()
         return self
 
@@ -55,8 +55,24 @@ class LostRunRetrier:
         while not self._stop.wait(self.every):
             try:
                 self.check()
-            except Exception as exc:  # Prefect unreachable for a moment: the next look tries again
-                log.warning("could not look for lost triage runs: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:
+                log.warning("could not %s: %s: %s", self.what, type(exc).__name__, exc)
+
+    def check(self):
+        raise NotImplementedError
+
+
+class LostRunRetrier(EveryFewSeconds):
+    what = "look for lost triage runs"
+
+    def __init__(self, deployment: str, every_seconds: float, retries: int, pending_seconds: float,
+                 max_age_seconds: float = 3600, spool=None) -> None:
+        super().__init__(every_seconds)
+        self.deployment, self.retries, self.pending_seconds = deployment, retries, pending_seconds
+        self.max_age = timedelta(seconds=max_age_seconds)
+        self.spool = spool  # the receiver's intake: warm (in-process) triage runs lost with a receiver
+        self._deployment_id = None  # read once it exists
+        self.retried: dict[str, int] = {}  # flow run id → times put back by this process (also in the run's states)
 
     def check(self) -> list[str]:
         """Put back every lost run of the deployment, and every lost warm run; the names of those put back."""

@@ -29,37 +29,22 @@ The same watch keeps two promises of the UI's buttons on runs that have no proce
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timezone
 
+from deployments.lost_runs import EveryFewSeconds
 from runbook.config import RollbackConfig, parse_duration
 
 log = logging.getLogger("actor_rollback.receiver")
 REMINDED = "f3:reminded"
 
 
-class PersonWaits:
-    def __init__(self, cfg: RollbackConfig, every_seconds: float | None = None) -> None:
+class PersonWaits(EveryFewSeconds):
+    what = "look at the runs waiting for people"
+
+    def __init__(self, cfg: RollbackConfig, every_seconds: float | None = None, target: str = "") -> None:
+        super().__init__(every_seconds or cfg.triage.watch_seconds)
         self.cfg = cfg
-        self.every = every_seconds or cfg.triage.watch_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="person-waits", daemon=True)
-
-    def start(self) -> PersonWaits:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.check()
-            except Exception as exc:  # Prefect unreachable for a moment: the next look tries again
-                log.warning("could not look at the runs waiting for an owner's decision: %s: %s",
-                            type(exc).__name__, exc)
+        self.mine = [f"target:{target}"] if target else []  # several serves on one server: each keeps its own runs
 
     def check(self, now: datetime | None = None) -> dict[str, str]:
         """Everything due, once: {run name: what was done}."""
@@ -75,7 +60,7 @@ class PersonWaits:
         done = {}
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["outcome:needs-human"]),
+                tags=FlowRunFilterTags(all_=["outcome:needs-human", *self.mine]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["RUNNING"]))), limit=200)
             for run in runs:
                 final = close_acknowledged(client, run)
@@ -96,7 +81,7 @@ class PersonWaits:
         since = datetime.now(timezone.utc) - timedelta(days=1)
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=["actor-rollback"]), start_time=FlowRunFilterStartTime(after_=since),
+                tags=FlowRunFilterTags(all_=["actor-rollback", *self.mine]), start_time=FlowRunFilterStartTime(after_=since),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["CANCELLING", "CANCELLED"]))), limit=200)
             for run in runs:
                 if any(tag.startswith("outcome:") and tag != "outcome:needs-human" for tag in run.tags):
@@ -130,7 +115,7 @@ class PersonWaits:
         done: dict[str, str] = {}
         with get_client(sync_client=True) as client:
             runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[AWAITING_OWNER]),
+                tags=FlowRunFilterTags(all_=[AWAITING_OWNER, *self.mine]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"]))), limit=200)
             for run in runs:
                 incident = run.parameters.get("incident") or {}

@@ -67,7 +67,7 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(
             **named("manual"),
-            parameters=common,
+            parameters={**common, "triggered_by": "prefect-ui"},  # the form's default: put your name after it
             tags=["actor-rollback", f"phase:{phase}", "manual"],
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
                         "a dry run shows the plan without changing anything.",
@@ -122,7 +122,9 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
                              spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
     from deployments.person_waits import PersonWaits
 
-    watch = PersonWaits(cfg).start()  # runs waiting for people have no process: their clocks and buttons are kept here
+    from flows.target_lock import target_name
+
+    watch = PersonWaits(cfg, target=target_name(repo, cfg)).start()  # runs waiting for people have no process: their clocks and buttons are kept here
     ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
     for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
         print(line, flush=True)

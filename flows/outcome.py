@@ -119,6 +119,12 @@ def close_acknowledged(client, run) -> State | None:
     message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
     final = Completed(message=message) if ack.result == "resolved" else Failed(message=message)
     client.set_flow_run_state(run.id, final, force=True)
+    from datetime import datetime, timezone
+
+    from prefect.client.schemas.actions import LogCreate
+
+    client.create_logs([LogCreate(name="actor-rollback", level=20, message=record, flow_run_id=run.id,
+                                  timestamp=datetime.now(timezone.utc))])  # in the run's log too, where people read
     client.update_flow_run(run.id, tags=sorted({*client.read_flow_run(run.id).tags, ACKNOWLEDGED,
                                                 f"closed:{ack.result}"}))
     return final

@@ -141,7 +141,8 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
 def _high(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
     """F.2: the full phase rollback (revert within the hour); the tech lead is told before and after."""
     report.steps.append(notify(cfg, report.decision.notify, *_message(report, "rollback started"), _url()))
-    report.rollback = _rollback(report, target, None)
+    skip = target.skip or cfg.triage.high_skip or None  # the run's own skip first, then the config's
+    report.rollback = _rollback(report, target._replace(skip=skip), None)
     report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"rollback {report.rollback.outcome}"),
                                _url()))
 

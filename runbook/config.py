@@ -221,6 +221,7 @@ class TriageConfig(_Strict):
     """F.1–F.4 as a flow: the critical path, the owner's decision (F.3) and where issues go (F.4)."""
 
     critical_steps: list[str] = ["flag", "push", "deploy"]  # F.1: flag off now; no waiting on benchmarks
+    high_skip: list[str] = []  # F.2: steps a High incident's rollback leaves out (e.g. benchmarks: verify/scheduled)
     reminder_before: str = "2h"  # F.3: remind the owner this long before the decision deadline
     watch_seconds: float = Field(default=10.0, gt=0)  # serve looks this often at suspended F.3 runs' deadlines
     issue_sink: Literal["file", "http"] = "file"  # F.4

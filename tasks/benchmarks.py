@@ -30,7 +30,7 @@ from tasks.bench_files import markdown_report, note, read_baseline, read_criteri
 from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
-from tasks.progress import StepProgress
+from tasks.progress import StepProgress, table_in_place
 
 
 # ---------------------------------------------------------------- running them (P1.C3 / A.3)
@@ -167,11 +167,10 @@ def publish(ctx: StepContext, results: list[Comparison], report: str) -> None:
     """Inside a run: the verdicts as a table artifact and the report as a markdown one."""
     if not in_prefect_run():
         return
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import create_markdown_artifact
 
     key = artifact_key("benchmarks-phase", ctx.phase, ctx.incident)
-    create_table_artifact(table=verdict_rows(results), key=key,
-                          description=f"{ctx.step_id} benchmark verdicts, phase {ctx.phase}, {ctx.incident}")
+    table_in_place(key, verdict_rows(results), f"{ctx.step_id} benchmark verdicts, phase {ctx.phase}, {ctx.incident}")
     create_markdown_artifact(markdown=report, key=f"{key}-report",
                              description=f"{ctx.step_id} benchmark report, phase {ctx.phase}, {ctx.incident}")
 
@@ -243,12 +242,9 @@ class Rounds:
 
 
 def _interim(ctx: StepContext, rounds: Rounds, text: str) -> None:
-    """After each round: the verdicts table fills in as benchmarks settle."""
-    if in_prefect_run():
-        from prefect.artifacts import create_table_artifact
-
-        create_table_artifact(table=verdict_rows(rounds.table()), key=artifact_key("benchmarks-phase", ctx.phase,
-                              ctx.incident), description=f"{ctx.step_id} benchmark verdicts so far ({text})")
+    """After each round: the verdicts table (one artifact, updated in place) fills in as benchmarks settle."""
+    table_in_place(artifact_key("benchmarks-phase", ctx.phase, ctx.incident), verdict_rows(rounds.table()),
+                   f"{ctx.step_id} benchmark verdicts so far ({text})")
 
 
 def _one_round(ctx: StepContext, n: int, sides: list[Side], state: Rounds) -> dict[str, dict[str, Estimate]]:
@@ -304,6 +300,8 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
             current.known = frozenset(fixed)
             sides, source = [current], b.baseline
         for side in sides:
+            progress.update(0, f"building the benches of the {side.label} (cargo bench --no-run; cargo may first "
+                               "wait for its lock on the build dir)")
             warm_build(ctx, side)
             side.seen = _criterion_now(ctx, side)  # what is there before round 1 is stale unless a command reruns it
         measuring = time.monotonic()  # the budget is for measuring: a cold build must not eat the rounds

@@ -97,3 +97,27 @@ def wait_with_progress(progress: StepProgress, seconds: float, what: str, tick: 
         progress.update(elapsed, f"{what}: {elapsed:.0f} of {seconds:g} s")
         time.sleep(min(tick, seconds - elapsed))
     progress.update(seconds, f"{what}: {seconds:g} s done")
+
+
+_tables: dict[tuple[str, str], object] = {}  # (flow run id, key) → the table artifact's id, made once per run
+
+
+def table_in_place(key: str, rows: list[dict], description: str) -> None:
+    """One table artifact per run and key, updated in place — not a new card of the same name each round."""
+    if not in_prefect_run():
+        return
+    from prefect.artifacts import TableArtifact, create_table_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+    from prefect.runtime import flow_run
+
+    made = (str(flow_run.get_id()), key)
+    try:
+        if made not in _tables:
+            _tables[made] = create_table_artifact(table=rows, key=key, description=description)
+            return
+        with get_client(sync_client=True) as client:
+            client.update_artifact(_tables[made], ArtifactUpdate(data=TableArtifact(table=rows).format(),
+                                                                 description=description))
+    except Exception as exc:  # the step's own record matters more than its interim table
+        step_logger().warning("%s: table not published (%s)", key, exc)

@@ -183,3 +183,15 @@ def bench_module(name: str):
     finally:
         sys.path.remove(str(bench))
     return module
+
+
+def wait_until(check, timeout: float, what: str, detail=lambda: ""):
+    """`check()`'s first truthy value, polled every 0.3 s; past `timeout`, a failure naming `what` (and `detail()`,
+    e.g. the tail of a log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not within {timeout} s\n{detail()}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import free_port, require, wait_http
-from helpers import config_variant, paged_config_text, pager_block, run_git
+from helpers import config_variant, paged_config_text, pager_block, run_git, wait_until
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -46,16 +46,6 @@ class Processes:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def test_service_down_alert_to_flag_off_on_the_remote_and_the_on_call_paged(tmp_path, prefect_server, cargo_env,

@@ -83,7 +83,9 @@ def test_p1_c3_a_budget_too_short_for_unchanged_code_is_unverifiable_and_its_ver
     lines = [line for line in result.evidence[1:]]
     # the progress moved round by round against the budget (3 s), and ended with the verdicts' count
     assert {(u.step, u.total) for u in heard} == {("P1.C3 benchmarks", 3.0)}
-    assert heard[0].done == 0 and heard[1].text.startswith("round 1 (") and "0 of 2 benchmarks settled" in heard[1].text
+    assert heard[0].done == 0 and heard[1].text.startswith("building the benches of the baseline")  # says what it does
+    first_round = next(u for u in heard if u.text.startswith("round "))
+    assert first_round.text.startswith("round 1 (") and "0 of 2 benchmarks settled" in first_round.text
     assert heard[-1].finished and heard[-1].text.endswith("unverifiable") and heard[-1].percent == 100
     assert "budget_minutes (0.05) spent" in result.evidence[0]
     assert not any(": regression" in line for line in lines), lines  # identical code: no false alarm
@@ -92,6 +94,7 @@ def test_p1_c3_a_budget_too_short_for_unchanged_code_is_unverifiable_and_its_ver
     _, artifacts = read_run_and_artifacts(str(run_id))
     table = artifacts["benchmarks-phase-1-inc-short"]
     assert table.type == "table"
+    assert versions_of("benchmarks-phase-1-inc-short", run_id) == 1  # one card, updated round by round
     rows = {row["benchmark"]: row for row in json.loads(table.data)}
     assert set(rows) == {line.split(":")[0] for line in lines}
     assert all(row["verdict"] == "unverifiable" and "runs needed" in row["note"] for row in rows.values())
@@ -99,6 +102,15 @@ def test_p1_c3_a_budget_too_short_for_unchanged_code_is_unverifiable_and_its_ver
     assert progress.type == "progress" and float(progress.data) == 100.0
     report = artifacts["benchmarks-phase-1-inc-short-report"].data
     assert report.startswith("# Benchmarks against the baseline (±2 %)") and "unverifiable" in report
+
+
+def versions_of(key: str, run_id) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))))
 
 
 # A bench command of the user's own (not `cargo bench`): it writes criterion's files, with numbers it decides —

@@ -115,6 +115,7 @@ def test_serve_registers_one_manual_deployment_per_phase_with_a_form(served):
         assert schema["required"] == ["reason", "repo"], phase
         assert "recorded in every commit" in schema["properties"]["reason"]["description"]
         assert deployment.parameters["repo"] == str(served.repo.resolve())
+        assert deployment.parameters["triggered_by"] == "prefect-ui"  # a run from the form says where it came from
         assert f"phase:{phase.upper()}" in deployment.tags
 
 
@@ -241,3 +242,41 @@ def test_prefect_yaml_registers_every_phase_on_a_process_work_pool(prefect_serve
         deployment = read_deployment(f"rollback-phase-{phase}/manual")
         assert deployment.work_pool_name == "rollback-process"
         assert deployment.entrypoint.endswith(f"flows/phases.py:rollback_phase_{phase}")
+
+
+def test_prefect_ui_resume_on_a_run_needing_a_person_asks_what_they_did_and_closes_it_completed(
+        served, prefect_server, tmp_path):
+    """The real UI: a rollback that ended needing a person shows Resume; its form asks who, what they did and the
+    result; the run then ends Completed with that record (serve's watch closes it: no process runs it)."""
+    from prefect.deployments import run_deployment
+
+    started = run_deployment("rollback-phase-0/manual", timeout=0, parameters={
+        "reason": "PoC abandoned", "incident_id": "ui-ack"})
+    run = wait_for_run(lambda r: r.id == started.id)
+    assert run.state.is_paused() and "A PERSON MUST" in run.state.message
+    ui = prefect_server.removesuffix("/api")
+    with browser_page(tmp_path) as page:
+        page.goto(f"{ui}/runs/flow-run/{run.id}")
+        page.get_by_role("button", name="Resume").first.click()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(tmp_path / "resume-form.png"))
+        form = page.get_by_role("dialog")
+        form.get_by_text("Your name: recorded in the audit trail").wait_for()  # the acknowledgement's own fields
+        form.locator("textarea").nth(0).fill("Aiko (UI)")
+        form.locator("textarea").nth(1).fill("reviewed the design docs; ADR filed")
+        choose = form.locator("button.p-select-button__control")  # the UI's own select: a button opening a list
+        choose.focus()
+        page.keyboard.press("ArrowDown")  # a mouse click does not open it headless; the keyboard does
+        page.get_by_role("option", name="resolved", exact=True).click()
+        page.screenshot(path=str(tmp_path / "resume-filled.png"))
+        page.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + 60
+        while not (closed := read_run(run.id)).state.is_completed():
+            assert time.monotonic() < deadline, closed.state
+            time.sleep(0.5)
+        page.reload()
+        page.get_by_text("Completed", exact=True).first.wait_for()  # the run's state badge
+        page.get_by_text("ACKNOWLEDGED by Aiko (UI) (resolved)").first.wait_for()  # and the record in its log
+        page.screenshot(path=str(tmp_path / "acknowledged.png"))
+    assert closed.state.message.startswith("ACKNOWLEDGED by Aiko (UI) (resolved): reviewed the design docs; ADR filed")
+    assert "closed:resolved" in closed.tags

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prefect.input import read_flow_run_input
 from conftest import free_port
-from helpers import config_variant, paged_config_text, pager_block, run_git
+from helpers import config_variant, paged_config_text, pager_block, run_git, wait_until
 
-from flows.outcome import has_ended
+from deployments.person_waits import PersonWaits
+from flows.outcome import has_ended, pause_key
+from runbook.config import load_config
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -72,13 +75,7 @@ def triage_run(prefix: str):
 
 
 def wait_for(check, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not within {timeout} s\n{log.read_text()[-4000:]}")
+    return wait_until(check, timeout, what, lambda: log.read_text()[-4000:])
 
 
 def suspended(prefix: str):
@@ -122,7 +119,13 @@ def test_f3_owner_decisions_wait_suspended_a_high_incident_starts_past_them_and_
         with open(log, "a") as out:
             out.write("== restart ==\n")
         serve = start_serve(sample.repo, config, port, log)
-        escalated = wait_for(lambda: (r := triage_run("am-medium2-")) and r.state.is_final() and r, 200,
+        wait_for(lambda: any(second.name.removeprefix("triage-") in b["subject"] and "REMINDER" in b["subject"]
+                             for b in pager.bodies), 90, "the reminder, 130 s before the deadline", log)
+        # the deadline itself is 150 s away: the watch's check at that moment is what serve's thread runs then
+        deadline = datetime.fromisoformat(read_flow_run_input(
+            f"{pause_key('owner-decision', second.parameters['incident']['id'])}-deadline", flow_run_id=second.id))
+        assert PersonWaits(load_config(config)).check(now=deadline)[second.name] == "escalated"
+        escalated = wait_for(lambda: (r := triage_run("am-medium2-")) and r.state.is_final() and r, 120,
                              "medium 2 escalated at its deadline", log)
         assert escalated.state.is_failed() and "ask-owner failed" in escalated.state.message
         about_second = [b["subject"] for b in pager.bodies if second.name.removeprefix("triage-") in b["subject"]]
@@ -156,9 +159,7 @@ def test_a_needs_human_run_asks_for_an_acknowledgement_and_the_uis_resume_closes
     from prefect.flow_runs import resume_flow_run
     from prefect.input import read_flow_run_input
 
-    from deployments.person_waits import PersonWaits
     from flows.outcome import ACK_KEYSET
-    from runbook.config import load_config
 
     run = needs_human_run(sample, test_config, "ack-ui")
     assert run.state.is_paused() and run.state.state_details.run_input_keyset == ACK_KEYSET  # Resume shows a form
@@ -192,9 +193,6 @@ def test_ack_closes_a_needs_human_run_as_failed_and_refuses_a_run_that_waits_for
 def test_an_operators_cancel_of_a_waiting_run_ends_it_at_once_told_apart_from_busy(sample, test_config, prefect_server):
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelling
-
-    from deployments.person_waits import PersonWaits
-    from runbook.config import load_config
 
     run = needs_human_run(sample, test_config, "cancel-ui")
     with get_client(sync_client=True) as client:
