@@ -67,7 +67,7 @@ class Pager:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-        CustomWebhookNotificationBlock(url=f"http://127.0.0.1:{self.server.server_port}/",
+        CustomWebhookNotificationBlock(name="incident-day-pager", url=f"http://127.0.0.1:{self.server.server_port}/",
                                        json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
             "incident-day-pager", overwrite=True)
 
@@ -157,7 +157,7 @@ def schedule(args, targets: list[Target]) -> list[dict]:
     for i in range(len(plan)):
         at = args.window * (i + 0.5) / len(plan)
         if plan[i]["severity"] == "critical":  # a Critical that arrives while serve is down waits for it: not this figure
-            while any(a * args.window - 2 <= at <= b * args.window + 15 for a, b in downtime):
+            while any(a * args.window - 15 <= at <= b * args.window + 15 for a, b in downtime):
                 at += 1
         times.append(at)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -308,9 +308,26 @@ def measure(plan, runs, targets, accepted, waiting, restarts, left) -> dict:
 
     critical = [pushed_at(item["id"]) - item["sent"] for item in plan if item["severity"] == "critical"
                 if pushed_at(item["id"])]
-    rollbacks = runs_named([f"rollback-phase-1-{item['id']}" for item in plan if item["severity"] == "high"])
-    high = [min(r.start_time.timestamp() for r in rollbacks[f"rollback-phase-1-{item['id']}"] if r.start_time)
-            - item["sent"] for item in plan if item["severity"] == "high" if rollbacks.get(f"rollback-phase-1-{item['id']}")]
+    urgent = [item for item in plan if item["severity"] in ("critical", "high")]
+    rollbacks = runs_named([f"rollback-phase-1-{item['id']}" for item in urgent])
+
+    def started(item) -> float | None:
+        mine = [r.start_time.timestamp() for r in rollbacks.get(f"rollback-phase-1-{item['id']}", []) if r.start_time]
+        return min(mine) if mine else None
+
+    high = [started(item) - item["sent"] for item in plan if item["severity"] == "high" if started(item)]
+    high_accepted = [started(item) - accepted[item["id"]] for item in plan if item["severity"] == "high"
+                     if started(item)]
+    detail = []
+    for item in urgent:  # where each second went: the receiver's answer, the triage's start, the rollback's, the push
+        triage = min(runs[f"triage-{item['id']}"], key=lambda r: r.created)
+        row = {"incident": item["id"], "target": item["target"].name, "at_s": round(item["at"], 1),
+               "accepted_s": round(accepted[item["id"]] - item["sent"], 2),
+               "triage_running_s": round(triage.start_time.timestamp() - item["sent"], 2) if triage.start_time else None,
+               "rollback_running_s": round(started(item) - item["sent"], 2) if started(item) else None}
+        if item["severity"] == "critical" and pushed_at(item["id"]):
+            row["flag_off_pushed_s"] = round(pushed_at(item["id"]) - item["sent"], 2)
+        detail.append(row)
     lows = [item for item in plan if item["severity"] == "low"]
     filed = []
     for item in lows + [i for i in plan if i["severity"] == "medium"]:
@@ -325,6 +342,8 @@ def measure(plan, runs, targets, accepted, waiting, restarts, left) -> dict:
         "critical_p95_s": round(percentile(critical, 95), 3) if critical else None,
         "high_rollback_started_s": sorted(round(v, 2) for v in high),
         "high_max_s": round(max(high), 2) if high else None,
+        "high_from_acceptance_s": sorted(round(v, 2) for v in high_accepted),
+        "urgent_detail": detail,
         "medium_suspended_before_answer": waiting,
         "medium_completed_after_answer": sum(1 for s in states if s[0] == "medium" and s[1] == "COMPLETED"),
         "issues_filed_once": sum(1 for n in filed if n == 1), "issues_expected": len(filed),

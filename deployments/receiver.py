@@ -241,7 +241,7 @@ class AlertReceiver:
 
     def __init__(self, cfg: ReceiverConfig, starter: Starter, host: str | None = None, port: int | None = None,
                  workers: int = 4, critical_starter: Starter | None = None, severity: SeverityConfig | None = None,
-                 spool_dir: Path | str | None = None) -> None:
+                 spool_dir: Path | str | None = None, high_starter: Starter | None = None) -> None:
         token = os.environ.get(cfg.token_env, "").strip()  # a token file's trailing newline is no part of it
         if not token:
             raise ReceiverSetupError(f"the receiver needs a bearer token: export {cfg.token_env}=<a long random "
@@ -254,8 +254,9 @@ class AlertReceiver:
 
             severity = load_config().severity
         self.cfg, self.starter = cfg, starter
-        # Critical incidents (F.1) may take the warm path: triage in this process, no pick-up delay
-        self.critical_starter, self.severity = critical_starter, severity
+        # Critical (F.1) and High (F.2) incidents may take the warm path: triage in this process, each severity in
+        # a pool of its own — no pick-up delay, no runner slot to wait for behind Medium or Low runs
+        self.critical_starter, self.high_starter, self.severity = critical_starter, high_starter, severity
         self._token, self._secret = token.encode(), secret.encode()
         self.host, self.port = host or cfg.host, cfg.port if port is None else port
         folder = Path(spool_dir) if spool_dir else (Path(cfg.spool_dir) if cfg.spool_dir else default_spool_dir())
@@ -328,7 +329,8 @@ class AlertReceiver:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
-        handed = self.critical_starter.hand_back(grace) if isinstance(self.critical_starter, WarmTriage) else []
+        handed = [key for warm in (self.critical_starter, self.high_starter) if isinstance(warm, WarmTriage)
+                  for key in warm.hand_back(grace)]
         if handed:
             self.spool.reopen(handed)
             log.warning("handed back to the intake spool, for the next serve: %s", ", ".join(handed))
@@ -374,13 +376,14 @@ class AlertReceiver:
             self._start(key, Incident.model_validate_json(incident_json))
 
     def _starter_for(self, incident: Incident) -> Starter:
-        if self.critical_starter is None:
+        if self.critical_starter is None and self.high_starter is None:
             return self.starter
         try:
-            critical = decide(incident, self.severity).severity == "critical"
+            severity = decide(incident, self.severity).severity
         except BadInputError:
-            critical = False
-        return self.critical_starter if critical else self.starter
+            return self.starter
+        warm = {"critical": self.critical_starter, "high": self.high_starter}.get(severity)
+        return warm or self.starter
 
     def _start(self, key: str, incident: Incident) -> None:
         try:

@@ -78,7 +78,8 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
 def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None,
                    full=None, deployment: str | None = None):
     """The alert receiver beside the deployments; it starts runs of `deployment` (`receiver.deployment`), and
-    Critical incidents' triage in this process when `receiver.critical_in_process`."""
+    Critical incidents' triage in this process when `receiver.critical_in_process`, High ones' in a pool of their own
+    when `receiver.high_in_process`."""
     import logging
 
     from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
@@ -87,9 +88,10 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     full = full or load_config(config)
     cfg = full.receiver
     warm = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.critical_in_process else None
+    warm_high = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.high_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port,
-                         critical_starter=warm, severity=full.severity).start()
+                         critical_starter=warm, high_starter=warm_high, severity=full.severity).start()
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,

@@ -263,6 +263,7 @@ class ReceiverConfig(_Strict):
     alertnames: dict[str, str] = {}  # alertname -> incident kind, for alerts without a kind label
     deployment: str = "triage/alert"  # the triage deployment a firing alert starts
     critical_in_process: bool = True  # F.1: a Critical incident's triage runs in the receiver's process (warm)
+    high_in_process: bool = True  # F.2: a High one's too, in a pool of its own: never behind Medium/Low runner slots
     spool_dir: str = ""  # accepted incidents, fsynced before the 202; "" = $XDG_STATE_HOME/actor-rollback/receiver
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # a whole request (headers + body) within this
     keep_alive_seconds: int = Field(default=5, gt=0, le=300)  # an idle kept-alive connection is closed after this

@@ -280,3 +280,26 @@ def test_a_critical_alert_takes_the_warm_path_and_a_high_one_a_deployment_run(de
         receiver.stop()
     assert warm == ["am-ad10-20261129T082513"] and runs_for("am-ad10-") == []
     assert len(runs_for("am-ad11-")) == 1
+
+
+def test_a_high_alert_takes_a_warm_pool_of_its_own_and_medium_and_low_ones_the_runner(deployment, monkeypatch,
+                                                                                     tmp_path):
+    """Severity first: Critical and High incidents start in the receiver's process, each severity in its own pool,
+    so neither waits for a runner slot behind Medium or Low runs (nor a Critical behind a long High rollback)."""
+    critical, high = [], []
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    cfg = config(**{"receiver.deployment": DEPLOYMENT})
+    receiver = AlertReceiver(cfg.receiver, deployment_starter(DEPLOYMENT, {}), port=0, severity=cfg.severity,
+                             spool_dir=tmp_path,
+                             critical_starter=lambda incident, key: critical.append(incident.id) or "in-process",
+                             high_starter=lambda incident, key: high.append(incident.id) or "in-process").start()
+    try:
+        for fingerprint, regression in (("hw1", "15"), ("hw2", "7"), ("hw3", "2")):  # High, Medium, Low
+            body = alertmanager_body(fingerprint)
+            body["alerts"][0]["annotations"]["regression_pct"] = regression
+            assert post(receiver, "/alerts/alertmanager", body).status_code == 202
+        receiver.drain()
+    finally:
+        receiver.stop()
+    assert critical == [] and high == ["am-hw1-20261129T082513"]
+    assert runs_for("am-hw1-") == [] and len(runs_for("am-hw2-")) == len(runs_for("am-hw3-")) == 1
