@@ -6,6 +6,8 @@ A worker (or its host) that dies takes its flow runs with it. Three kinds of los
   automations.py, run by the server's background services) marks it **Crashed**;
 - a run the dead worker had taken but not yet started stays **Pending** for ever — no process,
   no heartbeat, and Prefect marks nothing;
+- a run its runner was starting or running when the runner stopped (serve's SIGTERM) ends **Cancelled**
+  "Runner is shutting down." — lost too, not cancelled by anyone (an operator's cancel stays final);
 - a Critical triage run on the warm path (inside a receiver's process, no deployment) lost with its
   receiver ends Crashed too, its incident marked started in the receiver's intake spool.
 
@@ -30,6 +32,15 @@ from datetime import datetime, timedelta, timezone
 
 log = logging.getLogger("actor_rollback.receiver")
 RETRY_STATE_NAME = "AwaitingRetry"
+
+
+RUNNER_SHUTDOWN = "Runner is shutting down"  # the message Prefect's runner (serve, a worker) cancels its runs with
+
+
+def cancelled_by_shutdown(state) -> bool:
+    """A run its runner cancelled because the runner stopped (serve's SIGTERM) — lost with it, not cancelled by
+    anyone: it is put back like a crashed one."""
+    return bool(state and state.is_cancelled() and (state.message or "").startswith(RUNNER_SHUTDOWN))
 
 
 class EveryFewSeconds:
@@ -130,9 +141,11 @@ class LostRunRetrier(EveryFewSeconds):
             runs = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(deployment_id={"any_": [self._deployment_id]},
                                               state=FlowRunFilterState(type=FlowRunFilterStateType(
-                                                  any_=["CRASHED", "PENDING"]))), limit=50)
+                                                  any_=["CRASHED", "PENDING", "CANCELLED"]))), limit=50)
             for run in runs:
                 state = run.state
+                if state.is_cancelled() and not cancelled_by_shutdown(state):
+                    continue  # an operator's cancel (or busy) is final
                 if state.is_pending() and now - state.timestamp < timedelta(seconds=self.pending_seconds):
                     continue  # a worker is starting it
                 if now - state.timestamp > self.max_age:
@@ -142,6 +155,7 @@ class LostRunRetrier(EveryFewSeconds):
                 if times >= self.retries:
                     continue  # left Crashed (or Pending) for a person; said once when it was put back the last time
                 why = (f"Crashed: {state.message or 'its process ended without a final state'}" if state.is_crashed() else
+                       f"Cancelled by its runner's shutdown: {state.message}" if state.is_cancelled() else
                        f"Pending for {int((now - state.timestamp).total_seconds())} s: the worker that took it is gone")
                 client.set_flow_run_state(run.id, AwaitingRetry(
                     scheduled_time=now, message=f"started again ({times + 1} of {self.retries}): {why}"), force=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from deployments.lost_runs import EveryFewSeconds
+from deployments.lost_runs import EveryFewSeconds, cancelled_by_shutdown
 from runbook.config import RollbackConfig, parse_duration
 
 log = logging.getLogger("actor_rollback.receiver")
@@ -86,6 +86,8 @@ class PersonWaits(EveryFewSeconds):
             for run in runs:
                 if any(tag.startswith("outcome:") and tag != "outcome:needs-human" for tag in run.tags):
                     continue  # busy (Cancelled by the tool itself), or already told
+                if cancelled_by_shutdown(run.state):
+                    continue  # lost with its runner, not cancelled by anyone: the lost-run retrier puts it back
                 if run.state.type.value == "CANCELLING":
                     history = client.read_flow_run_states(run.id)
                     before = history[-2] if len(history) > 1 else None

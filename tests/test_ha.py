@@ -89,6 +89,37 @@ def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allo
         assert client.read_flow_run(old.id).state.is_crashed()
 
 
+def test_a_triage_run_its_runner_cancelled_on_shutdown_is_put_back_and_an_operators_cancel_is_not(
+        prefect_server, sample, test_config):
+    """serve's SIGTERM: Prefect's runner cancels the runs it was starting ("Runner is shutting down.") — lost, not
+    cancelled by anyone (found by bench/incident_day.py: a Low incident's issue was never filed). An operator's
+    cancel stays final, and is the only one the person-waits watch tags outcome:cancelled."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from deployments.lost_runs import LostRunRetrier
+    from deployments.person_waits import PersonWaits
+    from deployments.serve import build_deployments
+    from runbook.config import load_config
+
+    triage = next(d for d in build_deployments(sample.repo, test_config, name="shutdown-runs") if d.flow_name == "triage")
+    deployment_id = triage.apply()
+    with get_client(sync_client=True) as client:
+        incident = {"id": "INC-SHUTDOWN", "phase": "1", "kind": "docs"}
+        lost, cancelled = (client.create_flow_run_from_deployment(deployment_id, parameters={"incident": incident},
+                                                                 tags=["actor-rollback"]) for _ in range(2))
+        client.set_flow_run_state(lost.id, Cancelled(message="Runner is shutting down."), force=True)
+        client.set_flow_run_state(cancelled.id, Cancelled(message="cancelled from the UI"), force=True)
+        watched = PersonWaits(load_config(test_config)).check()
+        assert lost.name not in watched and watched.get(cancelled.name) == "cancelled"
+        put_back = LostRunRetrier("triage/shutdown-runs", every_seconds=60, retries=2, pending_seconds=1).check()
+        assert put_back == [lost.name]
+        state = client.read_flow_run(lost.id).state
+        assert state.name == "AwaitingRetry" and "Cancelled by its runner's shutdown" in state.message
+        assert client.read_flow_run(cancelled.id).state.is_cancelled()
+        assert "outcome:cancelled" in client.read_flow_run(cancelled.id).tags
+
+
 def test_serve_refuses_a_deployment_name_that_is_not_a_plain_name(sample, test_config, monkeypatch):
     import subprocess
     import sys

@@ -88,7 +88,8 @@ def test_f3_owner_decisions_wait_suspended_a_high_incident_starts_past_them_and_
     pager = pager_block("test-people-pager")
     config = config_variant(tmp_path, paged_config_text("custom-webhook/test-people-pager", ROLES), **{
         'medium = "24h"': 'medium = "150s"', 'reminder_before = "2h"': 'reminder_before = "130s"',
-        "watch_seconds = 10 ": "watch_seconds = 1 "})
+        "watch_seconds = 10 ": "watch_seconds = 1 ",
+        "high_in_process = true ": "high_in_process = false "})  # the High through the runner's one slot: the proof
     port, log = free_port(), tmp_path / "serve.log"
     url = f"http://127.0.0.1:{port}/alerts/alertmanager"
     headers = {"Authorization": f"Bearer {TOKEN}"}
