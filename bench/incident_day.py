@@ -12,7 +12,8 @@ while its receiver is down is posted again until accepted, as Alertmanager does.
 Each target's CI is `true` and its deploy a 2 s command that logs its start and end (the overlap check); a High
 rollback leaves out monitor, logs and benchmarks (`triage.high_skip`): the day measures the system — locks,
 waits, priority, restarts — not the benchmarks. Criticals go to targets t0 and t1, Highs to the others
-(`--mix-critical` puts them on the same targets, to show what a Critical waits for behind a running High).
+(`--mix-critical` puts them on the same targets, to show what a Critical waits for behind a running High), and
+arrive at 15 % and 60 % of the window, clear of the restarts (one caught by a restart waits for serve to be back).
 
 Measured: Critical alert → flag-off pushed (the rollback's own `pushed` milestone); High alert → its rollback run
 started; Mediums still suspended and answerable before the answers, and ended after; each Low's issue on the
@@ -152,14 +153,10 @@ def schedule(args, targets: list[Target]) -> list[dict]:
             pool = {"critical": critical_targets, "high": high_targets}.get(severity, targets)
             plan.append({"severity": severity, "target": pool[n % len(pool)], "n": n})
     rng.shuffle(plan)
-    downtime = [(0.40, 0.42), (0.70, 0.78)]
-    times = []
-    for i in range(len(plan)):
-        at = args.window * (i + 0.5) / len(plan)
-        if plan[i]["severity"] == "critical":  # a Critical that arrives while serve is down waits for it: not this figure
-            while any(a * args.window - 15 <= at <= b * args.window + 15 for a, b in downtime):
-                at += 1
-        times.append(at)
+    times = [args.window * (i + 0.5) / len(plan) for i in range(len(plan))]
+    criticals = [i for i, item in enumerate(plan) if item["severity"] == "critical"]
+    for k, i in enumerate(criticals):  # clear of the restarts (a Critical caught by one waits for serve: not this figure)
+        times[i] = args.window * (0.15 + 0.45 * k / max(1, len(criticals) - 1))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     for item, at in zip(plan, times):
         item["at"] = at
@@ -257,7 +254,14 @@ def day(args, where: Path, database: str) -> dict:
             posters.append(poster)
         for poster in posters + threads:
             poster.join()
-        wait_for(lambda: all(t.ready() for t in targets), 180, "every serve ready again", step=0.5)
+        try:
+            wait_for(lambda: all(t.ready() for t in targets), 180, "every serve ready again", step=0.5)
+        except SystemExit:
+            for target in targets:
+                if not target.ready():
+                    print(f"{target.name} not ready; exit code {target.serve.poll()}; its log ends:\n"
+                          + target.log.read_text()[-3000:], flush=True)
+            raise
         names = [f"triage-{item['id']}" for item in plan]
         mediums = [item for item in plan if item["severity"] == "medium"]
 

@@ -196,7 +196,8 @@ def _suspend_for_owner(report: TriageReport, cfg: RollbackConfig) -> OwnerDecisi
         report.decision.deadline = datetime.fromisoformat(first_deadline)
         report.steps.append(StepResult(id="X.1", name="notify", status="done", evidence=[
             f"{', '.join(report.decision.notify)} asked before the run was suspended (its earlier log)"]))
-    got = suspend_flow_run(wait_for_input=OwnerDecision, key=key)  # the first time, the process ends here
+    # the first time the process ends here; after the answer, the same key gives it back
+    got = suspend_flow_run(wait_for_input=OwnerDecision, key=_unused_pause_key(key))
     if got.expired:
         return _escalate(report, cfg)
     report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
@@ -222,6 +223,33 @@ def _escalate(report: TriageReport, cfg: RollbackConfig) -> None:
     report.steps.append(StepResult(id="F.3", name="ask-owner", status="failed", failure="fault", evidence=[
         f"no decision by {report.decision.deadline.isoformat()}; escalated to {', '.join(escalate)}", *sent]))
     return None
+
+
+def _pause_keys(key: str):
+    """The keys this run may have suspended with: `key`, then `key-1`, `key-2`, … (a run put back after its runner
+    stopped — serve's SIGTERM — asks again under a fresh key: Prefect never suspends twice with one key)."""
+    n = 0
+    while True:
+        yield key if n == 0 else f"{key}-{n}"
+        n += 1
+
+
+def _answer_under(key: str) -> dict | None:
+    from prefect.input.run_input import keyset_from_base_key
+
+    return read_flow_run_input(keyset_from_base_key(f"suspended-{key}")["response"])
+
+
+def _unused_pause_key(key: str) -> str:
+    """The first key this run has not suspended with, or an answered one (then suspend_flow_run returns its answer)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        used = set(client.read_flow_run(flow_run.get_id()).empirical_policy.pause_keys or ())
+    for candidate in _pause_keys(key):
+        if candidate not in used or _answer_under(candidate) is not None:
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) -> OwnerDecision | None:

@@ -87,25 +87,35 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
 
 
 def test_two_rollbacks_of_one_target_on_different_prefect_servers_never_overlap(sample, tmp_path, prefect_server):
-    """One run on the session's server, one on the embedded (ephemeral) server of its own process, on the same
+    """One run on the embedded (ephemeral) server of its own process, one on the session's server, on the same
     clone: the host lock makes the second wait, so their deploys never run at the same time."""
+    from flows.target_lock import HostLock, target_key
+    from runbook.config import load_config
+
     deploys = tmp_path / "deploys"
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
-                                         f'command = "sh -c \'echo start $(date +%s.%N) >> {deploys}; sleep 20; '
+                                         f'command = "sh -c \'echo start $(date +%s.%N) >> {deploys}; sleep 6; '
                                          f'echo end $(date +%s.%N) >> {deploys}\'"'})
+    cfg = load_config(config)
+    lock = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(sample.repo, cfg))
     embedded = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     embedded["PREFECT_HOME"] = str(tmp_path / "embedded-home")
-    served = start(sample.repo, "inc-server-a", "--config", str(config), "--skip", "ci,benchmarks")
-    wait_until_held(sample.repo, config, "inc-server-a")  # its deploy then runs 20 s: the embedded run starts in ~10
     alone = subprocess.Popen([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "test", "--incident",
-                              "inc-embedded-b", "--json", "--config", str(config), "--skip", "ci,benchmarks"],
+                              "inc-embedded-a", "--json", "--config", str(config), "--skip", "ci,benchmarks"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                              env=embedded)
-    (code_a, report_a, err_a), (code_b, report_b, err_b) = finish(served), finish(alone)
+    deadline = time.monotonic() + 120
+    while lock.holder().get("incident") != "inc-embedded-a":  # the embedded run holds the target
+        assert time.monotonic() < deadline and alone.poll() is None, "the embedded run never took the host lock"
+        time.sleep(0.1)
+    served = start(sample.repo, "inc-server-b", "--config", str(config), "--skip", "ci,benchmarks")
+    (code_a, report_a, err_a), (code_b, report_b, err_b) = finish(alone), finish(served)
     assert report_a and report_b, (err_a, err_b)
+    assert lock.holder() == {}  # released: the file names no one
     times = [(line.split()[0], float(line.split()[1])) for line in deploys.read_text().splitlines()]
     assert [what for what, _ in times] == ["start", "end", "start", "end"], times  # one deploy, then the other
-    assert "waiting for the rollback already running on this target on this host: inc-server-a" in err_b
+    assert "waiting for the rollback already running on this target on this host: inc-embedded-a" in err_b
+    assert "the embedded server" in err_b  # the holder is named with where it runs
     assert {s["name"]: s["status"] for s in report_b["steps"]}["flag"] == "already-done"
 
 

@@ -100,6 +100,17 @@ def test_f3_owner_decisions_wait_suspended_a_high_incident_starts_past_them_and_
         first = wait_for(lambda: suspended("am-medium1-"), 90, "medium 1 suspended", log)
         second = wait_for(lambda: suspended("am-medium2-"), 90, "medium 2 suspended", log)
         assert "T" in first.name and "awaiting:owner-decision" in first.tags  # an alert-style id, upper case
+        from prefect.client.orchestration import get_client
+        from prefect.states import Cancelled
+
+        with get_client(sync_client=True) as client:  # what serve's runner does to a run it holds when SIGTERMed
+            client.set_flow_run_state(first.id, Cancelled(message="Runner is shutting down."), force=True)
+        # put back by serve, it runs from the top and waits again — under a fresh pause key, not asked twice
+        first = wait_for(lambda: (r := suspended("am-medium1-")) and r.state.timestamp > first.state.timestamp and r,
+                         90, "medium 1 waiting again after its runner's shutdown", log)
+        asked = [b for b in pager.bodies if first.name.removeprefix("triage-") in b["subject"]
+                 and "decision is needed" in b["subject"]]
+        assert len(asked) == 1, asked
         posted = time.monotonic()
         assert httpx.post(url, json=alert("high1", "0", 15.0), headers=headers).status_code == 202
         # --limit 1 and two Mediums waiting: the High one runs at once, since no wait holds a slot
