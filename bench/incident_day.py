@@ -218,9 +218,10 @@ def processes() -> dict[int, str]:
 
 def day(args, where: Path, database: str) -> dict:
     server = start_prefect(where / "prefect-home", database)
+    targets: list[Target] = []
     try:
         Pager()
-        targets = [Target(n, where) for n in range(args.targets)]
+        targets += [Target(n, where) for n in range(args.targets)]
         before = processes()
         for target in targets:
             target.mark()
@@ -303,6 +304,9 @@ def day(args, where: Path, database: str) -> dict:
                 and "prefect server" not in cmd and "postgres" not in cmd}
         return measure(plan, runs, targets, accepted, waiting, restarts, left)
     finally:
+        for target in targets:
+            if target.serve is not None and target.serve.poll() is None:
+                target.stop()
         stop(server)
 
 
@@ -371,6 +375,9 @@ def main() -> None:
     parser.add_argument("--mix-critical", action="store_true", help="Criticals on the same targets as Highs")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench stops its servers too (finally)
     with tempfile.TemporaryDirectory(prefix="incident-day-") as folder:
         with (postgres() if args.postgres else contextlib.nullcontext("")) as database:
             result = day(args, Path(folder), database)

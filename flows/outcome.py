@@ -117,16 +117,17 @@ def close_acknowledged(client, run) -> State | None:
     record = f"ACKNOWLEDGED by {ack.person} ({ack.result}): {ack.did}"
     message = f"{record} — was: {before}"
     message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
-    final = Completed(message=message) if ack.result == "resolved" else Failed(message=message)
-    client.set_flow_run_state(run.id, final, force=True)
     from datetime import datetime, timezone
 
     from prefect.client.schemas.actions import LogCreate
 
-    client.create_logs([LogCreate(name="actor-rollback", level=20, message=record, flow_run_id=run.id,
-                                  timestamp=datetime.now(timezone.utc))])  # in the run's log too, where people read
+    final = Completed(message=message) if ack.result == "resolved" else Failed(message=message)
+    # the tags and the log line first: once the state says closed, the record is all there
     client.update_flow_run(run.id, tags=sorted({*client.read_flow_run(run.id).tags, ACKNOWLEDGED,
                                                 f"closed:{ack.result}"}))
+    client.create_logs([LogCreate(name="actor-rollback", level=20, message=record, flow_run_id=run.id,
+                                  timestamp=datetime.now(timezone.utc))])  # in the run's log too, where people read
+    client.set_flow_run_state(run.id, final, force=True)
     return final
 
 

@@ -230,20 +230,6 @@ def test_prefect_ui_shows_the_progress_of_a_running_metrics_watch(served, prefec
     metrics.close()
 
 
-def test_prefect_yaml_registers_every_phase_on_a_process_work_pool(prefect_server, tmp_path):
-    prefect = str(Path(sys.executable).parent / "prefect")
-    env = {**os.environ, "ACTOR_ROLLBACK_HOME": str(ROOT), "ACTOR_ROLLBACK_TARGET": str(tmp_path)}
-    subprocess.run([prefect, "work-pool", "create", "rollback-process", "--type", "process", "--overwrite"],
-                   check=True, capture_output=True, env=env, cwd=ROOT)
-    deploy = subprocess.run([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-    for phase in ("0", "1", "2a", "2b", "3", "4"):
-        deployment = read_deployment(f"rollback-phase-{phase}/manual")
-        assert deployment.work_pool_name == "rollback-process"
-        assert deployment.entrypoint.endswith(f"flows/phases.py:rollback_phase_{phase}")
-
-
 def test_prefect_ui_resume_on_a_run_needing_a_person_asks_what_they_did_and_closes_it_completed(
         served, prefect_server, tmp_path):
     """The real UI: a rollback that ended needing a person shows Resume; its form asks who, what they did and the
@@ -251,7 +237,7 @@ def test_prefect_ui_resume_on_a_run_needing_a_person_asks_what_they_did_and_clos
     from prefect.deployments import run_deployment
 
     started = run_deployment("rollback-phase-0/manual", timeout=0, parameters={
-        "reason": "PoC abandoned", "incident_id": "ui-ack"})
+        "reason": "PoC abandoned", "incident_id": "ui-ack", "repo": str(served.repo)})
     run = wait_for_run(lambda r: r.id == started.id)
     assert run.state.is_paused() and "A PERSON MUST" in run.state.message
     ui = prefect_server.removesuffix("/api")
@@ -280,3 +266,17 @@ def test_prefect_ui_resume_on_a_run_needing_a_person_asks_what_they_did_and_clos
         page.screenshot(path=str(tmp_path / "acknowledged.png"))
     assert closed.state.message.startswith("ACKNOWLEDGED by Aiko (UI) (resolved): reviewed the design docs; ADR filed")
     assert "closed:resolved" in closed.tags
+
+
+def test_prefect_yaml_registers_every_phase_on_a_process_work_pool(prefect_server, tmp_path):
+    prefect = str(Path(sys.executable).parent / "prefect")
+    env = {**os.environ, "ACTOR_ROLLBACK_HOME": str(ROOT), "ACTOR_ROLLBACK_TARGET": str(tmp_path)}
+    subprocess.run([prefect, "work-pool", "create", "rollback-process", "--type", "process", "--overwrite"],
+                   check=True, capture_output=True, env=env, cwd=ROOT)
+    deploy = subprocess.run([prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    for phase in ("0", "1", "2a", "2b", "3", "4"):
+        deployment = read_deployment(f"rollback-phase-{phase}/manual")
+        assert deployment.work_pool_name == "rollback-process"
+        assert deployment.entrypoint.endswith(f"flows/phases.py:rollback_phase_{phase}")
