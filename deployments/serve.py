@@ -67,7 +67,7 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
     for phase, flow in PHASE_FLOWS.items():
         deployments.append(flow.to_deployment(
             **named("manual"),
-            parameters={**common, "triggered_by": "prefect-ui"},  # the form's default: put your name after it
+            parameters=common,
             tags=["actor-rollback", f"phase:{phase}", "manual"],
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
                         "a dry run shows the plan without changing anything.",

@@ -80,8 +80,7 @@ Args:
     skip: Skip these steps (pick names or IDs).
     merge: The phase's merge commit, when its message is ambiguous.
     config: Path of a rollback.toml; the shipped one when empty.
-    triggered_by: Who or what started the run: "prefect-ui" from this form (add your name: "prefect-ui: Aiko"),
-        "cli:<user>" from the command line, "triage (<alert source>)" from an alert.
+    triggered_by: Who or what started the run: your name from this form, a person, an alert, a schedule.
     severity: The triage decision's severity (critical, high, medium, low), when there is one.
     incident_started_at: When the incident began (ISO 8601, e.g. the alert's startsAt): the start of the
         time to mitigation this run records; the run's own start when empty.
