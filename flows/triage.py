@@ -200,9 +200,7 @@ def _suspend_for_owner(report: TriageReport, cfg: RollbackConfig) -> OwnerDecisi
     got = suspend_flow_run(wait_for_input=OwnerDecision, key=_unused_pause_key(key))
     if got.expired:
         return _escalate(report, cfg)
-    report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
-        f"{got.approver}: {'roll back' if got.approved else 'next release'}" + (f" — {got.comment}" if got.comment else "")]))
-    return got
+    return _answered(report, got)
 
 
 def remind_owner(cfg: RollbackConfig, incident: dict, deadline: datetime, run_id) -> list[str]:
@@ -214,6 +212,12 @@ def remind_owner(cfg: RollbackConfig, incident: dict, deadline: datetime, run_id
     report.decision.deadline = deadline
     return notify_roles(cfg, report.decision.notify, *_message(report, f"REMINDER: decision due {deadline.isoformat()}"),
                         f"{PREFECT_UI_URL.value()}/flow-runs/flow-run/{run_id}")
+
+
+def _answered(report: TriageReport, got: OwnerDecision) -> OwnerDecision:
+    report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
+        f"{got.approver}: {'roll back' if got.approved else 'next release'}" + (f" — {got.comment}" if got.comment else "")]))
+    return got
 
 
 def _escalate(report: TriageReport, cfg: RollbackConfig) -> None:
@@ -246,10 +250,7 @@ def _unused_pause_key(key: str) -> str:
 
     with get_client(sync_client=True) as client:
         used = set(client.read_flow_run(flow_run.get_id()).empirical_policy.pause_keys or ())
-    for candidate in _pause_keys(key):
-        if candidate not in used or _answer_under(candidate) is not None:
-            return candidate
-    raise AssertionError("unreachable")
+    return next(k for k in _pause_keys(key) if k not in used or _answer_under(k) is not None)
 
 
 def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) -> OwnerDecision | None:
@@ -283,9 +284,7 @@ def _ask_owner(report: TriageReport, cfg: RollbackConfig, given: dict | None) ->
     finally:
         if reminder is not None:
             reminder.cancel()
-    report.steps.append(StepResult(id="F.3", name="ask-owner", status="done", evidence=[
-        f"{got.approver}: {'roll back' if got.approved else 'next release'}" + (f" — {got.comment}" if got.comment else "")]))
-    return got
+    return _answered(report, got)
 
 
 def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> RollbackReport:
