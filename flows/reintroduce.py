@@ -25,6 +25,7 @@ from prefect.artifacts import create_table_artifact
 
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.retry_lock import read_retry_lock
+from flows.target_lock import TargetBusy, holding_target
 from runbook.config import load_config, normalize_phase
 from runbook.errors import BadInputError, StepError
 from runbook.ids import IncidentIdError, check_incident_id
@@ -79,19 +80,23 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
         return StepResult(id="A.4", name="retry-lock", status="done",
                           evidence=[lock.describe(at) if lock else f"phase {key} was never rolled back: no lock"])
 
-    ok = True
-    for name, step_id, fn in (("retry-lock", "A.4", gate), ("adr", "A.5", check_adr), ("reapply", "A.6", reapply_phase),
-                              ("flag", "A.6", disable_feature_flag), ("push", "A.6", push_rollback),
-                              ("canary", "A.6", deploy_canary)):
-        if not run(name, step_id, fn).ok:
-            ok = False
-            break
-    if ok:
+    def locked(*calls) -> bool:
+        """Writes and deploys under the target's lock, in a work tree of their own (no rollback beside them)."""
+        try:
+            with holding_target(ctx, log=get_run_logger().warning, purpose="reintroduce"):
+                return all(run(name, step_id, fn).ok for name, step_id, fn in calls)
+        except TargetBusy as exc:
+            steps.append(StepResult(id="A.6", name="target-lock", status="failed", failure=exc.failure,
+                                    evidence=[str(exc)]))
+            return False
+
+    ok = run("retry-lock", "A.4", gate).ok and run("adr", "A.5", check_adr).ok and locked(
+        ("reapply", "A.6", reapply_phase), ("flag", "A.6", disable_feature_flag), ("push", "A.6", push_rollback),
+        ("canary", "A.6", deploy_canary))
+    if ok:  # the watch holds no lock: a Critical incident meanwhile is not kept waiting by a canary
         watched = run("watch-canary", "A.6", watch_canary)
-        run("stop-canary", "A.6", stop_canary)
-        if watched.status == "done":
-            run("promote", "A.6", promote)
-        elif watched.status == "failed":
+        locked(("stop-canary", "A.6", stop_canary), *([("promote", "A.6", promote)] if watched.status == "done" else []))
+        if watched.status == "failed":  # after the lock is released: the phase's rollback takes it itself
             sub = _roll_back(key, repo, config, incident_id, watched, rollback_skip)
             steps.append(sub)
     create_table_artifact(table=[{"id": s.id, "step": s.name, "status": s.status,

@@ -32,6 +32,7 @@ from tasks.commands import end_commands_on_sigterm
 from tasks.context import StepContext, artifact_key
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS, step_call, step_result
+from tasks.work_tree import WorkTree, leftover_note, unpublished, working_in_own_tree
 
 # Time to mitigation: when these steps finish, the mitigation has reached that point.
 MILESTONES = {"flag": "flag off committed", "push": "pushed", "deploy": "deploy done"}
@@ -81,6 +82,8 @@ class PhaseRun:
         self.logger = get_run_logger()
         self._queue = list(self.selection)
         self._exit = ExitStack()
+        self.work: WorkTree | None = None
+        self.leftovers: list[str] = []
 
     # ------------------------------------------------------------ the target's lock
 
@@ -94,14 +97,20 @@ class PhaseRun:
         try:
             self._exit.enter_context(one_rollback_per_target(
                 self.ctx.repo, self.cfg, self.ctx.incident, self._run_id(), log=self.logger.warning))
-            self.ctx.holds_target_lock = True
         except TargetBusy as exc:
             self.stopped_by = StepResult(id="lock", name="target-lock", status="failed", evidence=[str(exc)],
                                          failure=exc.failure)
             self.results.append(self.stopped_by)
+            return self
+        try:  # every write in a tree of the run's own: a dirty clone or another run's leftovers never block it
+            self.work = self._exit.enter_context(working_in_own_tree(self.ctx, log=self.logger.warning))
+        except BaseException:
+            self._exit.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
+        self.leftovers = self._leftovers()  # while the work tree is still there
         self._exit.close()
 
     def _run_id(self) -> str | None:
@@ -218,6 +227,7 @@ class PhaseRun:
             steps=self.results,
             checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, self.ctx.dry_run),
             flow_run_id=self._run_id(),
+            leftovers=self.leftovers,
         )
         self.retry_lock = self._lock_reintroduction(report)
         self._artifacts(report)
@@ -225,6 +235,13 @@ class PhaseRun:
         emit("rollback.finished", rollback_resource(self.phase, self.ctx.incident, self.target, self.ctx.dry_run,
                                                     report.outcome), {"summary": report.summary()})
         return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))
+
+    def _leftovers(self) -> list[str]:
+        """What this run's work tree holds that the remote does not: kept for the rerun, and said."""
+        if self.work is None:
+            return []
+        commits, dirty = unpublished(self.ctx, self.work)
+        return [leftover_note(self.ctx, self.work, commits, dirty)] if commits or dirty else []
 
     def _lock_reintroduction(self, report: RollbackReport):
         """A.4: a phase rolled back is not reintroduced for a week; every trigger sees the lock."""

@@ -44,6 +44,7 @@ from flows.variables import put_variable
 from runbook.config import RollbackConfig
 from runbook.errors import BadInputError, StepError
 from tasks.git_repo import open_workspace, run_git
+from tasks.work_tree import working_in_own_tree
 
 
 class TargetBusy(StepError):
@@ -321,11 +322,13 @@ def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo
 
 
 @contextmanager
-def holding_target(ctx, log=print) -> Iterator[None]:
+def holding_target(ctx, log=print, purpose: str = "files") -> Iterator[None]:
     """A write to the target outside a phase run (F.4's issue file, the postmortem draft, the ADR stub) takes the
-    same lock as a rollback: it never interleaves with a rollback's commits or another incident's files."""
+    same lock as a rollback, in a work tree of its own: it never interleaves with a rollback's commits or another
+    incident's files, and never sees a person's changes in the clone."""
     from prefect.runtime import flow_run
 
     run_id = flow_run.get_id()
     with one_rollback_per_target(ctx.repo, ctx.cfg, ctx.incident, str(run_id) if run_id else None, log=log):
-        yield
+        with working_in_own_tree(ctx, log=log, purpose=purpose):
+            yield

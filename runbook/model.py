@@ -134,6 +134,7 @@ class RollbackReport(_Model):
     steps: list[StepResult] = []
     checklist: list[ChecklistItem] = []
     flow_run_id: str | None = None
+    leftovers: list[str] = []  # what the run's own work tree keeps for a rerun (unpushed commits, changed files)
 
     @property
     def outcome(self) -> Outcome:
@@ -165,7 +166,7 @@ class RollbackReport(_Model):
             passed = sum(c.status == "pass" for c in self.checklist)
             checks = f", checklist {passed}/{len(self.checklist)} pass" if self.checklist and not self.dry_run else ""
             return f"{what}: done — {acted} step(s) done{checks}"
-        return f"{what}: {LEADS[self.outcome]} — " + "; ".join(self.causes())
+        return f"{what}: {LEADS[self.outcome]} — " + "; ".join([*self.causes(), *self.leftovers])
 
     def public(self) -> dict:
         return {
@@ -173,6 +174,7 @@ class RollbackReport(_Model):
             "outcome": self.outcome, "flow_run_id": self.flow_run_id,
             "steps": [s.public() for s in self.steps],
             "checklist": [c.public() for c in self.checklist],
+            "leftovers": self.leftovers,
         }
 
 

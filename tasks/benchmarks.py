@@ -10,7 +10,6 @@ numbers come from criterion's files (tasks/bench_files.py reads them and the bas
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -286,7 +285,7 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
         return _plan_benchmarks(ctx)
     started = time.monotonic()
     budget = b.budget_minutes * 60
-    target_dir = os.environ.get("CARGO_TARGET_DIR")
+    target_dir = ctx.cargo_target_dir()
     first = max(b.rounds, FIRST_LOOK)
     progress = StepProgress(ctx, "benchmarks", budget, f"at least {first} rounds, at most {b.budget_minutes:g} min")
     with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ class StepContext:
     merge_override: str = ""
     facts: dict[str, str] = field(default_factory=dict)  # what earlier steps established (merge SHA, …)
     approval: Approval | None = None  # P4.3 only
-    holds_target_lock: bool = False  # set by the phase run once it has the target's lock: no other run is on it
+    clone: Path | None = None  # the configured clone, while `repo` is the run's own work tree (tasks/work_tree.py)
+    work_branch: str = ""  # that work tree's branch
 
     @property
     def phase_cfg(self) -> PhaseConfig:
@@ -39,6 +41,18 @@ class StepContext:
 
     def for_step(self, step_id: str) -> StepContext:
         return StepContext(**{**self.__dict__, "step_id": step_id})
+
+    def cargo_target_dir(self) -> str | None:
+        """Builds in a run's own work tree share the clone's target folder (the dependencies are not compiled again
+        per incident) unless the environment names one."""
+        if os.environ.get("CARGO_TARGET_DIR"):
+            return os.environ["CARGO_TARGET_DIR"]
+        return str(self.clone / "target") if self.clone and self.clone != self.repo else None
+
+    def command_env(self) -> dict[str, str]:
+        """What the commands run in the target (CI, deploy, logs, benches) get on top of the tool's environment."""
+        target = self.cargo_target_dir()
+        return {"CARGO_TARGET_DIR": target} if target else {}
 
     def commit_message(self, summary: str) -> str:
         """A rollback commit: what, why, and trailers that let reruns and audits find it."""

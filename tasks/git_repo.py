@@ -75,15 +75,15 @@ def ensure_safe_to_change(repo: Repo, ctx: StepContext, resumable: dict[str, str
     `resumable` maps files to the exact text this step would write: a tree dirty only with that
     text is an interrupted run of the same step, which may go on and commit it.
     """
+    expected = ctx.work_branch or ctx.cfg.main_branch  # the run's own work tree is on a branch of its own
     if repo.head.is_detached:
         raise BadInputError(
-            f"{ctx.repo}: HEAD is detached; check out {ctx.cfg.main_branch} (git checkout {ctx.cfg.main_branch}) and rerun"
+            f"{ctx.repo}: HEAD is detached; check out {expected} (git checkout {expected}) and rerun"
         )
     branch = repo.active_branch.name
-    if branch != ctx.cfg.main_branch:
+    if branch != expected:
         raise BadInputError(
-            f"{ctx.repo}: on branch {branch}, but the rollback works on {ctx.cfg.main_branch}; "
-            f"git checkout {ctx.cfg.main_branch} and rerun"
+            f"{ctx.repo}: on branch {branch}, but the rollback works on {expected}; git checkout {expected} and rerun"
         )
     if any((Path(repo.git_dir) / name).exists() for name in ("MERGE_HEAD", "REVERT_HEAD", "rebase-merge")):
         raise BadInputError(f"{ctx.repo}: a merge or revert is in progress; finish or abort it (git revert --abort)")
@@ -153,44 +153,22 @@ def sync_with_remote(repo: Repo, ctx: StepContext, resumable: dict[str, str] | N
         raise BadInputError(f"the remote {ctx.cfg.remote} has no branch {ctx.cfg.main_branch}; check main_branch/remote in the config") from None
     ahead = unpushed_commits(repo, ctx)
     owners = {sha: rollback_commit_owner(repo, ctx, sha) for sha in ahead}
-    foreign = [sha for sha in ahead if owners[sha] is None or (owners[sha][0] != ctx.incident
-                                                                 and not ctx.holds_target_lock)]
+    foreign = [sha for sha in ahead if owners[sha] is None or owners[sha][0] != ctx.incident]
     if foreign:
         raise BadInputError(
-            f"{ctx.cfg.main_branch} has {len(foreign)} local commit(s) that are not on {upstream} and are not "
+            f"{ctx.work_branch or ctx.cfg.main_branch} has {len(foreign)} local commit(s) that are not on {upstream} and are not "
             f"this incident's rollback commits ({', '.join(s[:10] for s in foreign)}); push or move them to another "
             "branch first — a rollback never publishes unreviewed work"
         )
-    evidence = _adopt_lost_commits(ctx, {sha: owner for sha, owner in owners.items() if owner[0] != ctx.incident})
     behind = run_git(repo, "rev-list", "--count", f"HEAD..{upstream}")
+    branch = ctx.work_branch or ctx.cfg.main_branch
     if behind == "0":
-        return [*evidence, f"{ctx.cfg.main_branch} is up to date with {upstream}"]
+        return [f"{branch} is up to date with {upstream}"]
     if not ahead:
         run_git(repo, "merge", "--ff-only", "--quiet", upstream)
-        return [f"fast-forwarded {ctx.cfg.main_branch} by {behind} commit(s) to {upstream}"]
+        return [f"fast-forwarded {branch} by {behind} commit(s) to {upstream}"]
     replay_onto_remote(repo, ctx)
-    return [*evidence, f"replayed {len(ahead)} unpushed rollback commit(s) onto {upstream} ({behind} new remote commit(s))"]
-
-
-def _adopt_lost_commits(ctx: StepContext, others: dict[str, tuple[str, str]]) -> list[str]:
-    """Unpushed rollback commits of *another* incident of this phase were left by a run that died between its
-    commit and its push (a lost worker). Only a run holding the target's lock gets here (without it they are
-    refused above as not this incident's), so no run of that incident is still going. They are the same
-    rollback — kept and pushed with this one (not made twice). Another phase's are refused."""
-    if not others:
-        return []
-    step_prefix = f"P{ctx.phase}."
-    wrong = {sha: owner for sha, owner in others.items() if not owner[1].startswith(step_prefix)}
-    if wrong:
-        named = ", ".join(f"{sha[:10]} ({incident}, step {step or '?'})" for sha, (incident, step) in wrong.items())
-        raise BadInputError(
-            f"{ctx.cfg.main_branch} has unpushed commits this tool made for another incident and not for phase "
-            f"{ctx.phase}: {named}; finish that incident's run first (rerun it: `actor-rollback run <its phase> "
-            f"--incident <its incident> …`, or its triage), then rerun this one")
-    incidents = sorted({incident for incident, _ in others.values()})
-    return [f"adopted {len(others)} unpushed rollback commit(s) of {', '.join(incidents)} "
-            f"({', '.join(sha[:10] for sha in others)}): left by a run that ended before its push — this run holds "
-            "the target's lock, so none is still going; they are pushed with this rollback, not made again"]
+    return [f"replayed {len(ahead)} unpushed rollback commit(s) onto {upstream} ({behind} new remote commit(s))"]
 
 
 def replay_onto_remote(repo: Repo, ctx: StepContext) -> None:

@@ -57,7 +57,7 @@ def read_recent_logs(ctx: StepContext) -> dict[str, list[str]]:
         return {str(path): tail_file(path, logs.tail_lines)}
     if not logs.command:
         raise BadInputError("logs.source = 'command' needs logs.command in the config")
-    outcome = run_bounded(logs.command, ctx.repo, logs.timeout_seconds, keep_lines=logs.tail_lines,
+    outcome = run_bounded(logs.command, ctx.repo, logs.timeout_seconds, env=ctx.command_env(), keep_lines=logs.tail_lines,
                           secrets=secret_names(ctx.cfg))
     if outcome.returncode != 0:
         raise BadInputError(f"the log command exited {outcome.returncode}: " + " | ".join(outcome.tail[-3:]))

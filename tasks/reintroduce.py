@@ -62,7 +62,7 @@ def reapply_phase(ctx: StepContext) -> StepResult:
 def _command(ctx: StepContext, command: str, name: str, env: dict[str, str]) -> StepResult:
     r = ctx.cfg.reintroduce
     text = command.format(version=_version(ctx))
-    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env={**ctx.command_env(), **env}, secrets=secret_names(ctx.cfg))
     if outcome.returncode != 0:
         raise StepError(f"`{text}` " + ("timed out" if outcome.returncode is None else f"exited {outcome.returncode}")
                         + ": " + " | ".join(outcome.tail[-3:]))

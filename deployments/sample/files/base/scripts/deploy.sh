@@ -14,7 +14,9 @@ for arg in "${@:2}"; do
   esac
 done
 here="$(cd "$(dirname "$0")/.." && pwd)"
-state="${ACTOR_DEPLOY_STATE:-$here/.deploy}"
+# The state lives beside the clone, not in the tree deployed from (a rollback deploys from a work tree of its own).
+clone="$(dirname "$(git -C "$here" rev-parse --path-format=absolute --git-common-dir)")"
+state="${ACTOR_DEPLOY_STATE:-$clone/.deploy}"
 port="${ACTOR_SERVICE_PORT:-19100}"
 mkdir -p "$state"
 
@@ -39,8 +41,11 @@ python="${ACTOR_SERVICE_PYTHON:-${ACTOR_ROLLBACK_PYTHON:-python3}}"
 
 stop_service
 [ -f "$state/actor-system.log" ] && mv "$state/actor-system.log" "$state/actor-system.log.1"
-setsid "$python" "$here/service/actor_system.py" --port "$port" --version "$version" \
-  --new-scheduler "$scheduler" --config "$here/config/actor_system.toml" --log "$state/actor-system.log" \
+release="$state/release-$env_name"  # what runs is a copy: the tree it came from may be removed after the deploy
+rm -rf "$release.new" && mkdir -p "$release.new" && cp -r "$here/service" "$here/config" "$release.new/"
+rm -rf "$release" && mv "$release.new" "$release"
+setsid "$python" "$release/service/actor_system.py" --port "$port" --version "$version" \
+  --new-scheduler "$scheduler" --config "$release/config/actor_system.toml" --log "$state/actor-system.log" \
   </dev/null >"$state/service.out" 2>&1 &
 echo $! > "$state/service.pid"
 for _ in $(seq 1 100); do
