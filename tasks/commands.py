@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -82,44 +83,76 @@ def end_commands_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+OUTPUT_KEPT_BYTES = 256 * 1024  # the tail of a command's output that is read back (the last lines are kept)
+
+
+def _program_missing(argv: list[str], cwd: Path, env: dict[str, str]) -> BadInputError | None:
+    program = argv[0]
+    path = (cwd / program) if "/" in program else shutil.which(program, path=env.get("PATH"))
+    if path is None or not Path(path).exists():
+        return BadInputError(f"{program}: no such program or script in {cwd}; check the command in the config")
+    if not os.access(path, os.X_OK) or Path(path).is_dir():
+        return BadInputError(f"{program}: not executable (chmod +x {program})")
+    return None
+
+
 def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
                 keep_lines: int = TAIL_LINES, secrets=ALWAYS_SECRET) -> CommandOutcome:
-    """Run without a shell, kill the whole process group at the timeout, keep the output's tail; the command's
-    environment has none of `secrets` (variable names), and the tail has their values redacted."""
+    """Run without a shell under a supervising parent (tasks/supervise.py) that ends the command's whole tree —
+    `setsid` descendants included — at the timeout, on SIGTERM, or when this process dies; success is the exit
+    status (a service the command leaves running does not keep it waiting). The command's environment has none of
+    `secrets` (variable names), and the tail of its output has their values redacted."""
     argv = shlex.split(command)
     if not argv:
         raise BadInputError("an empty command is configured; set it in the config")
+    full_env = {**{k: v for k, v in os.environ.items() if k not in {*secrets, *ALWAYS_SECRET}},
+                "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})}
+    missing = _program_missing(argv, Path(cwd), full_env)
+    if missing is not None:
+        raise missing
     start = time.monotonic()
-    try:
-        process = subprocess.Popen(
-            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", start_new_session=True,
-            env={**{k: v for k, v in os.environ.items() if k not in {*secrets, *ALWAYS_SECRET}},
-                 "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})},
-        )
-    except FileNotFoundError:
-        raise BadInputError(f"{argv[0]}: no such program or script in {cwd}; check the command in the config") from None
-    except PermissionError:
-        raise BadInputError(f"{argv[0]}: not executable (chmod +x {argv[0]})") from None
-    deadline = start + timeout
+    with tempfile.TemporaryDirectory(prefix="actor-rollback-command-") as scratch:
+        output_file = Path(scratch) / "output"
+        supervisor = subprocess.Popen(
+            [sys.executable, "-I", SUPERVISOR, str(os.getpid()), str(output_file), "--", *argv], cwd=cwd,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=full_env)
+        code, stopping = _wait(supervisor, start + timeout)
+        tail = _tail(output_file, keep_lines)
+    if stopping:
+        raise StepError(f"`{shlex.join(argv)}` was stopped: this process is shutting down (SIGTERM); "
+                        "rerun the step") from None
+    tail = redact(tail, {*secrets, *ALWAYS_SECRET})
+    return CommandOutcome(argv, code, tail, time.monotonic() - start)
+
+
+def _wait(supervisor: subprocess.Popen, deadline: float) -> tuple[int | None, bool]:
+    """(exit status, or None when killed at the deadline; whether this process is shutting down)."""
     while True:  # in slices, so that a process shutting down (SIGTERM) ends its commands instead of waiting
         try:
-            output, _ = process.communicate(timeout=max(0.01, min(0.5, deadline - time.monotonic())))
-            code: int | None = process.returncode
-            break
+            return supervisor.wait(timeout=max(0.01, min(0.2, deadline - time.monotonic()))), False
         except subprocess.TimeoutExpired:
             stopping = STOPPING.is_set() or not threading.main_thread().is_alive()
             if time.monotonic() < deadline and not stopping:
                 continue
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            if stopping:
-                raise StepError(f"`{shlex.join(argv)}` was stopped: this process is shutting down (SIGTERM); "
-                                "rerun the step") from None
-            code = None
-            break
-    tail = redact([line for line in (output or "").splitlines() if line.strip()][-keep_lines:], {*secrets, *ALWAYS_SECRET})
-    return CommandOutcome(argv, code, tail, time.monotonic() - start)
+            supervisor.terminate()  # it kills the command's whole tree, then exits
+            try:
+                supervisor.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(supervisor.pid, signal.SIGKILL)
+                supervisor.wait()
+            return None, stopping
+
+
+def _tail(output_file: Path, keep_lines: int) -> list[str]:
+    try:
+        with output_file.open("rb") as out:
+            out.seek(max(0, output_file.stat().st_size - OUTPUT_KEPT_BYTES))
+            text = out.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-keep_lines:]
 
 
 def require_program(command: str, cwd: Path, key: str) -> str:
@@ -168,7 +201,7 @@ def check_ci(ctx: StepContext) -> StepResult:
         return StepResult(id=ctx.step_id, name="ci", status="already-done", evidence=[
             f"`{ci.command}` passed for {commit[:10]} at {passed.get('at', '?')} (flow run {passed.get('flow_run', '?')}); "
             "not run again for the same commit (ci.remember_pass)"], data={"ci_commit": commit})
-    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
     result = _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
     if commit and _clean_head(ctx) == commit:  # the tree CI tested is that commit, unchanged
         _record_ci_pass(ctx, commit)
@@ -269,7 +302,7 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
         if missing:
             raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
         return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
-    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
 
 
@@ -287,5 +320,5 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
     script = shlex.split(command)[0]
     if script.startswith(("./", "../")) and not (ctx.repo / script).exists():
         raise BadInputError(f"the deploy script {script} does not exist in {ctx.repo}; fix deploy.command in the config")
-    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
     return _result(ctx, "deploy", outcome, deploy.timeout_seconds, "deploy failed")

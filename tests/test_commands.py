@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +35,73 @@ def test_a_hanging_command_is_killed_with_its_children_at_the_timeout(tmp_path):
     assert outcome.returncode is None and time.monotonic() - start < 5
     time.sleep(5.5)
     assert not marker.exists(), "the whole process group is killed, not just the shell"
+
+
+def alive(marker: str) -> list[int]:
+    """Processes whose command line names `marker` (a unique word each test gives its children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def sleeper(marker: str) -> str:
+    return f"python3 -c 'import time; time.sleep(600)' {marker}"
+
+
+@pytest.fixture
+def marker(request):
+    word = f"actor-rollback-test-{os.getpid()}-{request.node.name[:40]}"
+    yield word
+    for pid in alive(word):  # nothing a test started outlives it, whatever it asserted
+        os.kill(pid, 9)
+
+
+def script(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "command.sh"
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_p1_3a_a_deploy_that_starts_its_service_in_the_background_succeeds_at_its_exit_and_keeps_the_service(
+        tmp_path, marker):
+    command = script(tmp_path, f"echo starting\n{sleeper(marker)} &\necho started\nexit 0\n")
+    start = time.monotonic()
+    outcome = run_bounded(command, tmp_path, timeout=20)
+    assert outcome.returncode == 0 and outcome.tail == ["starting", "started"]
+    assert time.monotonic() - start < 5, "the background service's open output must not keep the step waiting"
+    assert len(alive(marker)) == 1, "the service the deploy started is the deploy's result: it keeps running"
+
+
+def test_a_timeout_kills_setsid_descendants_too(tmp_path, marker):
+    command = script(tmp_path, f"setsid {sleeper(marker)} &\n{sleeper(marker)}\n")
+    start = time.monotonic()
+    outcome = run_bounded(command, tmp_path, timeout=1.5)
+    assert outcome.returncode is None and time.monotonic() - start < 5
+    assert alive(marker) == [], "a setsid child left its process group, and is still killed"
+
+
+def test_a_sigkilled_runner_takes_its_commands_along(tmp_path, marker):
+    command = script(tmp_path, f"setsid {sleeper(marker)} &\n{sleeper(marker)}\n")
+    runner = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from tasks.commands import run_bounded; "
+                               f"run_bounded({command!r}, Path({str(tmp_path)!r}), 600)"],
+                              cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 20
+    while len(alive(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(alive(marker)) == 2
+    runner.kill()
+    runner.wait()
+    deadline = time.monotonic() + 3
+    while alive(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive(marker) == [], "the runner died: nothing it started runs on (the rerun's deploy would race it)"
 
 
 def test_p1_3a_deploy_runs_the_runbook_script_with_the_rollback_version(sample):
