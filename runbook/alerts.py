@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from runbook.config import INCIDENT_KINDS, ConfigError, ReceiverConfig, normalize_phase
 from runbook.errors import BadInputError
-from runbook.model import Incident
+from runbook.model import Incident, check_started_at
 
 Source = Literal["alertmanager", "grafana"]
 PREFIX = {"alertmanager": "am", "grafana": "gf", "generic": "in"}
@@ -39,13 +39,22 @@ class ReceivedAlert:
     key: str  # deduplication: the same alert firing again maps to the same triage run
 
 
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _time(text: Any, where: str) -> datetime:
     if not isinstance(text, str):
-        raise AlertError(f"{where}: startsAt must be an RFC 3339 time, got {text!r}", 400)
+        raise AlertError(f"{where}: startsAt must be an RFC 3339 time, got {str(text)[:80]!r}", 400)
+    if not RFC3339.fullmatch(text):
+        raise AlertError(f"{where}: startsAt {text[:80]!r} is not an RFC 3339 time (e.g. 2026-12-05T03:00:00Z)", 400)
+    whole, _, fraction = text.upper().replace("Z", "+00:00").partition(".")
+    if fraction:  # Python reads at most microseconds; Go (Alertmanager) writes nanoseconds
+        digits = re.match(r"\d+", fraction).group()
+        whole = f"{whole}.{digits[:6].ljust(6, '0')}{fraction[len(digits):]}"
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise AlertError(f"{where}: startsAt {text!r} is not an RFC 3339 time", 400) from None
+        return check_started_at(datetime.fromisoformat(whole))
+    except ValueError as exc:
+        raise AlertError(f"{where}: startsAt {text!r}: {exc}", 400) from None
 
 
 def _number(value: Any, what: str, where: str) -> float | None:
@@ -121,9 +130,14 @@ def _one(alert: Any, n: int, source: Source, cfg: ReceiverConfig) -> ReceivedAle
     for extra in ("generatorURL", "dashboardURL", "valueString"):
         if alert.get(extra):
             evidence.append(f"{extra}: {alert[extra]}")
-    incident = Incident(id=ident, source=source, phase=phase, kind=kind, regression_pct=regression,
-                        crashes_per_hour=crashes, summary=annotations.get("summary", name), labels=labels,
-                        evidence=evidence, started_at=started)
+    try:
+        incident = Incident(id=ident, source=source, phase=phase, kind=kind, regression_pct=regression,
+                            crashes_per_hour=crashes, summary=annotations.get("summary", name), labels=labels,
+                            evidence=evidence, started_at=started)
+    except ValidationError as exc:
+        names = {"crashes_per_hour": cfg.crashes_annotation, "regression_pct": cfg.regression_annotation}
+        raise AlertError(f"{where}: " + "; ".join(f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+                                                  for e in exc.errors())) from None
     return ReceivedAlert(incident=incident, status=status, key=f"{ident}")
 
 

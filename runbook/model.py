@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -37,6 +38,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def check_rate(value: float | None) -> float | None:
+    """A crash rate is a finite count per hour, never negative: NaN must not read as less severe than a known
+    high rate, nor Infinity as a number."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be a finite number of crashes per hour, 0 or more (got {value!r})")
+    return value
+
+
+def check_finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"must be a finite number (got {value!r})")
+    return value
+
+
+EARLIEST_INCIDENT = datetime(2000, 1, 1, tzinfo=timezone.utc)
+CLOCK_SKEW = timedelta(days=1)
+
+
+def check_started_at(value: datetime | None) -> datetime | None:
+    """When an incident began: a time with its offset, after 2000 and no later than a day from now (a clock a
+    little off is tolerated; year 9999 would overflow every deadline computed from it)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{value.isoformat()} has no UTC offset; write it as RFC 3339 (e.g. 2026-12-05T03:00:00Z)")
+    latest = datetime.now(timezone.utc) + CLOCK_SKEW
+    if not EARLIEST_INCIDENT <= value <= latest:
+        raise ValueError(f"{value.isoformat()} is not a time an incident began (between "
+                         f"{EARLIEST_INCIDENT:%Y-%m-%d} and {latest:%Y-%m-%d %H:%M} UTC)")
+    return value
+
+
 class Incident(_Model):
     """What happened: where it came from, which phase, what kind, with its evidence."""
 
@@ -44,12 +77,12 @@ class Incident(_Model):
     source: str = "manual"  # manual | alertmanager | grafana | schedule | cli
     phase: str
     kind: IncidentKind | None = None
-    regression_pct: float | None = None
-    crashes_per_hour: float | None = None  # for kind "crash": frequent (High) or sporadic (Medium)
+    regression_pct: Annotated[float | None, AfterValidator(check_finite)] = None
+    crashes_per_hour: Annotated[float | None, AfterValidator(check_rate)] = None  # kind "crash": High or Medium
     summary: str = ""
     labels: dict[str, str] = {}
     evidence: list[str] = []
-    started_at: datetime | None = None
+    started_at: Annotated[datetime | None, AfterValidator(check_started_at)] = None
 
 
 class Decision(_Model):

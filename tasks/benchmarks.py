@@ -26,7 +26,7 @@ from runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges,
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.bench_files import markdown_report, note, read_baseline, read_criterion_stamped
-from tasks.commands import require_program, run_bounded, secret_names
+from tasks.commands import command_record, require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
 from tasks.progress import StepProgress, table_in_place
@@ -84,7 +84,8 @@ def run_bench(ctx: StepContext, side: Side, command: str, label: str) -> dict[st
     b = ctx.cfg.benchmarks
     env = {**b.env, **({"CARGO_TARGET_DIR": side.target_dir} if side.target_dir else {})}
     started = time.monotonic()
-    outcome = run_bounded(command, side.tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(command, side.tree, b.timeout_seconds, env=env, secrets=secret_names(ctx.cfg),
+                          record=command_record(ctx, f"bench-{side.label}", command))
     step_logger().info("benchmarks %s, %s: `%s` took %.1f s", label, side.label, command, time.monotonic() - started)
     if outcome.returncode is None:
         raise StepError(f"`{command}` did not finish within {b.timeout_seconds} s in {side.tree}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -98,11 +99,13 @@ def _program_missing(argv: list[str], cwd: Path, env: dict[str, str]) -> BadInpu
 
 
 def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None,
-                keep_lines: int = TAIL_LINES, secrets=ALWAYS_SECRET) -> CommandOutcome:
+                keep_lines: int = TAIL_LINES, secrets=ALWAYS_SECRET, record: Path | None = None) -> CommandOutcome:
     """Run without a shell under a supervising parent (tasks/supervise.py) that ends the command's whole tree —
     `setsid` descendants included — at the timeout, on SIGTERM, or when this process dies; success is the exit
     status (a service the command leaves running does not keep it waiting). The command's environment has none of
-    `secrets` (variable names), and the tail of its output has their values redacted."""
+    `secrets` (variable names), and the tail of its output has their values redacted. With `record` (a file per
+    target and command), it never starts beside a live earlier run of the same command: it waits for that one to
+    end, at most `timeout`."""
     argv = shlex.split(command)
     if not argv:
         raise BadInputError("an empty command is configured; set it in the config")
@@ -112,10 +115,15 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     if missing is not None:
         raise missing
     start = time.monotonic()
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        _wait_for_earlier(record, start + timeout, argv)
+        start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="actor-rollback-command-") as scratch:
         output_file = Path(scratch) / "output"
         supervisor = subprocess.Popen(
-            [sys.executable, "-I", SUPERVISOR, str(os.getpid()), str(output_file), "--", *argv], cwd=cwd,
+            [sys.executable, "-I", SUPERVISOR, str(os.getpid()), str(output_file), str(record or "-"), "--", *argv],
+            cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
             env=full_env)
         code, stopping = _wait(supervisor, start + timeout)
@@ -125,6 +133,53 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
                         "rerun the step") from None
     tail = redact(tail, {*secrets, *ALWAYS_SECRET})
     return CommandOutcome(argv, code, tail, time.monotonic() - start)
+
+
+def command_record(ctx: StepContext, kind: str, command: str) -> Path:
+    """Where a target's running `command` is named (one file per target and command, shared by its work trees)."""
+    from tasks.work_tree import git_common_dir
+
+    digest = hashlib.sha256(command.encode()).hexdigest()[:12]
+    return git_common_dir(ctx.clone or ctx.repo) / "actor-rollback" / "running" / f"{kind}-{digest}.json"
+
+
+def _proc_stat(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def live_record(record: Path) -> dict | None:
+    """The earlier run named by `record` (tasks/supervise.py writes it) while its supervisor or its command is alive;
+    None once both have ended. What the command left running in the background (a deploy's service) is its
+    result, not a run in progress."""
+    try:
+        body = json.loads(record.read_text())
+        named = [(int(body["supervisor"]), int(body["supervisor_start"])),
+                 (int(body["command"]), int(body["command_start"]))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for pid, started in named:
+        fields = _proc_stat(pid)
+        if fields and int(fields[19]) == started and fields[0] != b"Z":
+            return body
+    return None
+
+
+def _wait_for_earlier(record: Path, deadline: float, argv: list[str]) -> None:
+    """Never start beside a live earlier run of the same command (its runner was SIGKILLed with the supervisor)."""
+    while (earlier := live_record(record)) is not None:
+        if time.monotonic() >= deadline or STOPPING.is_set():
+            group = earlier.get("process_group")
+            raise StepError(
+                f"`{shlex.join(argv)}` from an earlier run (pid {earlier.get('command')}, started "
+                f"{earlier.get('since')}) is still running; this run does not start another beside it. Let it "
+                f"finish, or end it (kill -TERM {earlier.get('command')}; kill -TERM -- -{group} also ends all it "
+                f"started), then rerun")
+        time.sleep(0.2)
+    record.unlink(missing_ok=True)
 
 
 def _wait(supervisor: subprocess.Popen, deadline: float) -> tuple[int | None, bool]:
@@ -201,7 +256,8 @@ def check_ci(ctx: StepContext) -> StepResult:
         return StepResult(id=ctx.step_id, name="ci", status="already-done", evidence=[
             f"`{ci.command}` passed for {commit[:10]} at {passed.get('at', '?')} (flow run {passed.get('flow_run', '?')}); "
             "not run again for the same commit (ci.remember_pass)"], data={"ci_commit": commit})
-    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(ci.command, ctx.repo, ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg),
+                          record=command_record(ctx, "ci", ci.command))
     result = _result(ctx, "ci", outcome, ci.timeout_seconds, "CI check failed")
     if commit and _clean_head(ctx) == commit:  # the tree CI tested is that commit, unchanged
         _record_ci_pass(ctx, commit)
@@ -302,7 +358,8 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
         if missing:
             raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
         return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
-    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg),
+                          record=command_record(ctx, "build", command))
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
 
 
@@ -320,5 +377,6 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
     script = shlex.split(command)[0]
     if script.startswith(("./", "../")) and not (ctx.repo / script).exists():
         raise BadInputError(f"the deploy script {script} does not exist in {ctx.repo}; fix deploy.command in the config")
-    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg),
+                          record=command_record(ctx, "deploy", command))
     return _result(ctx, "deploy", outcome, deploy.timeout_seconds, "deploy failed")

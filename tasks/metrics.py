@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import numpy as np
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -144,7 +145,9 @@ def window_means(url: str, queries: dict[str, str], start: datetime, end: dateti
             raise BadInputError(f"Prometheus rejected the {name} query {query!r}: {exc}") from None
         points = [float(v) for s in series for _, v in s.get("values", [])]
         frame = pd.DataFrame({"value": points}).replace([math.inf, -math.inf], math.nan).dropna()
-        means[name] = float(frame["value"].mean()) if not frame.empty else None
+        with np.errstate(over="ignore"):  # an overflowing sum is caught below, not a warning
+            mean = float(frame["value"].mean()) if not frame.empty else None
+        means[name] = mean if mean is None or math.isfinite(mean) else math.nan  # overflowed: judged unverified
     return means
 
 
@@ -176,9 +179,11 @@ def judge(values: dict, baseline: dict | None, ctx: StepContext) -> list[Reading
     readings = []
 
     def add(metric: str, passes, rule: str) -> None:
-        value = values.get(metric)
-        reading = Reading(metric, value, base.get(metric), rule=rule)
-        verdict = passes(value, reading.baseline) if value is not None else None
+        value, against = values.get(metric), base.get(metric)
+        finite = [v for v in (value, against) if v is not None and not math.isfinite(v)] == []
+        reading = Reading(metric, value, against if finite else None,
+                          rule=rule if finite else f"{rule} — not judged: a value that is not a finite number")
+        verdict = passes(value, reading.baseline) if value is not None and finite else None
         reading.verdict = "unverified" if verdict is None else ("pass" if verdict else "fail")
         readings.append(reading)
 

@@ -11,7 +11,7 @@ from runbook.errors import BadInputError, ConflictError, StepError
 from runbook.model import StepResult
 from runbook.postmortem import TO_FILL
 from tasks.adr import adr_files, adr_slug
-from tasks.commands import run_bounded, secret_names
+from tasks.commands import command_record, run_bounded, secret_names
 from tasks.context import StepContext
 from tasks.git_repo import (_abort_revert, _commit, find_phase_merge, find_revert_of, head_text, open_workspace,
                             run_git, sync_with_remote)
@@ -62,7 +62,8 @@ def reapply_phase(ctx: StepContext) -> StepResult:
 def _command(ctx: StepContext, command: str, name: str, env: dict[str, str]) -> StepResult:
     r = ctx.cfg.reintroduce
     text = command.format(version=_version(ctx))
-    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env={**ctx.command_env(), **env}, secrets=secret_names(ctx.cfg))
+    outcome = run_bounded(text, ctx.repo, r.timeout_seconds, env={**ctx.command_env(), **env}, secrets=secret_names(ctx.cfg),
+                          record=command_record(ctx, name, text))
     if outcome.returncode != 0:
         raise StepError(f"`{text}` " + ("timed out" if outcome.returncode is None else f"exited {outcome.returncode}")
                         + ": " + " | ".join(outcome.tail[-3:]))

@@ -1,6 +1,6 @@
 """The small parent every configured command runs under (run as a script, standard library only).
 
-    python supervise.py RUNNER_PID OUTPUT_FILE -- COMMAND [ARG...]
+    python supervise.py RUNNER_PID OUTPUT_FILE RECORD_FILE|- -- COMMAND [ARG...]
 
 - It is a child subreaper (PR_SET_CHILD_SUBREAPER): a descendant whose parent exits — a `setsid` or
   double-forked daemon included — becomes its child, so it can always find the whole tree.
@@ -9,11 +9,15 @@
 - The command's output goes to OUTPUT_FILE, not a pipe: a background child that keeps the descriptor open (a
   service the deploy script starts with `&`) never keeps the step waiting. Success is the command's exit status;
   what it leaves running after a normal exit (the deployed service) is left alone.
+- While the command runs, RECORD_FILE (unless "-") names it: this supervisor's and the command's pid and start
+  time. It is removed when the command ends; one left behind (this supervisor SIGKILLed) lets the next run of
+  the same command see that it is still alive (tasks/commands.py: live_record).
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +65,37 @@ def kill_tree() -> None:
         time.sleep(0.01)
 
 
+def start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot, /proc/PID/stat field 22): a pid with another start time
+    is another process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def write_record(record: str, child: subprocess.Popen, command: list[str]) -> None:
+    me = os.getpid()
+    body = {"supervisor": me, "supervisor_start": start_ticks(me), "command": child.pid,
+            "command_start": start_ticks(child.pid), "process_group": os.getpgid(0), "argv": command,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    partial = f"{record}.{me}.partial"
+    with open(partial, "w") as out:
+        json.dump(body, out)
+    os.replace(partial, record)
+
+
+def remove_record(record: str) -> None:
+    try:
+        with open(record) as current:
+            if json.load(current).get("supervisor") != os.getpid():
+                return  # another run's by now
+        os.unlink(record)
+    except (OSError, ValueError):
+        pass
+
+
 def reap() -> None:
     while True:
         try:
@@ -72,9 +107,9 @@ def reap() -> None:
 
 
 def main(argv: list[str]) -> int:
-    runner, output, sep, *command = argv
+    runner, output, record, sep, *command = argv
     if sep != "--" or not command:
-        print("usage: supervise.py RUNNER_PID OUTPUT_FILE -- COMMAND [ARG...]", file=sys.stderr)
+        print("usage: supervise.py RUNNER_PID OUTPUT_FILE RECORD_FILE|- -- COMMAND [ARG...]", file=sys.stderr)
         return 2
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -90,15 +125,22 @@ def main(argv: list[str]) -> int:
             return 127
         except PermissionError:
             return 126
-    while not stopping:
-        code = child.poll()
-        if code is not None:
-            reap()  # zombies of what it started and left; live ones (a deployed service) stay
-            return code if code >= 0 else 128 - code
-        time.sleep(0.02)
-    kill_tree()
-    child.poll()
-    return 143
+    if record != "-":
+        write_record(record, child, command)
+    try:
+        # The death signal follows the runner's thread that started this; the parent check, the whole runner.
+        while not stopping and os.getppid() == int(runner):
+            code = child.poll()
+            if code is not None:
+                reap()  # zombies of what it started and left; live ones (a deployed service) stay
+                return code if code >= 0 else 128 - code
+            time.sleep(0.02)
+        kill_tree()
+        child.poll()
+        return 143
+    finally:
+        if record != "-":
+            remove_record(record)
 
 
 if __name__ == "__main__":

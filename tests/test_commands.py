@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from helpers import commit_change, config, context
 
 from runbook.errors import BadInputError, StepError
-from tasks.commands import check_ci, deploy_with_command, run_bounded
+from tasks.commands import check_ci, deploy_with_command, live_record, run_bounded
 
 
 def test_p1_2c_failing_ci_command_fails_the_step_with_its_output(sample):
@@ -102,6 +104,51 @@ def test_a_sigkilled_runner_takes_its_commands_along(tmp_path, marker):
     while alive(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert alive(marker) == [], "the runner died: nothing it started runs on (the rerun's deploy would race it)"
+
+
+def _orphan_a_running_command(tmp_path: Path, command: str, record: Path) -> int:
+    """Start `command` under its supervisor, then SIGKILL the supervisor alone (as an OOM kill would): the command
+    runs on with no one owning it, and the record names it. Returns the command's pid."""
+    thread = threading.Thread(target=run_bounded, args=(command, tmp_path, 600), kwargs={"record": record})
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    body = json.loads(record.read_text())
+    os.kill(body["supervisor"], 9)
+    thread.join(10)
+    return body["command"]
+
+
+def test_p1_3a_a_rerun_never_starts_the_deploy_beside_a_live_one_of_an_earlier_run(tmp_path, marker):
+    log = tmp_path / "deploy.log"
+    command = script(tmp_path, f"echo start >> {log}\n{sleeper(marker)} &\nsleep 2\necho end >> {log}\n")
+    record = tmp_path / "running" / "deploy.json"
+    _orphan_a_running_command(tmp_path, command, record)
+    outcome = run_bounded(command, tmp_path, timeout=30, record=record)
+    assert outcome.returncode == 0
+    assert log.read_text().split() == ["start", "end", "start", "end"], "the rerun's deploy waited for the live one"
+    assert not record.exists(), "a finished command leaves no record"
+
+
+def test_a_live_earlier_run_past_the_timeout_fails_the_step_naming_it_and_starts_nothing(tmp_path, marker):
+    log = tmp_path / "deploy.log"
+    command = script(tmp_path, f"echo start >> {log}\nexec {sleeper(marker)}\n")
+    record = tmp_path / "running" / "deploy.json"
+    orphan = _orphan_a_running_command(tmp_path, command, record)
+    with pytest.raises(StepError, match=rf"from an earlier run \(pid {orphan}, .*still running.*kill -TERM"):
+        run_bounded(command, tmp_path, timeout=1, record=record)
+    assert log.read_text().split() == ["start"], "nothing was started beside it"
+    assert alive(marker) == [orphan], "the earlier run is left to the person (the message says how to end it)"
+
+
+def test_a_record_of_a_command_that_ended_is_not_mistaken_for_a_live_one(tmp_path):
+    record = tmp_path / "deploy.json"
+    later = 10 ** 15  # clock ticks no process here started at
+    record.write_text(json.dumps({"supervisor": os.getpid(), "supervisor_start": later, "command": os.getpid(),
+                                  "command_start": later, "process_group": os.getpgid(0), "argv": ["x"]}))
+    assert live_record(record) is None, "same pids, other start times: other processes (pids are reused)"
+    assert run_bounded("true", tmp_path, timeout=5, record=record).returncode == 0
 
 
 def test_p1_3a_deploy_runs_the_runbook_script_with_the_rollback_version(sample):

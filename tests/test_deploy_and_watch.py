@@ -148,6 +148,21 @@ def test_p1_3b_a_query_that_returns_nothing_is_unverified(sample, prometheus, te
     assert any("UNVERIFIED error_rate = no data" in line for line in result.evidence)
 
 
+def test_p1_3b_values_whose_mean_overflows_are_unverified_never_pass(sample, prometheus, test_config):
+    """−1e308 at every point averages to −inf, which is below every maximum: it must not pass."""
+    cfg = cfg_from(replaced(test_config.read_text(), **{
+        'prometheus_url = ""': f'prometheus_url = "{prometheus}"', "\nwindow_seconds = 2 ": "\nwindow_seconds = 2 ",
+        "step_seconds = 15 ": "step_seconds = 1 ",
+        'error_rate = "sum(rate(actor_message_errors_total[1m])) / sum(rate(actor_messages_processed_total[1m]))"':
+            'error_rate = "vector(-1e308)"',
+        'latency_p99 = "histogram_quantile(0.99, sum(rate(actor_message_latency_seconds_bucket[1m])) by (le))"':
+            'latency_p99 = "vector(-1e308)"'}))
+    result = watch_metrics(context(sample.repo, step_id="P1.3b", cfg=cfg))
+    assert result.data["error_rate"] == "unverified" and result.data["latency_p99"] == "unverified", result.evidence
+    assert result.status != "done"
+    assert any(line.startswith("UNVERIFIED error_rate") and "not a finite number" in line for line in result.evidence)
+
+
 def test_histogram_quantile_interpolates_like_prometheus():
     buckets = {0.01: 50.0, 0.05: 90.0, 0.1: 100.0, float("inf"): 100.0}
     assert histogram_quantile(0.5, buckets) == pytest.approx(0.01)

@@ -217,6 +217,16 @@ def raw_request(url: str, request: bytes) -> bytes:
     ("JSON nested 100000 deep", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
     ("a 400-digit timestamp", {"id": "inc-ts", "phase": "1", "kind": "crash", "started_at": "1" * 400}, 422,
      "started_at"),
+    ("an incident that began in year 9999", {"id": "inc-9999", "phase": "1", "kind": "crash",
+                                             "started_at": "9999-12-31T23:59:59Z"}, 422, "started_at"),
+    ("a start time with no offset", {"id": "inc-naive", "phase": "1", "kind": "crash",
+                                     "started_at": "2026-12-05T03:00:00"}, 422, "no UTC offset"),
+    ("a crash rate of 1e400", b'{"id": "inc-e400", "phase": "1", "kind": "crash", "crashes_per_hour": 1e400}', 422,
+     "crashes_per_hour"),
+    ("a negative crash rate", {"id": "inc-neg", "phase": "1", "kind": "crash", "crashes_per_hour": -5}, 422,
+     "crashes_per_hour"),
+    ("a regression of 1e400 %", b'{"id": "inc-r400", "phase": "1", "kind": "perf-regression", '
+     b'"regression_pct": 1e400}', 422, "regression_pct"),
 ])
 def test_bodies_triage_would_refuse_get_a_4xx_naming_the_field_and_are_not_kept(local, name, body, status, says):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -233,6 +243,15 @@ def test_alertmanager_bodies_with_bad_numbers_and_times_are_4xx(local):
     long_time["alerts"][0]["startsAt"] = "2" * 400
     answer = httpx.post(f"{local.url}/alerts/alertmanager", json=long_time, headers=headers())
     assert answer.status_code == 400 and "startsAt" in answer.json()["error"]
+    far = alert_body("ts02")
+    far["alerts"][0]["startsAt"] = "9999-12-31T23:59:59Z"  # was a 500: every deadline from it overflowed
+    answer = httpx.post(f"{local.url}/alerts/alertmanager", json=far, headers=headers())
+    assert answer.status_code == 400 and "not a time an incident began" in answer.json()["error"]
+    for rate in ("NaN", "-5", "1e400"):  # an unknown rate must not be read as a sporadic (Medium) one
+        crash = alert_body("cr01", crashes_per_hour=rate)
+        crash["alerts"][0]["labels"]["kind"] = "crash"
+        answer = httpx.post(f"{local.url}/alerts/alertmanager", json=crash, headers=headers())
+        assert answer.status_code == 422 and "crashes_per_hour" in answer.json()["error"], (rate, answer.text)
     assert local.spool.backlog()[0] == 0
 
 
