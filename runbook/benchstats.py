@@ -43,6 +43,18 @@ class Estimate:
     standard_error: float
 
 
+def checked_estimate(where: str, mean: float, standard_error: float) -> Estimate:
+    """A benchmark's time as read from `where` (a file, a file and line): a mean of 0 or less, or a non-finite
+    number, is not a measurement — refused, naming where it was read."""
+    if not (0 < mean < math.inf):
+        raise BenchmarkInputError(f"{where}: a mean of {mean!r} ns cannot be a benchmark's time (a positive, finite "
+                                  "number of nanoseconds); is this file a benchmark result?")
+    if not (0 <= standard_error < math.inf):
+        raise BenchmarkInputError(f"{where}: a standard error of {standard_error!r} ns must be a finite number, 0 or "
+                                  "more")
+    return Estimate(mean, standard_error)
+
+
 @dataclass(frozen=True)
 class Comparison:
     id: str

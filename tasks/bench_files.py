@@ -18,7 +18,7 @@ import math
 import os
 from pathlib import Path
 
-from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, parse_markdown_baseline
+from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, checked_estimate, parse_markdown_baseline
 
 SKIPPED = {"report"}  # criterion's HTML reports: thousands of files, nothing to compare
 _DECODER = json.JSONDecoder()
@@ -63,9 +63,10 @@ def _estimate(path: str, data: bytes, statistic: str = "mean") -> Estimate:
             value, _ = _DECODER.raw_decode(text, text.index("{", at))
         else:
             value = json.loads(text)[statistic]
-        return Estimate(float(value["point_estimate"]), float(value["standard_error"]))
+        point, error = float(value["point_estimate"]), float(value["standard_error"])
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BenchmarkInputError(f"{path}: not criterion's estimates format ({exc})") from None
+    return checked_estimate(f"{path}: {statistic}", point, error)
 
 
 def _given_id(run_folder: str, fallback: str) -> str:
@@ -119,10 +120,10 @@ def read_export(path: Path) -> dict[str, Estimate]:
         return _read_csv(path)
     try:
         data = json.loads(path.read_text())
-        return {id: Estimate(float(v["mean_ns"]), float(v["standard_error_ns"]))
-                for id, v in data["benchmarks"].items()}
+        read = {id: (float(v["mean_ns"]), float(v["standard_error_ns"])) for id, v in data["benchmarks"].items()}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BenchmarkInputError(f"{path}: not an actor-rollback benchmark export ({exc})") from None
+    return {id: checked_estimate(f"{path}: benchmark {id!r}", *numbers) for id, numbers in read.items()}
 
 
 def _read_csv(path: Path) -> dict[str, Estimate]:

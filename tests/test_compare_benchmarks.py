@@ -91,6 +91,25 @@ def test_bad_input_exits_2_naming_the_problem(criterion, tmp_path, args, message
     assert run.returncode == 2 and message in " ".join(run.stderr.split())
 
 
+@pytest.mark.parametrize("mean", [0.0, -5000.0, 1e400])
+def test_a3_a_mean_of_zero_or_less_in_criterion_output_is_bad_input_naming_the_file(criterion, tmp_path, mean):
+    estimates = criterion / "mailbox" / "throughput_1000" / "new" / "estimates.json"
+    data = json.loads(estimates.read_text())
+    data["mean"]["point_estimate"] = mean  # 1e400 is written as Infinity
+    estimates.write_text(json.dumps(data))
+    run = compare("--baseline", str(baseline_md(tmp_path, "300 µs")), "--current", str(criterion))
+    assert run.returncode == 2, (run.stdout, run.stderr)  # not 1 (a regression) nor 0 (an "improvement")
+    assert str(estimates) in " ".join(run.stderr.split()) and "cannot be a benchmark's time" in run.stderr
+
+
+def test_a3_a_json_export_with_a_zero_mean_is_bad_input_naming_the_file_and_benchmark(criterion, tmp_path):
+    export = tmp_path / "baseline.json"
+    export.write_text(json.dumps({"benchmarks": {"mailbox/throughput_1000": {"mean_ns": 0, "standard_error_ns": 1}}}))
+    run = compare("--baseline", str(export), "--current", str(criterion))
+    assert run.returncode == 2 and f"{export}: benchmark 'mailbox/throughput_1000': a mean of 0.0 ns" in " ".join(
+        run.stderr.split()), run.stderr
+
+
 def test_a_saved_criterion_baseline_is_read_by_name(criterion):
     saved = criterion / "mailbox" / "throughput_1000" / "before-refactor"
     shutil.copytree(criterion / "mailbox" / "throughput_1000" / "new", saved)
