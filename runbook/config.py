@@ -10,9 +10,10 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PHASES = ("0", "1", "2A", "2B", "3", "4")
 ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
@@ -29,19 +30,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _inside_repository(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or value.startswith("~") or "\\" in value:
+        raise ValueError(f"{value!r} must be a path inside the repository: relative, with '/' and without '..' "
+                         "(actor-rollback writes there, and pushes what it writes)")
+    return value
+
+
+# A path in the target repository that a step reads or writes and commits: never outside it.
+RepoPath = Annotated[str, AfterValidator(_inside_repository)]
+
+
 class ChecklistSpec(_Strict):
     id: str = Field(pattern=r"^P(0|1|2A|2B|3|4)\.[A-Za-z0-9]+$")
     item: str = Field(min_length=1)
 
 
 class RestoreSpec(_Strict):
-    file: str
+    file: RepoPath
     table: str
     values: dict[str, str | int | float | bool]
 
 
 class CodeChecks(_Strict):
-    file: str
+    file: RepoPath
     present: list[str] = []
     absent: list[str] = []
 
@@ -51,14 +64,14 @@ class PhaseConfig(_Strict):
     branch: str = Field(min_length=1)
     merged: bool = True
     merge_patterns: list[str] = []
-    old_path: str = ""
-    new_path: str = ""
+    old_path: RepoPath = ""
+    new_path: RepoPath = ""
     deploy_version: str = ""
     checklist: list[ChecklistSpec] = []
     restore: RestoreSpec | None = None
     code_checks: CodeChecks | None = None
     tokio_build: str = ""
-    ci_file: str = ".github/workflows/ci.yml"
+    ci_file: RepoPath = Field(default=".github/workflows/ci.yml", min_length=1)
     ci_disable_targets: list[str] = []
     ci_disable_jobs: list[str] = []  # P3.3: job ids turned off whatever they build (when no target names them)
     baseline_commit_pattern: str = ""
@@ -225,7 +238,7 @@ class TriageConfig(_Strict):
     reminder_before: str = "2h"  # F.3: remind the owner this long before the decision deadline
     watch_seconds: float = Field(default=10.0, gt=0)  # serve looks this often at suspended F.3 runs' deadlines
     issue_sink: Literal["file", "http"] = "file"  # F.4
-    issue_dir: str = "docs/issues"  # in the target workspace, committed (and pushed per git.push)
+    issue_dir: RepoPath = Field(default="docs/issues", min_length=1)  # in the target workspace, committed (and pushed per git.push)
     issue_url: str = ""  # http sink: POST a JSON issue here
     issue_token_env: str = ""  # the env var holding the tracker's bearer token
 
@@ -350,8 +363,8 @@ class DashboardsConfig(_Strict):
 
 class AfterConfig(_Strict):
     postmortem_hours: int = Field(default=48, gt=0)
-    postmortem_dir: str = "docs/postmortem"
-    adr_dir: str = "docs/adr"
+    postmortem_dir: RepoPath = Field(default="docs/postmortem", min_length=1)
+    adr_dir: RepoPath = Field(default="docs/adr", min_length=1)
     retry_lock_days: int = Field(default=7, ge=0)
     postmortem_notify: list[str] = ["tech-lead", "architect"]  # told when a draft is unfilled near its deadline
     postmortem_remind_before: str = "12h"

@@ -19,6 +19,7 @@ from runbook.errors import BadInputError
 from runbook.model import StepResult
 from tasks.context import StepContext
 from tasks.git_repo import commit_files, head_text, open_workspace, run_git, sync_with_remote
+from tasks.paths import writable
 
 
 @dataclass
@@ -163,6 +164,8 @@ def disable_feature_flag(ctx: StepContext) -> StepResult:
         return StepResult(id=ctx.step_id, name="flag", status="already-done",
                           evidence=[*evidence, f"{flag} is in no default feature set"], data={"flag": "off"})
     try:
+        for rel in originals:
+            writable(ctx.repo, rel)  # every one checked before the first is written
         for rel, text in originals.items():
             (ctx.repo / rel).write_text(remove_from_default(text, flag, members))
             evidence.append(f"{rel}: removed {flag} from [features] default")
@@ -180,7 +183,12 @@ def _enabling_at_head(repo, ctx: StepContext, flag: str, members: frozenset[str]
     found = {}
     for manifest in workspace_manifests(ctx.repo):
         rel = str(manifest.relative_to(ctx.repo))
-        text = head_text(repo, rel)
+        try:
+            writable(ctx.repo, rel)
+            link = None
+        except BadInputError as exc:  # git holds the link, not the manifest: judge by the file it points to
+            link = exc
+        text = head_text(repo, rel) if link is None else _read_or_none(manifest)
         if text is None:
             continue
         try:
@@ -188,8 +196,17 @@ def _enabling_at_head(repo, ctx: StepContext, flag: str, members: frozenset[str]
         except tomllib.TOMLDecodeError:
             continue
         if any(_enables(entry, flag, members) for entry in default):
+            if link is not None:  # never "already done" while the flag is on behind a link
+                raise link
             found[rel] = text
     return found
+
+
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def flag_removal(root: Path, flag: str) -> tuple[str, str, bool] | None:

@@ -33,6 +33,7 @@ from runbook.errors import BadInputError
 from runbook.model import StepResult
 from tasks.context import StepContext
 from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
+from tasks.paths import writable
 
 DISABLED = "${{ false }}"
 MARKER = "by actor-rollback"  # every comment the edit leaves says this; a rerun finds them
@@ -610,7 +611,7 @@ def disable_no_std_ci(ctx: StepContext) -> StepResult:
     edit = plan(original)
     if edit.status != "changed":
         return result(edit.status, edit, evidence)
-    path.write_bytes(edit.text.encode())
+    writable(ctx.repo, p.ci_file).write_bytes(edit.text.encode())
     try:
         sha = commit_files(ctx, [p.ci_file], f"disable the {', '.join(p.ci_disable_targets or p.ci_disable_jobs)} "
                                              "build in CI")

@@ -10,6 +10,7 @@ from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.context import StepContext
 from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
+from tasks.paths import writable
 
 
 def restored_text(text: str, table: str, values: dict) -> str:
@@ -69,7 +70,7 @@ def restore_scheduler_config(ctx: StepContext) -> StepResult:
         return StepResult(id=ctx.step_id, name="config", status="already-done",
                           evidence=[*evidence, f"{spec.file} [{spec.table}] already has {wanted}"])
     changed = [f"{k}: {current.get(k)!r} → {v!r}" for k, v in spec.values.items() if current.get(k) != v]
-    path.write_text(restored_text(text, spec.table, spec.values))
+    writable(ctx.repo, spec.file).write_text(restored_text(text, spec.table, spec.values))
     try:
         sha = commit_files(ctx, [spec.file], f"restore [{spec.table}] of {spec.file}")
     except BaseException:

@@ -17,6 +17,7 @@ from git import GitCommandError, Repo
 from runbook.errors import BadInputError, ConflictError, StepError, TransientError
 from runbook.model import StepResult
 from tasks.context import StepContext
+from tasks.paths import writable
 
 
 
@@ -350,6 +351,8 @@ def publish_new_files(ctx: StepContext, files: dict[str, str], summary: str) -> 
     repo = open_workspace(ctx.repo)
     evidence = sync_with_remote(repo, ctx, resumable=files)
     new = {rel: text for rel, text in files.items() if head_text(repo, rel) is None}
+    for rel in files:  # first: a dangling link "does not exist" and would be written through; a committed one
+        writable(ctx.repo, rel)  # would be "already at HEAD"
     evidence += [f"{rel} is already at {repo.head.commit.hexsha[:10]}: left as it is" for rel in files if rel not in new]
     theirs = [rel for rel, text in new.items()
               if (ctx.repo / rel).exists() and (ctx.repo / rel).read_bytes() != text.encode()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 
@@ -108,3 +109,17 @@ def test_phase_names_are_normalised(text, key):
 def test_unknown_phase_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="choose one of 0, 1, 2A, 2B, 3, 4"):
         normalize_phase("5")
+
+
+@pytest.mark.parametrize("table,key,value", [
+    ("triage", "issue_dir", "../.."), ("after", "postmortem_dir", "/var/tmp"), ("after", "adr_dir", "docs/../../x"),
+    ("phases.1", "ci_file", "~/ci.yml"), ("phases.2A.restore", "file", "../config.toml"),
+])
+def test_every_path_a_step_writes_stays_inside_the_repository_refused_at_load_naming_the_key(table, key, value):
+    data = shipped()
+    section = data
+    for part in table.split("."):
+        section = section.setdefault(part, {})
+    section[key] = value
+    with pytest.raises(ConfigError, match=rf"x.toml: {re.escape(table)}\.{key}: .* must be a path inside the repository"):
+        parse_config(data, "x.toml")

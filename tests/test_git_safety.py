@@ -40,6 +40,43 @@ def test_a_file_an_interrupted_run_wrote_with_the_same_text_is_committed_on_the_
     assert result.status == "done" and run_git(sample.repo, "log", "-1", "--format=%s").endswith("register issue")
 
 
+def commit_all(repo: Path, message: str) -> None:
+    run_git(repo, "add", "-A")
+    run_git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", message)
+    run_git(repo, "push", "-q", "origin", "main")
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_f4_a_committed_link_at_the_issue_path_is_refused_nothing_written_outside_nothing_pushed(sample, tmp_path,
+                                                                                              link):
+    outside = tmp_path / "outside"  # dangling: nothing there yet
+    if link == "file":
+        (sample.repo / "docs" / "issues").mkdir(parents=True, exist_ok=True)
+        (sample.repo / ISSUE).symlink_to(outside / "inc-test.md")
+    else:
+        (sample.repo / "docs").mkdir(exist_ok=True)
+        (sample.repo / "docs" / "issues").symlink_to(outside)
+    commit_all(sample.repo, "docs: a link someone committed")
+    before = refs(sample.repo)
+    with pytest.raises(BadInputError, match=r"docs/issues(/inc-test.md)? in .* is a symbolic link"):
+        publish_new_files(context(sample.repo, step_id="F.4"), {ISSUE: "# Issue\n"}, "register issue")
+    assert not outside.exists(), "nothing was written through the link"
+    assert refs(sample.repo) == before
+
+
+def test_p1_1_a_manifest_that_is_a_link_is_refused_and_its_target_left_as_it_was(sample, tmp_path):
+    manifest = sample.repo / "modules/actor-core/Cargo.toml"
+    elsewhere = tmp_path / "shared-Cargo.toml"
+    elsewhere.write_text(manifest.read_text())
+    manifest.unlink()
+    manifest.symlink_to(elsewhere)
+    commit_all(sample.repo, "build: share the manifest")
+    text, before = elsewhere.read_text(), refs(sample.repo)
+    with pytest.raises(BadInputError, match=r"modules/actor-core/Cargo.toml in .* is a symbolic link"):
+        disable_feature_flag(context(sample.repo, step_id="P1.1"))
+    assert elsewhere.read_text() == text and refs(sample.repo) == before
+
+
 def test_a_commit_that_only_mentions_the_trailer_is_never_pushed_as_a_rollback_commit(sample):
     commit_change(sample.repo, "NOTES.md", "wip\n", "wip: notes\n\nsee Rollback-Incident: inc-test for context\n\n"
                   "more to do")
