@@ -32,9 +32,11 @@ from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key
 from flows.target_lock import TargetBusy, holding_target, target_name
 from flows.phases import PHASE_FLOWS
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
+from runbook.errors import StepError
 from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
 from runbook.phases import PHASE_STEPS
 from runbook.severity import decide
+from tasks.commands import redact, secret_names
 from tasks.context import StepContext, artifact_key
 from tasks.issues import register_issue
 from tasks.notify import notify_roles
@@ -72,6 +74,18 @@ def register(ctx: StepContext, incident: Incident, decision: Decision, url: str 
             return register_issue(ctx, incident, decision, url)
     except TargetBusy as exc:  # busy, not broken: the incident's rerun files it once the rollback has ended
         return StepResult(id="F.4", name="register-issue", status="failed", failure=exc.failure, evidence=[str(exc)])
+
+
+def _register(ctx: StepContext, incident: Incident, decision: Decision) -> StepResult:
+    """F.4 as a step of the report, whatever happens: a refused commit or push is the step's failure (its evidence
+    in the JSON, the notification and the run's state), never an exception that ends the flow without them."""
+    data = register(ctx, incident, decision, _url(), return_state=True).result(raise_on_failure=False)
+    if isinstance(data, StepResult):
+        return data
+    failure = data.failure if isinstance(data, StepError) else "fault"
+    text = str(data) if isinstance(data, StepError) else f"{type(data).__name__}: {data}"
+    return StepResult(id="F.4", name="register-issue", status="failed", failure=failure,
+                      evidence=redact([text], secret_names(ctx.cfg)))
 
 
 def _run_name() -> str:
@@ -162,13 +176,15 @@ def _medium(report: TriageReport, cfg: RollbackConfig, target: _Target, answer: 
     if got.approved:
         report.rollback = _rollback(report, target, None)
     else:
-        report.steps.append(register(_ctx(report, cfg, target.repo), report.incident, decision, _url()))
+        report.steps.append(_register(_ctx(report, cfg, target.repo), report.incident, decision))
 
 
 def _low(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
     """F.4: fix in the next release."""
-    report.steps.append(register(_ctx(report, cfg, target.repo), report.incident, report.decision, _url()))
-    report.steps.append(notify(cfg, report.decision.notify, *_message(report, "issue registered"), _url()))
+    filed = _register(_ctx(report, cfg, target.repo), report.incident, report.decision)
+    report.steps.append(filed)
+    said = ("issue registered", "") if filed.ok else (f"issue NOT registered ({filed.outcome})", filed.headline())
+    report.steps.append(notify(cfg, report.decision.notify, *_message(report, *said), _url()))
 
 
 # ---------------------------------------------------------------- helpers

@@ -186,6 +186,21 @@ def test_f4_low_registers_the_issue_on_the_remote_once(sample, test_config, page
     assert run_git(sample.repo, "status", "--porcelain") == ""
 
 
+def test_f4_a_refused_commit_is_the_steps_failure_with_its_report_state_and_notification(sample, test_config, pager,
+                                                                                       tmp_path):
+    run_git(sample.repo, "config", "commit.gpgsign", "true")
+    run_git(sample.repo, "config", "gpg.program", "false")  # every commit refused, as with a broken signing setup
+    head = run_git(sample.origin, "rev-parse", "main")
+    report = run_triage(sample, triage_config(tmp_path), id="inc-low-refused", kind="docs", summary="a typo")
+    filed = next(s for s in report.steps if s.name == "register-issue")
+    assert filed.status == "failed" and report.outcome == "failed" and report.exit_code == 1, report.steps
+    assert any("commit" in line for line in filed.evidence), filed.evidence
+    told = messages_for(pager, "inc-low-refused")
+    assert told and "issue NOT registered (failed)" in told[-1]["subject"], told
+    assert run_git(sample.origin, "rev-parse", "main") == head
+    assert run_git(sample.repo, "status", "--porcelain") == ""
+
+
 def test_f4_http_issue_sink_sends_the_token_but_never_records_it(sample, test_config, pager, tmp_path, monkeypatch):
     tracker = HttpSink(status=201)
     monkeypatch.setenv("TEST_TRACKER_TOKEN", "s3cret-tracker-token")
