@@ -106,7 +106,10 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
     `secrets` (variable names), and the tail of its output has their values redacted. With `record` (a file per
     target and command), it never starts beside a live earlier run of the same command: it waits for that one to
     end, at most `timeout`."""
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise BadInputError(f"the command {command!r} cannot be read ({exc}); fix its quoting in the config") from None
     if not argv:
         raise BadInputError("an empty command is configured; set it in the config")
     full_env = {**{k: v for k, v in os.environ.items() if k not in {*secrets, *ALWAYS_SECRET}},
@@ -212,7 +215,10 @@ def _tail(output_file: Path, keep_lines: int) -> list[str]:
 
 def require_program(command: str, cwd: Path, key: str) -> str:
     """A plan's check: the command's program exists (a script in the workspace, or on PATH); else bad input."""
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:  # an unbalanced quote
+        raise BadInputError(f"{key} = {command!r} cannot be read as a command ({exc}); fix its quoting") from None
     if not argv:
         raise BadInputError(f"{key} is empty; set the command in the config")
     program = argv[0]
@@ -374,9 +380,7 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
         from tasks.kubernetes_deploy import deploy_to_kubernetes
 
         return deploy_to_kubernetes(ctx)
-    script = shlex.split(command)[0]
-    if script.startswith(("./", "../")) and not (ctx.repo / script).exists():
-        raise BadInputError(f"the deploy script {script} does not exist in {ctx.repo}; fix deploy.command in the config")
+    require_program(command, ctx.repo, "deploy.command")  # the plan's check: an empty or missing one is bad input
     outcome = run_bounded(command, ctx.repo, deploy.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg),
                           record=command_record(ctx, "deploy", command))
     return _result(ctx, "deploy", outcome, deploy.timeout_seconds, "deploy failed")

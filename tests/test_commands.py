@@ -176,3 +176,14 @@ def test_p1_3a_failing_deploy_script_fails_the_step(sample):
 def test_unknown_program_is_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="no such program"):
         run_bounded("no-such-program --x", tmp_path, timeout=5)
+
+
+@pytest.mark.parametrize("command,says", [("", "deploy.command is empty"),
+                                          ("./scripts/deploy.sh 'production", "fix its quoting"),
+                                          ("./scripts/no-such.sh production", "does not exist")])
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_p1_3a_an_empty_unreadable_or_missing_deploy_command_is_bad_input_in_the_plan_and_the_run(sample, command, says,
+                                                                                                 dry_run):
+    ctx = context(sample.repo, step_id="P1.3a", cfg=config(**{"deploy.command": command}), dry_run=dry_run)
+    with pytest.raises(BadInputError, match=says):  # was an IndexError in the run, exit 1
+        deploy_with_command(ctx)
