@@ -2,7 +2,7 @@
 48-hour deadline watch.
 
 The draft is written from Prefect's own record of the incident (flows/history.py) into the
-target workspace — `docs/postmortem/YYYY-MM-DD-phase-X-rollback.md` and the next ADR — and
+target workspace — `docs/postmortem/YYYY-MM-DD-phase-X-rollback-<incident>.md` and the next ADR — and
 committed and pushed like a rollback commit (`git.push`: straight to main, or a branch for
 review). A file already there is never overwritten: people edit it after the draft.
 """

@@ -28,7 +28,7 @@ from flows.retry_lock import read_retry_lock
 from flows.target_lock import TargetBusy, holding_target
 from runbook.config import load_config, normalize_phase
 from runbook.errors import BadInputError, StepError
-from runbook.ids import IncidentIdError, check_incident_id
+from runbook.ids import IncidentIdError, check_incident_id, derived_id
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import StepSpec
 from tasks.cargo_manifest import disable_feature_flag
@@ -49,7 +49,8 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
         phase: The phase to reintroduce.
         repo: Path of the target workspace's git clone.
         reason: Why now (the ADR's plan): recorded in every commit.
-        incident_id: An id for this reintroduction; its automatic rollback is `<id>-canary`.
+        incident_id: An id for this reintroduction; its automatic rollback is `<id>-canary` (a long id is cut
+            and given a hash to fit).
         config: Path of a rollback.toml; the shipped one when empty.
         now: Judge the retry lock at this time instead of now (what-if, tests).
         rollback_skip: Steps the automatic rollback skips (default: benchmarks).
@@ -114,7 +115,7 @@ def _roll_back(phase: str, repo: str, config: str, incident_id: str, watched: St
     """The canary regressed: the phase's own rollback, as a new incident."""
     from flows.phases import PHASE_FLOWS
 
-    new = f"{incident_id}-canary"
+    new = derived_id(incident_id, "-canary")  # a 90-character id still gets its rollback
     size = watched.data.get("regression_pct") or "?"
     try:
         result = RollbackReport.model_validate(run_flow(

@@ -34,3 +34,15 @@ def check_incident_id(text: str) -> str:
         raise IncidentIdError(f"the incident id {shown} is not a valid git ref name ('..', a trailing '.' or "
                               f"'.lock'); {example}")
     return text
+
+
+def derived_id(base: str, suffix: str) -> str:
+    """An id made from another (`<id>-canary`) that always fits the rule: a base too long for the suffix is cut and
+    given 8 hex digits of its hash, so two long ids never derive the same one."""
+    if len(base) + len(suffix) <= MAX_LENGTH:
+        return check_incident_id(base + suffix)
+    import hashlib
+
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = base[:MAX_LENGTH - len(suffix) - len(digest) - 1].rstrip("._-")
+    return check_incident_id(f"{head}-{digest}{suffix}")

@@ -60,8 +60,10 @@ class IncidentHistory:
 
 
 def postmortem_path(directory: str, history: IncidentHistory) -> str:
+    """The runbook's `YYYY-MM-DD-phase-X-rollback.md`, with the incident's id: one draft per incident, so a second
+    rollback of the phase on the same day gets its own (ids are file-name safe: runbook/ids.py)."""
     day = (history.ended or history.started).strftime("%Y-%m-%d")
-    return f"{directory.strip('/')}/{day}-phase-{history.phase.lower()}-rollback.md"
+    return f"{directory.strip('/')}/{day}-phase-{history.phase.lower()}-rollback-{history.incident}.md"
 
 
 def render_postmortem(history: IncidentHistory, deadline_hours: int, adr_link: str = "") -> str:

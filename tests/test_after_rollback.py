@@ -40,6 +40,24 @@ def rolled_back(tmp_path_factory, prefect_server, test_config):
     pager.server.shutdown()
 
 
+def test_a2_a_second_rollback_of_the_phase_the_same_day_gets_a_draft_of_its_own(rolled_back):
+    from deployments.cli import run_phase_flow
+
+    sample, config, *_ = rolled_back
+    first = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config),
+                           "--json").stdout)
+    report = run_phase_flow("1", sample.repo, "throughput -9 % again", "INC-after-2", False, [], ["ci", "benchmarks"],
+                            "", config, triggered_by="test")
+    assert report.outcome in ("done", "needs-human"), report.steps
+    run = cli("postmortem", "INC-after-2", "--repo", str(sample.repo), "--config", str(config), "--json")
+    second = json.loads(run.stdout)
+    assert run.returncode == 0 and second["status"] == "done", (run.stdout, run.stderr)  # was "left as it is"
+    assert second["postmortem"] != first["postmortem"] and second["postmortem"].endswith("-INC-after-2.md")
+    drafts = run_git(sample.origin, "ls-tree", "--name-only", "main:docs/postmortem").split()
+    assert {first["postmortem"].rsplit("/", 1)[1], second["postmortem"].rsplit("/", 1)[1]} <= set(drafts)
+    assert "INC-after-2" in run_git(sample.origin, "show", f"main:{second['postmortem']}")
+
+
 def test_a4_the_rollback_locks_reintroduction_refused_on_day_6_allowed_on_day_8(rolled_back):
     sample, config, report, before, _ = rolled_back
     day = lambda n: (before + timedelta(days=n)).isoformat(timespec="seconds")  # noqa: E731
@@ -78,7 +96,7 @@ def test_a1_a2_postmortem_draft_from_the_real_run_with_revert_sha_timings_and_ch
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    assert result["postmortem"] == f"docs/postmortem/{day}-phase-1-rollback.md" and result["status"] == "done"
+    assert result["postmortem"] == f"docs/postmortem/{day}-phase-1-rollback-INC-after.md" and result["status"] == "done"
     text = run_git(sample.origin, "show", f"main:{result['postmortem']}")
     revert = next(s for s in report.steps if s.name == "revert").data["revert"]
     assert f"- Revert commit: `{revert}`" in text
@@ -93,7 +111,7 @@ def test_a1_a2_postmortem_draft_from_the_real_run_with_revert_sha_timings_and_ch
     assert result["adr"].startswith("docs/adr/0002-phase-1-rollback-inc-after")  # after the sample's ADR-0001
     adr = run_git(sample.origin, "show", f"main:{result['adr']}")
     assert adr.startswith("# ADR-0002: Phase 1 rollback INC-after: design correction")
-    assert f"(../postmortem/{day}-phase-1-rollback.md)" in adr and "../adr/0002-" in text
+    assert f"(../postmortem/{day}-phase-1-rollback-INC-after.md)" in adr and "../adr/0002-" in text
     head = run_git(sample.origin, "rev-parse", "main")
     again = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config), "--json").stdout)
     assert again["status"] == "already-done" and run_git(sample.origin, "rev-parse", "main") == head

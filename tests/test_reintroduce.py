@@ -13,9 +13,13 @@ import pytest
 from conftest import free_port
 from helpers import commit_change, config_variant, run_git
 
+from runbook.ids import derived_id
 from runbook.postmortem import TO_FILL
 
 pytestmark = pytest.mark.prefect
+
+
+LONG_ID = ("REINT-1-" + "scheduler-fairness-bookkeeping-" * 3)[:90]
 
 
 def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_rolls_itself_back(
@@ -45,7 +49,7 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
 
     def attempt(days: int) -> dict:
         state = reintroduce(phase="1", repo=str(sample.repo), reason="ADR-0002: fairness bookkeeping fixed",
-                            incident_id="REINT-1", config=str(config), now=rolled + timedelta(days=days),
+                            incident_id=LONG_ID, config=str(config), now=rolled + timedelta(days=days),
                             rollback_skip=["ci", "benchmarks"], return_state=True)
         result = data_of(state)
         assert state.is_failed() == (result["outcome"] in ("failed", "bad-input"))  # the run's state is its outcome
@@ -74,13 +78,15 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
         assert steps["watch-canary"]["status"] == "failed"
         assert any(line.startswith("FAIL") and "throughput" in line for line in steps["watch-canary"]["evidence"])
         assert steps["stop-canary"]["status"] == "done" and "promote" not in steps
-        assert "rolled back again as REINT-1-canary" in steps["auto-rollback"]["evidence"][0]
+        canary_id = derived_id(LONG_ID, "-canary")  # 90 + 7 characters would not be an id: cut, with a hash
+        assert len(canary_id) <= 96 and canary_id.endswith("-canary") and canary_id.startswith("REINT-1-")
+        assert f"rolled back again as {canary_id}" in steps["auto-rollback"]["evidence"][0]
         assert result["outcome"] == "failed"
         subjects = run_git(sample.origin, "log", "--format=%s", "-3", "main").splitlines()
         assert subjects[0].startswith('Revert "Merge pull request #12')  # the phase is reverted again
         assert subjects[1].startswith('Revert "Revert "Merge pull request #12')  # after its re-application
         lock = read_retry_lock(sample.repo, load_config(config), "1")
-        assert lock.incident == "REINT-1-canary" and lock.holds()  # another week
+        assert lock.incident == canary_id and lock.holds()  # another week
         assert not (tmp_path / "canary" / "service.pid").exists()
     finally:
         for state, port in (("stable", stable), ("canary", canary)):
