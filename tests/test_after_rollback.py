@@ -40,24 +40,6 @@ def rolled_back(tmp_path_factory, prefect_server, test_config):
     pager.server.shutdown()
 
 
-def test_a2_a_second_rollback_of_the_phase_the_same_day_gets_a_draft_of_its_own(rolled_back):
-    from deployments.cli import run_phase_flow
-
-    sample, config, *_ = rolled_back
-    first = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config),
-                           "--json").stdout)
-    report = run_phase_flow("1", sample.repo, "throughput -9 % again", "INC-after-2", False, [], ["ci", "benchmarks"],
-                            "", config, triggered_by="test")
-    assert report.outcome in ("done", "needs-human"), report.steps
-    run = cli("postmortem", "INC-after-2", "--repo", str(sample.repo), "--config", str(config), "--json")
-    second = json.loads(run.stdout)
-    assert run.returncode == 0 and second["status"] == "done", (run.stdout, run.stderr)  # was "left as it is"
-    assert second["postmortem"] != first["postmortem"] and second["postmortem"].endswith("-INC-after-2.md")
-    drafts = run_git(sample.origin, "ls-tree", "--name-only", "main:docs/postmortem").split()
-    assert {first["postmortem"].rsplit("/", 1)[1], second["postmortem"].rsplit("/", 1)[1]} <= set(drafts)
-    assert "INC-after-2" in run_git(sample.origin, "show", f"main:{second['postmortem']}")
-
-
 def test_a4_the_rollback_locks_reintroduction_refused_on_day_6_allowed_on_day_8(rolled_back):
     sample, config, report, before, _ = rolled_back
     day = lambda n: (before + timedelta(days=n)).isoformat(timespec="seconds")  # noqa: E731
@@ -170,3 +152,22 @@ def test_p0_3_a_rerun_finds_its_own_adr_even_when_the_incident_id_is_not_a_slug(
     assert again.status == "already-done" and again.data["adr"] == first.data["adr"]
     assert run_git(sample.origin, "ls-tree", "--name-only", "main:docs/adr").split() == [
         "0001-scheduler-refactor-behind-flag.md", "0002-phase-0-rollback-inc-7-a.md", "template.md"]
+
+
+def test_a2_a_second_rollback_of_the_phase_the_same_day_gets_a_draft_of_its_own(rolled_back):
+    """Last in the module: the second rollback takes the phase's retry lock over."""
+    from deployments.cli import run_phase_flow
+
+    sample, config, *_ = rolled_back
+    first = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config),
+                           "--json").stdout)
+    report = run_phase_flow("1", sample.repo, "throughput -9 % again", "INC-after-2", False, [], ["ci", "benchmarks"],
+                            "", config, triggered_by="test")
+    assert report.outcome in ("done", "needs-human"), report.steps
+    run = cli("postmortem", "INC-after-2", "--repo", str(sample.repo), "--config", str(config), "--json")
+    second = json.loads(run.stdout)
+    assert run.returncode == 0 and second["status"] == "done", (run.stdout, run.stderr)  # was "left as it is"
+    assert second["postmortem"] != first["postmortem"] and second["postmortem"].endswith("-INC-after-2.md")
+    drafts = run_git(sample.origin, "ls-tree", "--name-only", "main:docs/postmortem").split()
+    assert {first["postmortem"].rsplit("/", 1)[1], second["postmortem"].rsplit("/", 1)[1]} <= set(drafts)
+    assert "INC-after-2" in run_git(sample.origin, "show", f"main:{second['postmortem']}")
