@@ -7,11 +7,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deployments.intake import IntakeSpool
+from runbook.model import CLOCK_SKEW as DAY
+from runbook.model import EARLIEST_INCIDENT as EARLIEST
 from deployments.receiver import AlertReceiver
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -303,13 +307,45 @@ FIELDS = ["version", "status", "alerts", "groupLabels", "commonLabels"]
 ALERT_FIELDS = ["status", "labels", "annotations", "startsAt", "fingerprint", "endsAt"]
 
 
+TIMES = st.one_of(
+    st.builds(lambda t, zone: t.isoformat() + zone,  # mostly near the bounds (2000, now + 1 d), some anywhere
+              st.datetimes(datetime(1999, 12, 30), datetime(2028, 1, 1)) | st.datetimes(datetime(1, 1, 1)),
+              st.sampled_from(["Z", "+00:00", "-07:00", "+14:00", ""])),
+    st.from_regex(r"\A[0-9]{1,400}\Z"), st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                                                   r"(\.[0-9]{1,12})?(Z|[+-][0-9]{2}:[0-9]{2})?\Z"))
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+                    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "-5", "0", "1e308", "15%"]))
+
+
+@st.composite
+def incidents(draw) -> bytes:
+    """/incidents bodies around the numbers and times the model checks (#25)."""
+    body = {"id": "inc-fz", "phase": draw(st.sampled_from(["1", "2A", "9"])),
+            "kind": draw(st.sampled_from(["crash", "perf-regression", "docs"]))}
+    for key, values in (("started_at", TIMES), ("crashes_per_hour", NUMBERS), ("regression_pct", NUMBERS)):
+        if draw(st.booleans()):
+            body[key] = draw(values)
+    return json.dumps(body, allow_nan=True).encode()
+
+
 @st.composite
 def bodies(draw) -> bytes:
-    shape = draw(st.sampled_from(["bytes", "json", "mutated", "mutated-alert"]))
+    shape = draw(st.sampled_from(["bytes", "json", "mutated", "mutated-alert", "time", "rate", "incident"]))
     if shape == "bytes":
         return draw(st.binary(max_size=300))
     if shape == "json":
         return json.dumps(draw(JSON)).encode()
+    if shape == "incident":
+        return draw(incidents())
+    if shape in ("time", "rate"):
+        body = copy.deepcopy(TEMPLATE)
+        alert = body["alerts"][0]
+        if shape == "time":
+            alert["startsAt"] = draw(TIMES)
+        else:
+            alert["labels"]["kind"] = draw(st.sampled_from(["crash", "perf-regression"]))
+            alert["annotations"][draw(st.sampled_from(["crashes_per_hour", "regression_pct"]))] = str(draw(NUMBERS))
+        return json.dumps(body, allow_nan=True).encode()
     body = copy.deepcopy(TEMPLATE)
     if shape == "mutated":
         body[draw(st.sampled_from(FIELDS))] = draw(JSON)
@@ -353,7 +389,13 @@ def test_fuzz_5000_generated_requests_never_a_5xx_and_never_a_run_for_an_invalid
         assert kept == 0, (answer.status_code, body[:200])
     else:  # only what the same validation accepts is kept
         source = {"/alerts/alertmanager": "alertmanager", "/alerts/grafana": "grafana", "/incidents": "generic"}[path]
-        assert receiver._parse(body, source) and kept == len(answer.json()["accepted"])
+        parsed = receiver._parse(body, source)
+        assert parsed and kept == len(answer.json()["accepted"])
+        for alert in parsed:  # what is kept holds the model's rules: a time an incident can begin, finite numbers
+            incident = alert.incident
+            assert incident.started_at is None or EARLIEST <= incident.started_at <= datetime.now(timezone.utc) + DAY
+            assert incident.crashes_per_hour is None or 0 <= incident.crashes_per_hour < math.inf
+            assert incident.regression_pct is None or math.isfinite(incident.regression_pct)
 
 
 def test_the_receiver_speaks_tls_itself_when_given_a_certificate(monkeypatch, tmp_path):
