@@ -150,6 +150,7 @@ class MonitoringConfig(_Strict):
     baseline_offset_seconds: int = Field(default=3600, ge=0)
     step_seconds: int = Field(default=15, gt=0)
     attempts: int = Field(default=3, ge=1, le=10)
+    ca_bundle: str = ""  # PEM file of a private CA for HTTPS metrics; "" = the system's CAs (always verified)
     queries: dict[str, str] = {}
     metrics: MetricNames = MetricNames()
     thresholds: MonitoringThresholds = MonitoringThresholds()

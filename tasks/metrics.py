@@ -11,6 +11,7 @@ returns nothing leaves the metric `unverified` — never `pass`.
 from __future__ import annotations
 
 import math
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -50,13 +51,33 @@ class SourceUnreachable(Exception):
 # ---------------------------------------------------------------- reading the service directly
 
 
-def scrape(url: str) -> dict[str, float]:
+def tls_verify(ca_bundle: str) -> ssl.SSLContext | bool:
+    """Certificates are checked: against the system's CAs, or `monitoring.ca_bundle` (a PEM file) for a private
+    CA. There is no setting that turns the check off."""
+    if not ca_bundle:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise BadInputError(f"monitoring.ca_bundle = {ca_bundle!r} cannot be read as PEM certificates ({exc}); "
+                            "point it at your CA's certificate file") from None
+
+
+def _unreachable(url: str, exc: Exception, detail: bool = True) -> SourceUnreachable:
+    text = f"{url}: {exc}" if detail else f"{url}: {type(exc).__name__}"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+        text = (f"{url}: its TLS certificate is not trusted (certificate verify failed): set monitoring.ca_bundle to "
+                "the PEM file of the CA that signed it")
+    return SourceUnreachable(text)
+
+
+def scrape(url: str, ca_bundle: str = "") -> dict[str, float]:
     """One /metrics read: sample name (with its labels) → value."""
     try:
-        response = httpx.get(url, timeout=5)
+        response = httpx.get(url, timeout=5, verify=tls_verify(ca_bundle))
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        raise SourceUnreachable(f"{url}: {exc}") from None
+        raise _unreachable(url, exc) from None
     samples = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -112,10 +133,10 @@ def watching(ctx: StepContext) -> StepProgress:
 
 def watch_scrape(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
     m = ctx.cfg.monitoring
-    first = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
+    first = with_attempts(lambda: scrape(m.metrics_url, m.ca_bundle), m.attempts, SourceUnreachable)
     started = time.monotonic()
     wait_with_progress(watching(ctx), m.window_seconds, f"watching {m.metrics_url}")
-    last = with_attempts(lambda: scrape(m.metrics_url), m.attempts, SourceUnreachable)
+    last = with_attempts(lambda: scrape(m.metrics_url, m.ca_bundle), m.attempts, SourceUnreachable)
     values = rates_between(first, last, time.monotonic() - started, m.metrics.model_dump())
     return values, None, [f"read {m.metrics_url} over {m.window_seconds} s (no history: no baseline window)"]
 
@@ -123,24 +144,29 @@ def watch_scrape(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
 # ---------------------------------------------------------------- Prometheus
 
 
-def _prometheus(url: str):
+def _prometheus(url: str, ca_bundle: str = ""):
+    import requests
     from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
-    return PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0), timeout=5)
+    session = requests.Session()
+    session.verify = ca_bundle or True  # checked (tls_verify refuses an unreadable bundle first)
+    tls_verify(ca_bundle)
+    return PrometheusConnect(url=url, session=session, retry=Retry(total=0), timeout=5)
 
 
-def window_means(url: str, queries: dict[str, str], start: datetime, end: datetime, step: str) -> dict[str, float | None]:
+def window_means(url: str, queries: dict[str, str], start: datetime, end: datetime, step: str,
+                 ca_bundle: str = "") -> dict[str, float | None]:
     """Each query's mean over [start, end] (pandas over the returned series; None when empty)."""
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
-    prom, means = _prometheus(url), {}
+    prom, means = _prometheus(url, ca_bundle), {}
     for name, query in queries.items():
         try:
             series = prom.custom_query_range(query, start_time=start, end_time=end, step=step)
         except RequestException as exc:
-            raise SourceUnreachable(f"{url}: {type(exc).__name__}") from None
+            raise _unreachable(url, exc, detail=False) from None
         except PrometheusApiClientException as exc:
             raise BadInputError(f"Prometheus rejected the {name} query {query!r}: {exc}") from None
         points = [float(v) for s in series for _, v in s.get("values", [])]
@@ -162,8 +188,8 @@ def watch_prometheus(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
     base_start = base_end - timedelta(seconds=m.window_seconds)
     step = f"{m.step_seconds}s"
     def means(start: datetime, stop: datetime) -> dict[str, float | None]:
-        return with_attempts(lambda: window_means(m.prometheus_url, m.queries, start, stop, step), m.attempts,
-                             SourceUnreachable)
+        return with_attempts(lambda: window_means(m.prometheus_url, m.queries, start, stop, step, m.ca_bundle),
+                             m.attempts, SourceUnreachable)
 
     post, base = means(started, end), means(base_start, base_end)
     return post, base, [f"Prometheus {m.prometheus_url}: post-deploy window {started:%H:%M:%S}–{end:%H:%M:%S}, "

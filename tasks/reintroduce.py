@@ -115,10 +115,10 @@ def watch_canary(ctx: StepContext) -> StepResult:
     urls = {"canary": r.canary_metrics_url, "stable": m.metrics_url}
     try:
         with ThreadPoolExecutor(2) as pool:
-            first = dict(zip(urls, pool.map(scrape, urls.values())))
+            first = dict(zip(urls, pool.map(lambda url: scrape(url, m.ca_bundle), urls.values())))
             started = time.monotonic()
             time.sleep(r.canary_window_seconds)
-            last = dict(zip(urls, pool.map(scrape, urls.values())))
+            last = dict(zip(urls, pool.map(lambda url: scrape(url, m.ca_bundle), urls.values())))
     except SourceUnreachable as exc:
         return StepResult(id="A.6", name="watch-canary", status="needs-human",
                           evidence=[f"cannot read the canary or the stable service ({exc}); judge by hand"])

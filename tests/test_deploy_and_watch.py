@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from conftest import config_text, git
-from helpers import context, replaced
+from conftest import config_text, free_port, git
+from helpers import context, private_ca_certificate, replaced
 
 from runbook.config import parse_config
 from runbook.errors import StepError
@@ -161,6 +161,67 @@ def test_p1_3b_values_whose_mean_overflows_are_unverified_never_pass(sample, pro
     assert result.data["error_rate"] == "unverified" and result.data["latency_p99"] == "unverified", result.evidence
     assert result.status != "done"
     assert any(line.startswith("UNVERIFIED error_rate") and "not a finite number" in line for line in result.evidence)
+
+
+@pytest.fixture
+def tls_prometheus(tmp_path):
+    """A real Prometheus serving HTTPS with a certificate of a private CA (its web config's tls_server_config)."""
+    import shutil
+    import ssl
+
+    import httpx
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("Prometheus (Debian package prometheus) is needed")
+    ca, cert, key = private_ca_certificate(tmp_path)
+    (tmp_path / "web.yml").write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    (tmp_path / "prometheus.yml").write_text("global:\n  scrape_interval: 1s\n")
+    port = free_port()
+    log = open(tmp_path / "prometheus.log", "w")
+    server = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                               f"--web.config.file={tmp_path / 'web.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                               f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready", verify=ssl.create_default_context(cafile=ca), timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+    yield url, ca
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+@pytest.mark.parametrize("source", ["prometheus", "metrics_url"])
+def test_p1_3b_https_metrics_are_verified_refused_unless_their_ca_is_configured(sample, test_config, tls_prometheus,
+                                                                               source):
+    url, ca = tls_prometheus
+    text = replaced(test_config.read_text(), **{
+        "\nwindow_seconds = 2 ": "\nwindow_seconds = 1 ", "step_seconds = 15 ": "step_seconds = 1 ",
+        'error_rate = "sum(rate(actor_message_errors_total[1m])) / sum(rate(actor_messages_processed_total[1m]))"':
+            'error_rate = "vector(0)"'})
+    if source == "prometheus":
+        text = replaced(text, **{'prometheus_url = ""': f'prometheus_url = "{url}"'})
+    else:  # read directly: Prometheus' own /metrics stands in for the service's
+        metrics = next(line for line in text.splitlines() if line.startswith("metrics_url"))
+        text = replaced(text, **{metrics: f'metrics_url = "{url}/metrics"'})
+    untrusted = watch_metrics(context(sample.repo, step_id="P1.3b", cfg=cfg_from(text)))
+    assert untrusted.status == "needs-human", untrusted.evidence  # nothing read, nothing passed
+    assert any("TLS certificate is not trusted" in line and "monitoring.ca_bundle" in line
+               for line in untrusted.evidence), untrusted.evidence
+    trusted = watch_metrics(context(sample.repo, step_id="P1.3b", cfg=cfg_from(replaced(
+        text, **{'ca_bundle = ""': f'ca_bundle = "{ca}"'}))))
+    assert not any("not trusted" in line for line in trusted.evidence), trusted.evidence
+    if source == "prometheus":
+        assert trusted.data["error_rate"] == "pass", trusted.evidence
+    else:
+        assert any(line.startswith("read https://") for line in trusted.evidence), trusted.evidence
 
 
 def test_histogram_quantile_interpolates_like_prometheus():
