@@ -51,6 +51,7 @@ from runbook.alerts import AlertError, ReceivedAlert, alerts_to_incidents, gener
 from runbook.config import ReceiverConfig, SeverityConfig
 from runbook.errors import BadInputError
 from runbook.model import Incident
+from runbook.secrets import SecretError, secret
 from runbook.severity import decide
 
 log = logging.getLogger("actor_rollback.receiver")
@@ -242,13 +243,17 @@ class AlertReceiver:
     def __init__(self, cfg: ReceiverConfig, starter: Starter, host: str | None = None, port: int | None = None,
                  workers: int = 4, critical_starter: Starter | None = None, severity: SeverityConfig | None = None,
                  spool_dir: Path | str | None = None, high_starter: Starter | None = None) -> None:
-        token = os.environ.get(cfg.token_env, "").strip()  # a token file's trailing newline is no part of it
+        try:
+            token, hmac_secret = secret(cfg.token_env), secret(cfg.hmac_secret_env)
+        except SecretError as exc:
+            raise ReceiverSetupError(str(exc)) from None
         if not token:
-            raise ReceiverSetupError(f"the receiver needs a bearer token: export {cfg.token_env}=<a long random "
-                                     "string> and give the same to Alertmanager/Grafana (http_config.authorization)")
-        secret = os.environ.get(cfg.hmac_secret_env, "").strip() if cfg.hmac_secret_env else ""
-        if cfg.hmac_secret_env and not secret:
-            raise ReceiverSetupError(f"receiver.hmac_secret_env names {cfg.hmac_secret_env}, which is not set; export it")
+            raise ReceiverSetupError(f"the receiver needs a bearer token: put a long random string in a file and "
+                                     f"set {cfg.token_env}_FILE to its path (or export {cfg.token_env}); give the "
+                                     "same to Alertmanager/Grafana (http_config.authorization)")
+        if cfg.hmac_secret_env and not hmac_secret:
+            raise ReceiverSetupError(f"receiver.hmac_secret_env names {cfg.hmac_secret_env}, which is not set; set "
+                                     f"{cfg.hmac_secret_env}_FILE to a file holding it (or export it)")
         if severity is None:
             from runbook.config import load_config
 
@@ -257,7 +262,7 @@ class AlertReceiver:
         # Critical (F.1) and High (F.2) incidents may take the warm path: triage in this process, each severity in
         # a pool of its own — no pick-up delay, no runner slot to wait for behind Medium or Low runs
         self.critical_starter, self.high_starter, self.severity = critical_starter, high_starter, severity
-        self._token, self._secret = token.encode(), secret.encode()
+        self._token, self._secret = token.encode(), hmac_secret.encode()
         self.host, self.port = host or cfg.host, cfg.port if port is None else port
         folder = Path(spool_dir) if spool_dir else (Path(cfg.spool_dir) if cfg.spool_dir else default_spool_dir())
         self.spool = IntakeSpool(folder / "intake.sqlite3")

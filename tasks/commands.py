@@ -21,6 +21,7 @@ import httpx
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from runbook.phases import deploy_version
+from runbook.secrets import redact_text, secret, secret_values
 from tasks.context import StepContext
 
 TAIL_LINES = 15
@@ -36,7 +37,7 @@ class CommandOutcome:
 
 # The tool's own secrets never reach the commands it runs (a `cargo test` of the target, a deploy script), and
 # their values never stay in evidence: besides these, the names the config points at (see secret_names).
-ALWAYS_SECRET = ("ACTOR_ROLLBACK_RECEIVER_TOKEN", "GITHUB_TOKEN", "PREFECT_API_KEY")
+ALWAYS_SECRET = ("ACTOR_ROLLBACK_RECEIVER_TOKEN", "GITHUB_TOKEN", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 
 
 def secret_names(cfg) -> set[str]:
@@ -46,17 +47,20 @@ def secret_names(cfg) -> set[str]:
 
 
 def redact(lines: list[str], names) -> list[str]:
-    """Lines with the values of these environment variables (when set, 6 characters or more) replaced."""
-    values = sorted({os.environ[n].strip() for n in names if len(os.environ.get(n, "").strip()) >= 6}, key=len,
-                    reverse=True)
-    if not values:
-        return lines
-    out = []
-    for line in lines:
-        for value in values:
-            line = line.replace(value, "[redacted]")
-        out.append(line)
-    return out
+    """Lines with the values of these secrets (from NAME or NAME_FILE, 6 characters or more) replaced, in their
+    encoded forms too (base64, URL-encoding, hex: runbook/secrets.py)."""
+    values = secret_values(names)
+    return [redact_text(line, values) for line in lines] if values else lines
+
+
+def command_environment(secrets, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a configured command gets, built here: this process's, without the tool's secrets (nor
+    the files naming them), without any Prefect setting (its API URL, key and auth string are the runner's, not
+    the target's), with ACTOR_ROLLBACK_PYTHON and the step's own variables."""
+    hidden = {*secrets, *ALWAYS_SECRET}
+    hidden |= {f"{name}_FILE" for name in hidden}
+    kept = {k: v for k, v in os.environ.items() if k not in hidden and not k.startswith("PREFECT_")}
+    return {**kept, "ACTOR_ROLLBACK_PYTHON": sys.executable, **(extra or {})}
 
 
 STOPPING = threading.Event()  # set by SIGTERM (see end_commands_on_sigterm): running commands end at once
@@ -112,8 +116,7 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
         raise BadInputError(f"the command {command!r} cannot be read ({exc}); fix its quoting in the config") from None
     if not argv:
         raise BadInputError("an empty command is configured; set it in the config")
-    full_env = {**{k: v for k, v in os.environ.items() if k not in {*secrets, *ALWAYS_SECRET}},
-                "ACTOR_ROLLBACK_PYTHON": sys.executable, **(env or {})}
+    full_env = command_environment(secrets, env)
     missing = _program_missing(argv, Path(cwd), full_env)
     if missing is not None:
         raise missing
@@ -315,7 +318,7 @@ def wait_for_commit_status(ctx: StepContext) -> StepResult:
     url = ci.status_url.format(sha=sha)
     if ctx.dry_run:
         return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[f"poll {url}"])
-    token = os.environ.get(ci.token_env, "")
+    token = secret(ci.token_env)
     headers = {"Accept": "application/vnd.github+json", **({"Authorization": f"Bearer {token}"} if token else {})}
     deadline = time.monotonic() + ci.timeout_seconds
     seen: list[str] = []

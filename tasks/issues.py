@@ -9,12 +9,12 @@ incident id as the idempotency key, so a tracker that honours it files one issue
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 
 from runbook.errors import BadInputError, StepError, TransientError
 from runbook.model import Decision, Incident, StepResult
+from runbook.secrets import secret
 from tasks.context import StepContext
 from tasks.git_repo import publish_new_files
 
@@ -47,9 +47,10 @@ def _post_issue(ctx: StepContext, incident: Incident, text: str) -> StepResult:
         return StepResult(id="F.4", name="register-issue", status="planned", evidence=[f"POST {cfg.issue_url}"])
     headers = {"Content-Type": "application/json", "Idempotency-Key": incident.id}
     if cfg.issue_token_env:
-        token = os.environ.get(cfg.issue_token_env)
+        token = secret(cfg.issue_token_env)
         if not token:
-            raise BadInputError(f"triage.issue_token_env names {cfg.issue_token_env}, which is not set; export it")
+            raise BadInputError(f"triage.issue_token_env names {cfg.issue_token_env}, which is not set; give it in "
+                                f"the file {cfg.issue_token_env}_FILE names, or export it")
         headers["Authorization"] = f"Bearer {token}"
     body = json.dumps({"title": text.splitlines()[0].lstrip("# "), "body": text, "labels": ["actor-rollback", f"phase:{incident.phase}"],
                        "incident": incident.id}).encode()

@@ -171,3 +171,46 @@ def test_the_receivers_secrets_never_reach_a_command_and_known_values_are_redact
     assert "receiver-secret-value-1" not in text and "ghp_secret_value_2" not in text
     assert "ACTOR_ROLLBACK_RECEIVER_TOKEN" not in text and "GITHUB_TOKEN=" not in text
     assert "leaked [redacted]" in text
+
+
+def test_secrets_from_files_and_prefect_auth_never_reach_a_command_nor_its_parents_environment(sample, monkeypatch,
+                                                                                               tmp_path):
+    """The documented default (OPERATIONS, Secrets): NAME_FILE; a command sees neither the value nor the file's path,
+    in its own environment or its supervisor's (/proc/$PPID/environ), and no Prefect setting at all."""
+    token = tmp_path / "receiver-token"
+    token.write_text("receiver-secret-from-a-file-3\n")
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE", str(token))
+    monkeypatch.delenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", raising=False)
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "admin:prefect-auth-secret-4")
+    dump = tmp_path / "environment"
+    cfg = config(**{"ci.command": f"sh -c 'env > {dump}; cat /proc/$PPID/environ | tr \"\\\\0\" \"\\\\n\" >> {dump}'"})
+    result = check_ci(context(sample.repo, step_id="P1.2c", cfg=cfg))
+    assert result.status == "done", result.evidence
+    seen = dump.read_text()
+    assert "PATH=" in seen  # the dump is real
+    for hidden in ("receiver-secret-from-a-file-3", str(token), "prefect-auth-secret-4", "PREFECT_API_AUTH_STRING",
+                   "PREFECT_API_URL", "ACTOR_ROLLBACK_RECEIVER_TOKEN"):
+        assert hidden not in seen, hidden
+
+
+def test_a_secret_in_evidence_is_redacted_in_its_base64_url_encoded_and_hex_forms(sample, monkeypatch, tmp_path):
+    import base64
+    import urllib.parse
+
+    value = "ghp_Secret/Value+5"
+    monkeypatch.setenv("GITHUB_TOKEN", value)
+    leak = tmp_path / "leak.sh"  # what a deploy script might print: an auth header, a URL, a hex dump
+    leak.write_text("#!/bin/sh\n"
+                    f"echo 'Authorization: Basic {base64.b64encode(f'bot:{value}'.encode()).decode()}'\n"
+                    f"echo 'Authorization: Bearer {base64.b64encode(value.encode()).decode()}'\n"
+                    f"echo 'url: https://h/?token={urllib.parse.quote(value, safe='')}'\n"
+                    f"echo 'form: token={urllib.parse.quote_plus(value)}'\n"
+                    f"echo 'urlsafe: {base64.urlsafe_b64encode(value.encode()).decode().rstrip('=')}'\n"
+                    f"echo 'hex: {value.encode().hex()}'\n")
+    leak.chmod(0o755)
+    result = check_ci(context(sample.repo, step_id="P1.2c", cfg=config(**{"ci.command": str(leak)})))
+    text = "\n".join(result.evidence)
+    assert text.count("[redacted]") >= 6, text
+    for form in (value, base64.b64encode(value.encode()).decode()[:-4], urllib.parse.quote(value, safe=""),
+                 urllib.parse.quote_plus(value), value.encode().hex(), "Z2hwX1NlY3JldC9WYWx1ZSs1"[4:20]):
+        assert form not in text, (form, text)

@@ -34,8 +34,11 @@ def test_compose_file_is_valid_compose_spec_and_takes_secrets_from_the_environme
     assert set(compose["services"]) == {"postgres", "prefect-server", "runner", "prometheus", "alertmanager", "grafana"}
     assert "postgresql+asyncpg://" in compose["services"]["prefect-server"]["environment"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"]
     assert compose["secrets"]["receiver_token"] == {"environment": "ACTOR_ROLLBACK_RECEIVER_TOKEN"}
+    runner = compose["services"]["runner"]  # the token reaches serve as a file (OPERATIONS, Secrets), never as env
+    assert runner["secrets"] == ["receiver_token"] and "ACTOR_ROLLBACK_RECEIVER_TOKEN" not in runner["environment"]
+    assert runner["environment"]["ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE"] == "/run/secrets/receiver_token"
     text = (DOCKER / "compose.yaml").read_text()
-    for variable in ("POSTGRES_PASSWORD", "ACTOR_ROLLBACK_RECEIVER_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+    for variable in ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"):
         assert f"${{{variable}:?" in text  # required from the environment, no default value
     for mount in ("./prometheus/alert-rules.yml", "./alertmanager/alertmanager.yml", "./grafana/dashboards"):
         assert mount in text and (DOCKER / mount).exists()
@@ -121,6 +124,13 @@ def test_kubernetes_manifests_validate_and_rbac_grants_only_what_the_steps_call(
     assert narrowed and all(rule.get("resourceNames") == ["actor-system-canary"] for rule in narrowed)
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert not secret.get("data") and not secret.get("stringData")  # no token in the repository
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert "ACTOR_ROLLBACK_RECEIVER_TOKEN" not in env  # a Secret volume: the token is in no environment
+    mounted = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "receiver-token")
+    assert env["ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE"]["value"] == mounted["mountPath"] + "/token"
+    assert next(v for v in pod["volumes"] if v["name"] == "receiver-token")["secret"]["secretName"] == \
+        secret["metadata"]["name"]
 
 
 def test_the_kubernetes_work_pool_deployments_point_at_real_flows():

@@ -434,3 +434,22 @@ def test_the_receiver_speaks_tls_itself_when_given_a_certificate(monkeypatch, tm
                        headers=headers(), timeout=2)
     finally:
         receiver.stop()
+
+
+def test_the_receivers_token_is_read_from_the_file_its_FILE_variable_names(monkeypatch, tmp_path):
+    """The Kubernetes secret-volume way (OPERATIONS, Secrets): the token never sits in an environment."""
+    from deployments.receiver import ReceiverSetupError
+
+    monkeypatch.delenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", raising=False)
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ReceiverSetupError, match=r"ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE = .*missing: cannot read"):
+        AlertReceiver(config().receiver, Recorder(), port=0, spool_dir=tmp_path / "spool")
+    (tmp_path / "token").write_text(TOKEN + "\n")  # as `kubectl create secret` writes it, newline and all
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE", str(tmp_path / "token"))
+    receiver = AlertReceiver(config().receiver, Recorder(), port=0, spool_dir=tmp_path / "spool").start()
+    try:
+        url = f"{receiver.url}/alerts/alertmanager"
+        assert httpx.post(url, json=alert_body("file01"), headers=headers()).status_code == 202
+        assert httpx.post(url, json=alert_body("file02"), headers=headers("wrong-" + TOKEN)).status_code == 401
+    finally:
+        receiver.stop()

@@ -14,6 +14,7 @@ from deployments.cli.common import (ConfigOpt, app, bad_input, config_for, confi
                                     progress_shown, quiet_prefect, refusing_bad_input)
 from deployments.cli.rollback import run_phase_flow
 from runbook.model import EXIT_CODES
+from runbook.secrets import SecretError, secret
 
 
 @app.command()
@@ -36,9 +37,14 @@ def serve(
 
     cfg = config_for(config, repo)
     open_workspace(repo)
-    if receiver and not os.environ.get(cfg.receiver.token_env):
-        raise bad_input(f"the alert receiver needs its bearer token: export {cfg.receiver.token_env}=<a long random "
-                         "string> (the same goes into Alertmanager's http_config), or serve with --no-receiver", False)
+    try:
+        token = secret(cfg.receiver.token_env) if receiver else "-"
+    except SecretError as exc:
+        raise bad_input(str(exc), False) from None
+    if not token:
+        raise bad_input(f"the alert receiver needs its bearer token: put a long random string in a file and set "
+                        f"{cfg.receiver.token_env}_FILE to its path (or export {cfg.receiver.token_env}); the same "
+                        "goes into Alertmanager's http_config. Or serve with --no-receiver", False)
     if not os.environ.get("PREFECT_API_URL"):
         raise bad_input("serve needs a Prefect server that people can reach: set PREFECT_API_URL "
                          "(e.g. `prefect server start`, or `make serve` which starts one)", False)
