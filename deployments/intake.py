@@ -48,7 +48,8 @@ class IntakeSpool:
                                           (key, incident, now)).rowcount == 1 for key, incident in rows]
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # (SQLite may have rolled it back itself: a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
         return fresh
 
@@ -65,21 +66,36 @@ class IntakeSpool:
 
     def done(self, key: str, run_id: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE intake SET done_at = ?, run_id = ?, last_error = '' WHERE key = ?",
-                             (time.time(), run_id, key))
-            # Prefect answers again: what waits out a backoff goes now, not up to 10 s later
-            self._db.execute("UPDATE intake SET next_at = 0 WHERE done_at IS NULL AND next_at > 0")
-            self._in_flight.discard(key)
+            try:
+                self._db.execute("UPDATE intake SET done_at = ?, run_id = ?, last_error = '' WHERE key = ?",
+                                 (time.time(), run_id, key))
+                # Prefect answers again: what waits out a backoff goes now, not up to 10 s later
+                self._db.execute("UPDATE intake SET next_at = 0 WHERE done_at IS NULL AND next_at > 0")
+            finally:  # (a full disk: the row stays pending and is claimed again — its start is idempotent)
+                self._in_flight.discard(key)
 
     def failed(self, key: str, error: str) -> float:
         """Record a failed start; the delay before the next attempt (0.5 s doubling, at most 10 s)."""
         with self._lock:
-            attempts = self._db.execute("SELECT attempts FROM intake WHERE key = ?", (key,)).fetchone()[0] + 1
-            delay = min(10.0, 0.5 * 2 ** (attempts - 1))
-            self._db.execute("UPDATE intake SET attempts = ?, next_at = ?, last_error = ? WHERE key = ?",
-                             (attempts, time.time() + delay, error[:500], key))
-            self._in_flight.discard(key)
+            try:
+                attempts = self._db.execute("SELECT attempts FROM intake WHERE key = ?", (key,)).fetchone()[0] + 1
+                delay = min(10.0, 0.5 * 2 ** (attempts - 1))
+                self._db.execute("UPDATE intake SET attempts = ?, next_at = ?, last_error = ? WHERE key = ?",
+                                 (attempts, time.time() + delay, error[:500], key))
+            finally:
+                self._in_flight.discard(key)
         return delay
+
+    def release(self, key: str) -> None:
+        """A claim given up without a word about the start (its worker ended): the row is due again."""
+        with self._lock:
+            self._in_flight.discard(key)
+
+    def oldest_waiting(self) -> float | None:
+        """How long (s) the oldest accepted incident with no run yet has waited; None when none waits."""
+        with self._lock:
+            oldest, = self._db.execute("SELECT MIN(received_at) FROM intake WHERE done_at IS NULL").fetchone()
+        return None if oldest is None else max(0.0, time.time() - oldest)
 
     def reopen(self, keys: list[str]) -> None:
         """Incidents whose run did not get to the end here: pending again, for the next receiver to start."""

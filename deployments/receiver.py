@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -273,9 +274,10 @@ class AlertReceiver:
                          "start_failures": 0, "slow_closed": 0}
         self._slow_logged = 0.0
         self.app = self._app()
-        # each worker runs in a copy of the creator's context: the same Prefect settings (API URL, profile)
-        self._threads = [threading.Thread(target=contextvars.copy_context().run, args=(self._work,),
-                                          name=f"receiver-worker-{n}", daemon=True) for n in range(workers)]
+        self._context = contextvars.copy_context()
+        self._threads = [self._worker(n) for n in range(workers)]
+        self._watchdog = threading.Thread(target=self._supervise, name="receiver-watchdog", daemon=True)
+        self._worker_error, self._worker_error_at, self.restarts = "", 0.0, 0
         self._server = None
         self._server_thread: threading.Thread | None = None
 
@@ -284,9 +286,15 @@ class AlertReceiver:
         scheme = "https" if self.cfg.tls_certfile else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
+    def _worker(self, n: int) -> threading.Thread:
+        # each worker runs in a copy of the creator's context: the same Prefect settings (API URL, profile)
+        return threading.Thread(target=self._context.copy().run, args=(self._work,), name=f"receiver-worker-{n}",
+                                daemon=True)
+
     def start(self, serve_http: bool = True) -> AlertReceiver:
         for thread in self._threads:
             thread.start()
+        self._watchdog.start()
         if serve_http:
             self._serve()
         return self
@@ -371,14 +379,48 @@ class AlertReceiver:
         return answer
 
     def _work(self) -> None:
+        """Start a triage for each accepted incident, until stopped. A fault of the spool itself (a full disk, an
+        I/O error) never ends the worker: it is said in /healthz and retried with backoff (0.5 s doubling, at most
+        30 s), so every accepted incident is triaged once the disk has room."""
+        backoff = 0.0
         while not self._stopping.is_set():
-            claimed = self.spool.claim()
-            if claimed is None:
-                with self._wake:
-                    self._wake.wait(0.25)
-                continue
-            key, incident_json = claimed
-            self._start(key, Incident.model_validate_json(incident_json))
+            try:
+                claimed = self.spool.claim()
+                if claimed is None:
+                    with self._wake:
+                        self._wake.wait(0.25)
+                    continue
+                key, incident_json = claimed
+                try:
+                    self._start(key, Incident.model_validate_json(incident_json))
+                except BaseException:  # this worker ends (the watchdog starts another); the incident stays due
+                    self.spool.release(key)
+                    raise
+                if backoff:  # the spool works again
+                    backoff = 0.0
+                    with self._lock:
+                        self._worker_error = ""
+            except Exception as exc:  # noqa: BLE001 — the spool's own fault; never the end of the intake
+                backoff = min(30.0, backoff * 2 or 0.5)
+                with self._lock:
+                    self._worker_error, self._worker_error_at = f"{type(exc).__name__}: {exc}", time.monotonic()
+                log.error("intake worker: %s: %s; retrying in %.1f s", type(exc).__name__, exc, backoff)
+                self._stopping.wait(backoff)
+
+    def _supervise(self) -> None:
+        """A worker that ended anyway (a BaseException) is started again, with backoff."""
+        delay = 1.0
+        while not self._stopping.wait(delay):
+            dead = [n for n, thread in enumerate(self._threads) if not thread.is_alive()]
+            for n in dead:
+                with self._lock:
+                    self.restarts += 1
+                    self._worker_error = self._worker_error or "an intake worker ended"
+                    self._worker_error_at = time.monotonic()
+                log.error("intake worker %d ended; starting it again", n)
+                self._threads[n] = self._worker(n)
+                self._threads[n].start()
+            delay = min(30.0, delay * 2) if dead else 1.0
 
     def _starter_for(self, incident: Incident) -> Starter:
         if self.critical_starter is None and self.high_starter is None:
@@ -405,11 +447,27 @@ class AlertReceiver:
         log.info("triage of %s started: flow run %s", incident.id, run_id)
 
     def health(self) -> dict[str, Any]:
-        backlog, last_error = self.spool.backlog()
+        """`degraded` — while a start fails (Prefect away), the intake itself failed in the last 30 s (a full
+        disk), a worker is down, or an accepted incident has waited over `receiver.backlog_alarm_seconds` —
+        with the reason; accepted alerts are kept, not lost, whatever it says."""
+        try:
+            (backlog, last_error), waited = self.spool.backlog(), self.spool.oldest_waiting()
+        except Exception as exc:  # noqa: BLE001 — the spool unreadable is itself the answer
+            backlog, last_error, waited = -1, f"the intake spool cannot be read: {type(exc).__name__}: {exc}", None
         with self._lock:
             counters = dict(self.counters)
-        status = "degraded" if last_error else "ok"  # accepted alerts wait for Prefect: they are kept, not lost
-        return {"status": status, "backlog": backlog, "last_error": last_error, **counters}
+            intake_error = self._worker_error if time.monotonic() - self._worker_error_at < 30 else ""
+        alive = sum(thread.is_alive() for thread in self._threads)
+        reasons = [r for r in (
+            last_error and f"triage could not start: {last_error}",
+            intake_error and f"the intake failed: {intake_error}",
+            alive < len(self._threads) and not self._stopping.is_set() and
+            f"{len(self._threads) - alive} of {len(self._threads)} intake workers down",
+            waited is not None and waited > self.cfg.backlog_alarm_seconds and
+            f"the oldest accepted alert has waited {waited:.0f} s for its triage") if r]
+        return {"status": "degraded" if reasons else "ok", "reasons": reasons, "backlog": backlog,
+                "last_error": last_error or intake_error, "workers_alive": alive, "worker_restarts": self.restarts,
+                **counters}
 
     # ------------------------------------------------------------ HTTP
 
@@ -493,7 +551,13 @@ class AlertReceiver:
             alerts = self._parse(body, source)
         except AlertError as exc:
             return exc.status, {"error": str(exc)}
-        answer = await run_in_threadpool(self._accept, alerts)  # on disk (fsynced) before the 202
+        try:
+            answer = await run_in_threadpool(self._accept, alerts)  # on disk (fsynced) before the 202
+        except sqlite3.Error as exc:  # a full disk: nothing was kept, and the sender is told to send it again
+            with self._lock:
+                self._worker_error, self._worker_error_at = f"{type(exc).__name__}: {exc}", time.monotonic()
+            log.error("could not keep an alert in the intake spool: %s: %s", type(exc).__name__, exc)
+            return 503, {"error": f"the alert could not be stored ({exc}); nothing was accepted: send it again"}
         return 202, answer
 
     def _app(self):

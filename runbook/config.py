@@ -279,6 +279,7 @@ class ReceiverConfig(_Strict):
     critical_in_process: bool = True  # F.1: a Critical incident's triage runs in the receiver's process (warm)
     high_in_process: bool = True  # F.2: a High one's too, in a pool of its own: never behind Medium/Low runner slots
     spool_dir: str = ""  # accepted incidents, fsynced before the 202; "" = $XDG_STATE_HOME/actor-rollback/receiver
+    backlog_alarm_seconds: float = Field(default=60, gt=0)  # /healthz says degraded when an alert waits longer
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # a whole request (headers + body) within this
     keep_alive_seconds: int = Field(default=5, gt=0, le=300)  # an idle kept-alive connection is closed after this
     limit_concurrency: int = Field(default=512, ge=8)  # connections + requests at once; beyond it a 503 (retried)

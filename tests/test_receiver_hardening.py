@@ -453,3 +453,99 @@ def test_the_receivers_token_is_read_from_the_file_its_FILE_variable_names(monke
         assert httpx.post(url, json=alert_body("file02"), headers=headers("wrong-" + TOKEN)).status_code == 401
     finally:
         receiver.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 2 MiB file system (tmpfs) that a test can fill."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    from conftest import require
+
+    require(mounted.returncode == 0, f"a tmpfs mount (root with CAP_SYS_ADMIN: {mounted.stderr.decode().strip()})")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_never_silences_the_intake_workers_said_in_healthz_and_every_accepted_alert_is_triaged_after(
+        monkeypatch, small_disk):
+    import threading
+
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    gate, started = threading.Event(), []
+
+    def starter(incident, key):  # holds the accepted alerts until the disk is full
+        gate.wait(60)
+        started.append(incident.id)
+        return f"run-{key}"
+
+    receiver = AlertReceiver(config().receiver, starter, port=0, workers=2, spool_dir=small_disk / "spool").start()
+    url = f"{receiver.url}/alerts/alertmanager"
+    try:
+        accepted = {httpx.post(url, json=alert_body(f"full{n}"), headers=headers()).json()["accepted"][0]
+                    for n in range(3)}
+        filler = fill(small_disk)
+        gate.set()  # the starts succeed; recording them needs the disk
+        deadline = time.monotonic() + 20
+        health = receiver.health()
+        while not any("intake failed" in reason for reason in health["reasons"]):
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+            health = receiver.health()
+        assert health["status"] == "degraded" and "full" in health["last_error"], health
+        assert health["workers_alive"] == 2, "the workers live on, retrying with backoff"
+        during = httpx.post(url, json=alert_body("full3"), headers=headers())
+        assert during.status_code in (202, 503), during.text  # 202 only for what was stored
+        if during.status_code == 202:
+            accepted |= set(during.json()["accepted"])
+        filler.unlink()  # room again
+        after = httpx.post(url, json=alert_body("full4"), headers=headers())
+        assert after.status_code == 202, after.text
+        accepted |= set(after.json()["accepted"])
+        deadline = time.monotonic() + 60
+        while (health := receiver.health())["backlog"] or health["status"] != "ok":
+            assert time.monotonic() < deadline, health
+            time.sleep(0.2)
+        assert accepted <= set(started), (accepted, started)  # every accepted alert triaged
+        assert health["workers_alive"] == 2 and health["reasons"] == []
+    finally:
+        gate.set()
+        receiver.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the ending is the point
+def test_an_intake_worker_that_ends_is_started_again_and_its_alert_still_triaged(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    started, ended = [], []
+
+    def starter(incident, key):
+        if not ended:  # the first start ends its thread (as a BaseException would)
+            ended.append(key)
+            raise SystemExit("worker thread ends")
+        started.append(incident.id)
+        return f"run-{key}"
+
+    receiver = AlertReceiver(config().receiver, starter, port=0, workers=1, spool_dir=tmp_path / "spool").start()
+    try:
+        accepted = httpx.post(f"{receiver.url}/alerts/alertmanager", json=alert_body("die01"),
+                              headers=headers()).json()["accepted"]
+        deadline = time.monotonic() + 20
+        while (health := receiver.health())["backlog"]:
+            assert time.monotonic() < deadline, health
+            time.sleep(0.1)
+        assert started == accepted and health["worker_restarts"] == 1 and health["workers_alive"] == 1
+    finally:
+        receiver.stop()
