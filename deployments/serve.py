@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -111,11 +112,17 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
     cfg = load_config(config)  # once, here at the edge; the runs load theirs from the path at their entry
     deployments = build_deployments(repo, config, cfg, name=name, module_entrypoints=bool(pool))
-    if pool:
-        register_on_pool(deployments, pool)
     triage_deployment = f"triage/{name}" if name else cfg.receiver.deployment
     receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg, deployment=triage_deployment)
                 if with_receiver else None)
+    try:  # the receiver takes alerts into its spool from now on, whether Prefect answers yet or not
+        wait_for_prefect()
+    except SystemExit:
+        if receiver is not None:
+            receiver.stop()
+        raise
+    if pool:
+        register_on_pool(deployments, pool)
     from deployments.lost_runs import LostRunRetrier
 
     retrier = LostRunRetrier(triage_deployment, cfg.runner.retry_lost_every_seconds, cfg.runner.lost_run_retries,
@@ -151,6 +158,29 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
                 APILogWorker.drain_all(timeout=2)
                 os._exit(0)
+
+
+def wait_for_prefect(most_seconds: float = 30.0) -> None:
+    """Until the Prefect API answers: said once, then every time the wait grows (1 s doubling, at most
+    `most_seconds`). A serve started while Prefect is down keeps its receiver taking alerts meanwhile, and sets
+    its deployments and automations up when Prefect is back; SIGTERM still ends it at once."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    delay, said = 1.0, 0.0
+    while True:
+        with get_client(sync_client=True) as client:
+            problem = client.api_healthcheck()
+        if problem is None:
+            if said:
+                print(f"Prefect at {PREFECT_API_URL.value()} answers again: setting up", flush=True)
+            return
+        if delay > said:
+            print(f"Prefect at {PREFECT_API_URL.value()} does not answer ({type(problem).__name__}); alerts are kept "
+                  f"in the intake spool; trying again in {delay:.0f} s", flush=True)
+            said = delay
+        time.sleep(delay)
+        delay = min(most_seconds, delay * 2)
 
 
 def _wait_for_stop() -> None:

@@ -138,3 +138,51 @@ def test_a_runner_killed_with_its_run_leaves_the_run_crashed_not_running(sample,
             assert time.monotonic() - killed < 150, f"still {state.name} {time.monotonic() - killed:.0f} s after the kill"
             time.sleep(2)
     assert "no heartbeat" in state.message
+
+
+def test_serve_started_while_prefect_is_down_takes_alerts_and_sets_itself_up_when_prefect_returns(
+        sample, test_config, tmp_path):
+    """#25.2: it used to exit after ~4 s (ConnectError setting up its automation)."""
+    from conftest import start_prefect_server, stop_process_group
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.automations import ZOMBIE_AUTOMATION
+
+    api_port, port = free_port(), free_port()
+    url = f"http://127.0.0.1:{api_port}/api"
+    env = {**os.environ, "PREFECT_API_URL": url, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN,
+           "XDG_STATE_HOME": str(tmp_path / "state"), "PREFECT_LOGGING_LEVEL": "INFO"}
+    log = tmp_path / "serve.log"
+    serve = start_serve(sample, test_config, port, env, log)
+    server = None
+    try:
+        incident = {"id": "inc-prefect-down", "phase": "1", "kind": "docs", "summary": "a typo"}  # Low: a deployment run
+        answer = httpx.post(f"http://127.0.0.1:{port}/incidents", json=incident,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 202, answer.text
+        time.sleep(6)
+        assert serve.poll() is None, log.read_text()[-3000:]
+        assert "does not answer" in log.read_text() and "kept in the intake spool" in log.read_text()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["backlog"] == 1
+        server, _ = start_prefect_server(tmp_path / "prefect-home", tmp_path / "prefect.log", port=api_port,
+                                         TMPDIR=str(tmp_path))
+        deadline = time.monotonic() + 120
+        while not (httpx.get(f"http://127.0.0.1:{port}/healthz").json()["backlog"] == 0
+                   and "being served" in log.read_text()):
+            assert time.monotonic() < deadline and serve.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            while not triage_runs("inc-prefect-down"):  # named when the runner starts it (its name template)
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+            with get_client(sync_client=True) as client:
+                assert client.read_automations_by_name(ZOMBIE_AUTOMATION)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, 9)
+        if server is not None:
+            stop_process_group(server)
