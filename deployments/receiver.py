@@ -192,18 +192,35 @@ class _OncePerInterval(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_OncePerInterval("Exceeded concurrency limit"))
 
 
-def _deadline_protocol(seconds: float, on_slow: Callable[[], None]) -> type:
-    """uvicorn's h11 protocol with a deadline for receiving a whole request (headers and body).
+def _deadline_protocol(seconds: float, on_slow: Callable[[], None], per_client: int = 0,
+                       on_over: Callable[[], None] = lambda: None) -> type:
+    """uvicorn's h11 protocol with a deadline for receiving a whole request (headers and body), and a cap on one
+    address's open connections.
 
-    uvicorn itself has none (its keep-alive timeout only covers the idle time between requests and
+    uvicorn itself has no deadline (its keep-alive timeout only covers the idle time between requests and
     is reset by every byte): without one, clients that send half a request hold their sockets
     forever. The deadline is armed when the connection opens (or the next request's first byte
-    arrives) and disarmed when the response is complete.
+    arrives) and disarmed when the response is complete. A connection over the cap (`per_client`, 0 for none)
+    is aborted as it opens, before uvicorn counts it against `limit_concurrency`: one address flooding the
+    receiver with sockets it never uses takes at most `per_client` of its slots, not all of them.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
+    open_from: dict[str, int] = {}  # address → open connections (the event loop's thread only)
+
     class DeadlineH11Protocol(H11Protocol):
+        _address: str | None = None
+
         def connection_made(self, transport) -> None:
+            if per_client:
+                peer = transport.get_extra_info("peername")
+                address = peer[0] if isinstance(peer, tuple) else str(peer)
+                if open_from.get(address, 0) >= per_client:
+                    transport.abort()
+                    on_over()
+                    return
+                open_from[address] = open_from.get(address, 0) + 1
+                self._address = address
             super().connection_made(transport)
             self._deadline = self.loop.call_later(seconds, self._too_slow)
 
@@ -219,6 +236,15 @@ def _deadline_protocol(seconds: float, on_slow: Callable[[], None]) -> type:
             super().on_response_complete()
 
         def connection_lost(self, exc) -> None:
+            if per_client and self._address is None:
+                return  # aborted as it opened: uvicorn never had it
+            if self._address is not None:
+                left = open_from.get(self._address, 1) - 1
+                if left > 0:
+                    open_from[self._address] = left
+                else:
+                    open_from.pop(self._address, None)
+                self._address = None
             deadline, self._deadline = getattr(self, "_deadline", None), None
             if deadline is not None:
                 deadline.cancel()
@@ -271,8 +297,8 @@ class AlertReceiver:
         self._wake = threading.Condition()
         self._stopping = threading.Event()
         self.counters = {"requests": 0, "refused": 0, "firing": 0, "started": 0, "duplicates": 0, "resolved": 0,
-                         "start_failures": 0, "slow_closed": 0}
-        self._slow_logged = 0.0
+                         "start_failures": 0, "slow_closed": 0, "over_client_cap": 0}
+        self._slow_logged = self._over_logged = 0.0
         self.app = self._app()
         self._context = contextvars.copy_context()
         self._threads = [self._worker(n) for n in range(workers)]
@@ -305,7 +331,8 @@ class AlertReceiver:
         tls = {"ssl_certfile": self.cfg.tls_certfile, "ssl_keyfile": self.cfg.tls_keyfile} if self.cfg.tls_certfile else {}
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port,
-            http=_deadline_protocol(self.cfg.request_timeout_seconds, self._slow_client),
+            http=_deadline_protocol(self.cfg.request_timeout_seconds, self._slow_client,
+                                    self.cfg.max_connections_per_client, self._over_cap),
             backlog=self.cfg.backlog, timeout_keep_alive=self.cfg.keep_alive_seconds,
             limit_concurrency=self.cfg.limit_concurrency, h11_max_incomplete_event_size=64 * 1024,
             timeout_graceful_shutdown=2, lifespan="off", log_config=None, access_log=False, server_header=False, **tls)
@@ -329,6 +356,16 @@ class AlertReceiver:
             self._slow_logged, total = now, self.counters["slow_closed"]
         log.warning("closed connections that sent no whole request within %s s (%d so far)",
                     self.cfg.request_timeout_seconds, total)
+
+    def _over_cap(self) -> None:
+        with self._lock:
+            self.counters["over_client_cap"] += 1
+            now = time.monotonic()
+            if now - self._over_logged < 5:
+                return
+            self._over_logged, total = now, self.counters["over_client_cap"]
+        log.warning("closed connections over receiver.max_connections_per_client = %d from one address (%d so far)",
+                    self.cfg.max_connections_per_client, total)
 
     def stop(self, timeout: float = 5, grace: float = 3) -> list[str]:
         """Stop accepting, let the workers finish the start they are in; what is not started stays spooled, and

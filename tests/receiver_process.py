@@ -1,6 +1,7 @@
 """A receiver in a process of its own, for tests that kill it or starve its file descriptors.
 
     python tests/receiver_process.py SPOOL_DIR PORT (--record FILE | --deployment NAME) [--nofile N]
+                                     [--per-client N]
 
 Prints `listening <url>` once it listens; runs until SIGTERM or SIGKILL.
 """
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--record", default="")
     parser.add_argument("--deployment", default="")
     parser.add_argument("--nofile", type=int, default=0)
+    parser.add_argument("--per-client", type=int, default=-1, help="receiver.max_connections_per_client")
     args = parser.parse_args()
     if args.nofile:  # the usual 1,024 open files of a service
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
@@ -36,7 +38,9 @@ def main() -> None:
 
     starter = deployment_starter(args.deployment, {}) if args.deployment else record
     cfg = load_config(None)
-    receiver = AlertReceiver(cfg.receiver, starter, port=args.port, severity=cfg.severity, spool_dir=args.spool).start()
+    receiving = cfg.receiver if args.per_client < 0 else cfg.receiver.model_copy(
+        update={"max_connections_per_client": args.per_client})
+    receiver = AlertReceiver(receiving, starter, port=args.port, severity=cfg.severity, spool_dir=args.spool).start()
     print(f"listening {receiver.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -549,3 +549,39 @@ def test_an_intake_worker_that_ends_is_started_again_and_its_alert_still_triaged
         assert started == accepted and health["worker_restarts"] == 1 and health["workers_alive"] == 1
     finally:
         receiver.stop()
+
+
+def closed_at_once(sock: socket.socket) -> bool:
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:  # still open: it holds its slot until request_timeout_seconds
+        return False
+
+
+@pytest.mark.parametrize("per_client,valid_status", [(8, 202), (0, 503)])
+def test_one_address_holding_idle_sockets_cannot_take_every_slot_only_its_own_share(monkeypatch, tmp_path,
+                                                                                    per_client, valid_status):
+    """receiver.max_connections_per_client (#25.2): 30 idle sockets from 127.0.0.2 against limit_concurrency 16.
+    With the cap, the address holds 8 slots and Alertmanager (127.0.0.1) is answered 202; without it, 503."""
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", TOKEN)
+    cfg = config(**{"receiver.limit_concurrency": 16, "receiver.max_connections_per_client": per_client}).receiver
+    receiver = AlertReceiver(cfg, Recorder(), port=0, spool_dir=tmp_path / "spool").start()
+    idle = []
+    try:
+        for _ in range(30):
+            sock = socket.create_connection(("127.0.0.1", receiver.port), source_address=("127.0.0.2", 0))
+            sock.sendall(b"POST /alerts/alertmanager HTTP/1.1\r\n")  # and nothing more
+            idle.append(sock)
+        time.sleep(0.3)
+        answer = httpx.post(f"{receiver.url}/alerts/alertmanager", json=alert_body("cap01"), headers=headers())
+        assert answer.status_code == valid_status, answer.text
+        if per_client:
+            assert receiver.counters["over_client_cap"] == 30 - per_client
+            assert sum(map(closed_at_once, idle)) == 30 - per_client, "those over the cap were closed as they opened"
+    finally:
+        for sock in idle:
+            sock.close()
+        receiver.stop()
