@@ -36,6 +36,18 @@ def start_serve(sample, config: Path, port: int, env: dict, log: Path) -> subpro
         time.sleep(0.2)
 
 
+def deploys_running() -> list[int]:
+    """The `sleep 120` deploys of this module's config still alive."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes() == b"sleep\x00120\x00":
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
 def triage_runs(incident: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
@@ -80,6 +92,10 @@ def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_wi
         os.killpg(serve.pid, 9)
         pytest.fail(f"serve outlived SIGTERM by 10 s: {log.read_text()[-3000:]}")
     assert time.monotonic() - sent < 10
+    deadline = time.monotonic() + 3
+    while (left := deploys_running()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, "a deploy serve started (the warm one, or its deployment run's) outlived it"
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
