@@ -73,7 +73,10 @@ def end_commands_on_sigterm() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
-    if getattr(previous, "ends_commands", False):
+    if getattr(previous, "ends_commands", False) or _is_prefects_bridge(previous):
+        # Prefect's own handler stays the installed one: its control channel acknowledges an operator's cancel
+        # only while it is (else the cancel ends Crashed). It raises in the main thread, whose command `_wait`
+        # then ends; commands in other threads end when they see the main thread gone.
         return
 
     def handler(signum, frame):
@@ -86,6 +89,14 @@ def end_commands_on_sigterm() -> None:
 
     handler.ends_commands = True  # type: ignore[attr-defined]
     signal.signal(signal.SIGTERM, handler)
+
+
+def _is_prefects_bridge(handler) -> bool:
+    try:
+        from prefect.utilities.engine import _prefect_sigterm_handler
+    except ImportError:  # another Prefect version: judge by where the handler comes from
+        return getattr(handler, "__module__", "").startswith("prefect.")
+    return handler is _prefect_sigterm_handler
 
 
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
@@ -189,21 +200,32 @@ def _wait_for_earlier(record: Path, deadline: float, argv: list[str]) -> None:
 
 
 def _wait(supervisor: subprocess.Popen, deadline: float) -> tuple[int | None, bool]:
-    """(exit status, or None when killed at the deadline; whether this process is shutting down)."""
-    while True:  # in slices, so that a process shutting down (SIGTERM) ends its commands instead of waiting
-        try:
-            return supervisor.wait(timeout=max(0.01, min(0.2, deadline - time.monotonic()))), False
-        except subprocess.TimeoutExpired:
-            stopping = STOPPING.is_set() or not threading.main_thread().is_alive()
-            if time.monotonic() < deadline and not stopping:
-                continue
-            supervisor.terminate()  # it kills the command's whole tree, then exits
+    """(exit status, or None when killed at the deadline; whether this process is shutting down). Whatever
+    interrupts the wait — Prefect's TerminationSignal on a cancel, a KeyboardInterrupt — ends the command first."""
+    try:
+        while True:  # in slices, so that a process shutting down (SIGTERM) ends its commands instead of waiting
             try:
-                supervisor.wait(timeout=5)
+                return supervisor.wait(timeout=max(0.01, min(0.2, deadline - time.monotonic()))), False
             except subprocess.TimeoutExpired:
-                os.killpg(supervisor.pid, signal.SIGKILL)
-                supervisor.wait()
-            return None, stopping
+                stopping = STOPPING.is_set() or not threading.main_thread().is_alive()
+                if time.monotonic() < deadline and not stopping:
+                    continue
+                _end(supervisor)
+                return None, stopping
+    except BaseException:
+        _end(supervisor)
+        raise
+
+
+def _end(supervisor: subprocess.Popen) -> None:
+    if supervisor.poll() is not None:
+        return
+    supervisor.terminate()  # it kills the command's whole tree, then exits
+    try:
+        supervisor.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
 
 
 def _tail(output_file: Path, keep_lines: int) -> list[str]:

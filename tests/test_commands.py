@@ -159,12 +159,6 @@ def test_p1_3a_deploy_runs_the_runbook_script_with_the_rollback_version(sample):
     assert (state / "production.version").read_text().strip() == "rollback-phase1"
 
 
-def test_p1_3a_missing_deploy_script_is_bad_input(sample):
-    cfg = config(**{"deploy.command": "./scripts/nope.sh production --version={version}"})
-    with pytest.raises(BadInputError, match="the deploy script ./scripts/nope.sh does not exist"):
-        deploy_with_command(context(sample.repo, step_id="P1.3a", cfg=cfg))
-
-
 def test_p1_3a_failing_deploy_script_fails_the_step(sample):
     commit_change(sample.repo, "scripts/deploy.sh", "#!/bin/sh\necho 'registry unreachable' >&2\nexit 3\n",
                   "break deploy")
@@ -180,7 +174,8 @@ def test_unknown_program_is_bad_input(tmp_path):
 
 @pytest.mark.parametrize("command,says", [("", "deploy.command is empty"),
                                           ("./scripts/deploy.sh 'production", "fix its quoting"),
-                                          ("./scripts/no-such.sh production", "does not exist")])
+                                          ("./scripts/no-such.sh production",
+                                           r"./scripts/no-such.sh does not exist in .*; fix deploy.command")])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_p1_3a_an_empty_unreadable_or_missing_deploy_command_is_bad_input_in_the_plan_and_the_run(sample, command, says,
                                                                                                  dry_run):

@@ -202,3 +202,47 @@ def test_serve_started_while_prefect_is_down_takes_alerts_and_sets_itself_up_whe
             os.killpg(serve.pid, 9)
         if server is not None:
             stop_process_group(server)
+
+
+def test_a_ui_cancel_of_a_running_rollback_ends_the_command_it_runs(sample, test_config, tmp_path, prefect_server):
+    """#25.1: Cancel in the UI while the deploy runs — the run ends Cancelled and its deploy with it (a cancelled
+    `cargo bench` used to run on)."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
+                                         'command = "sleep 120"'})
+    port = free_port()
+    env = {**os.environ, "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "XDG_STATE_HOME": str(tmp_path / "state"),
+           "PREFECT_LOGGING_LEVEL": "INFO"}
+    log = tmp_path / "serve.log"
+    serve = start_serve(sample, config, port, env, log)
+    try:
+        deadline = time.monotonic() + 60
+        while "being served" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        run = run_deployment("rollback-phase-1/manual", timeout=0, parameters={
+            "reason": "cancel test", "incident_id": "inc-ui-cancel", "repo": str(sample.repo), "skip": ["ci"]})
+        deadline = time.monotonic() + 90
+        while not deploys_running():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(message="cancelled from the UI"))
+            deadline = time.monotonic() + 60
+            while not (state := client.read_flow_run(run.id).state).is_final():
+                assert time.monotonic() < deadline, (state, log.read_text()[-3000:])
+                time.sleep(0.5)
+        assert state.is_cancelled(), state
+        deadline = time.monotonic() + 5
+        while (left := deploys_running()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, "the cancelled run's deploy runs on"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, 9)
