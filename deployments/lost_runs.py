@@ -58,9 +58,10 @@ class EveryFewSeconds:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, timeout))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):

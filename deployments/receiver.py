@@ -376,9 +376,10 @@ class AlertReceiver:
         self._stopping.set()
         with self._wake:
             self._wake.notify_all()
-        for thread in self._threads:
+        deadline = time.monotonic() + timeout  # one deadline for all of them: a stop is bounded, however many
+        for thread in [*self._threads, self._watchdog]:
             if thread.is_alive():
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
         handed = [key for warm in (self.critical_starter, self.high_starter) if isinstance(warm, WarmTriage)
                   for key in warm.hand_back(grace)]
         if handed:

@@ -147,12 +147,16 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
         else:
             serve(*deployments, limit=limit, print_starting_message=True)
     finally:
-        retrier.stop()
-        watch.stop()
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
+        # One budget for all of it (serve exits within 10 s): the watches are told first, joined last.
+        stopped_at = time.monotonic()
+        retrier.stop(timeout=0)
+        watch.stop(timeout=0)
+        handed = receiver.stop(timeout=3, grace=3) if receiver is not None else []
+        for helper in (retrier, watch):
+            helper.stop(timeout=7 - (time.monotonic() - stopped_at))
         if receiver is not None:
-            handed = receiver.stop()
             if handed:
                 from prefect.logging.handlers import APILogWorker
 
