@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from helpers import config
+from pydantic import ValidationError
 
 from runbook.errors import BadInputError
 from runbook.model import Incident
@@ -66,12 +67,20 @@ def test_the_thresholds_and_notified_roles_come_from_the_config():
 
 @pytest.mark.parametrize("kw,message", [
     ({"kind": "perf-regression"}, "needs its size; give --regression-pct N"),
-    ({"kind": "perf-regression", "regression_pct": float("nan")}, "needs its size"),
     ({}, "has no kind; give one of service-down"),
 ])
 def test_an_incident_the_matrix_cannot_place_is_bad_input(kw, message):
     with pytest.raises(BadInputError, match=message):
         decide(Incident(id="inc-1", phase="1", **kw), POLICY, now=NOW)
+
+
+@pytest.mark.parametrize("field,value", [("regression_pct", float("nan")), ("regression_pct", float("inf")),
+                                         ("crashes_per_hour", float("nan")), ("crashes_per_hour", -5.0),
+                                         ("crashes_per_hour", float("inf"))])
+def test_an_unknown_or_impossible_number_is_refused_by_the_incident_itself_naming_the_field(field, value):
+    """#25.3: a NaN rate read as sporadic made a crash Medium — less severe than a known high rate."""
+    with pytest.raises(ValidationError, match=rf"{field}\n.*must be a finite number"):
+        Incident(id="inc-1", phase="1", kind="crash", **{field: value})
 
 
 def test_an_unknown_role_in_the_severity_table_is_a_config_error():
