@@ -101,6 +101,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     """Serve the deployments from this process (Prefect's runner), or — with `pool` — register them on that
     process work pool for its workers (any number, on any host) and run only the receiver here."""
     prepare_runner_environment()
+    cancel_runs_at_once()
     from prefect import serve
 
     def stop_now(signum, frame):  # until Prefect's runner installs its own handler: stop through `finally`
@@ -162,6 +163,35 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
                 APILogWorker.drain_all(timeout=2)
                 os._exit(0)
+
+
+def cancel_runs_at_once() -> None:
+    """Prefect's runner, stopping, cancels its runs one after the other — each: the cancel intent, SIGTERM, the
+    wait for its exit, the Cancelled state; four runs deploying took serve 14 s to stop (bench/serve_sigterm.py).
+    This cancels them all at once, each by the very same steps (Kubernetes' grace is 30 s; serve's aim, 10 s).
+    Prefect's private class: without it, its own sequential way stays."""
+    import asyncio
+
+    try:
+        from prefect.runner._cancellation_manager import CancellationManager
+    except ImportError:
+        return
+    if getattr(CancellationManager.cancel_all, "at_once", False) or not hasattr(CancellationManager, "cancel"):
+        return
+
+    async def cancel_all(self, state_msg: str = "Runner is shutting down.") -> None:
+        async def one(flow_run_id) -> None:
+            if self._process_manager.get(flow_run_id) is None:
+                return
+            try:
+                await self.cancel(await self._client.read_flow_run(flow_run_id), state_msg=state_msg)
+            except Exception:
+                self._logger.exception("Exception while cancelling flow run '%s'", flow_run_id)
+
+        await asyncio.gather(*(one(flow_run_id) for flow_run_id in self._process_manager.flow_run_ids()))
+
+    cancel_all.at_once = True  # type: ignore[attr-defined]
+    CancellationManager.cancel_all = cancel_all
 
 
 def wait_for_prefect(most_seconds: float = 30.0) -> None:
