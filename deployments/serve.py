@@ -181,10 +181,15 @@ def cancel_runs_at_once() -> None:
 
     async def cancel_all(self, state_msg: str = "Runner is shutting down.") -> None:
         async def one(flow_run_id) -> None:
-            if self._process_manager.get(flow_run_id) is None:
+            handle = self._process_manager.get(flow_run_id)
+            if handle is None:
                 return
             try:
-                await self.cancel(await self._client.read_flow_run(flow_run_id), state_msg=state_msg)
+                flow_run = await asyncio.wait_for(self._client.read_flow_run(flow_run_id), 2)
+                await asyncio.wait_for(self.cancel(flow_run, state_msg=state_msg), CANCEL_BUDGET_SECONDS)
+            except asyncio.TimeoutError:  # its process did not end in time: killed; the run is Crashed
+                _kill_late(handle)
+                await _say_crashed(self._client, flow_run_id, state_msg)
             except Exception:
                 self._logger.exception("Exception while cancelling flow run '%s'", flow_run_id)
 
@@ -192,6 +197,30 @@ def cancel_runs_at_once() -> None:
 
     cancel_all.at_once = True  # type: ignore[attr-defined]
     CancellationManager.cancel_all = cancel_all
+
+
+CANCEL_BUDGET_SECONDS = 6.0  # a run's cancel at serve's stop, at most; then its process group is killed
+
+
+def _kill_late(handle) -> None:
+    try:
+        handle.hard_kill()
+    except (ProcessLookupError, OSError):
+        pass
+
+
+async def _say_crashed(client, flow_run_id, state_msg: str) -> None:
+    """The run of a process killed at serve's stop: Crashed (what the lost-run retrier and a person rerun)."""
+    import asyncio
+
+    from prefect.states import Crashed
+
+    message = (f"{state_msg} Its process did not end within {CANCEL_BUDGET_SECONDS:g} s and was killed; "
+               "rerun the incident (its steps converge)")
+    try:
+        await asyncio.wait_for(client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True), 2)
+    except Exception:  # the zombie automation marks it Crashed later
+        pass
 
 
 def wait_for_prefect(most_seconds: float = 30.0) -> None:
