@@ -65,7 +65,7 @@ def storm(url: str, payloads: list[bytes], senders: int) -> tuple[list[float], f
     def send(body: bytes) -> float:
         if not hasattr(local, "client"):
             local.client = httpx.Client()
-        started = time.perf_counter()
+        started, answer = time.perf_counter(), None
         for _ in range(20):
             try:
                 answer = local.client.post(url, content=body, headers=headers, timeout=30)
@@ -76,7 +76,7 @@ def storm(url: str, payloads: list[bytes], senders: int) -> tuple[list[float], f
             with lock:
                 RETRIES["count"] += 1
         elapsed = time.perf_counter() - started
-        assert answer.status_code == 202, answer.text
+        assert answer is not None and answer.status_code == 202, answer and answer.text
         return elapsed
 
     started = time.perf_counter()

@@ -284,11 +284,19 @@ class ReceiverConfig(_Strict):
     keep_alive_seconds: int = Field(default=5, gt=0, le=300)  # an idle kept-alive connection is closed after this
     limit_concurrency: int = Field(default=512, ge=8)  # connections + requests at once; beyond it a 503 (retried)
     # one address's open connections at most (0: no cap — behind a proxy, whose address is every client's); beyond
-    # it a new connection is closed at once, before it holds a slot: one flooding address cannot starve the others
-    max_connections_per_client: int = Field(default=64, ge=0)
+    # it a new connection is closed at once, before it holds a slot: one flooding address cannot take every slot
+    max_connections_per_client: int = Field(default=256, ge=0)
     backlog: int = Field(default=1024, ge=16)  # the listen queue: bursts of new connections wait, not dropped
     tls_certfile: str = ""  # TLS by uvicorn itself; "" = plain HTTP behind a TLS-terminating proxy or ingress
     tls_keyfile: str = ""
+
+    @model_validator(mode="after")
+    def _cap_below_the_limit(self) -> ReceiverConfig:
+        if self.max_connections_per_client >= self.limit_concurrency:
+            raise ValueError(f"max_connections_per_client = {self.max_connections_per_client} must be below "
+                             f"limit_concurrency = {self.limit_concurrency} (or 0 for no cap): one address must "
+                             "leave slots to the others")
+        return self
 
     @field_validator("alertnames")
     @classmethod

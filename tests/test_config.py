@@ -123,3 +123,12 @@ def test_every_path_a_step_writes_stays_inside_the_repository_refused_at_load_na
     section[key] = value
     with pytest.raises(ConfigError, match=rf"x.toml: {re.escape(table)}\.{key}: .* must be a path inside the repository"):
         parse_config(data, "x.toml")
+
+
+def test_the_per_address_cap_must_leave_slots_to_other_senders():
+    data = shipped()
+    data["receiver"]["limit_concurrency"] = 100  # the default cap (256) would be no cap at all
+    with pytest.raises(ConfigError, match="max_connections_per_client = 256 must be below limit_concurrency = 100"):
+        parse_config(data, "x.toml")
+    data["receiver"]["max_connections_per_client"] = 0  # behind a proxy: no cap
+    assert parse_config(data, "x.toml").receiver.limit_concurrency == 100
