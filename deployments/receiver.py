@@ -87,13 +87,39 @@ class WarmTriage:
     starts them again — the steps are idempotent, a rerun converges.
     """
 
-    def __init__(self, repo: str, config: str, workers: int = 2) -> None:
+    def __init__(self, repo: str, config: str, workers: int = 2, flag_off_first: bool = False) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.repo, self.config = repo, config
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="warm-triage")
         self.running: dict[str, tuple[Incident, Any]] = {}
         self._lock = threading.Lock()
+        # F.1 first: a Critical's flag off and push the moment it is stored, before any Prefect call
+        self.first_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flag-off-first") \
+            if flag_off_first else None
+        self.first: dict[str, Any] = {}  # incident id → the future of its flag-off-first
+
+    def start_first(self, incident: Incident) -> None:
+        """Turn the flag off now (flows/triage.py::flag_off_first); the triage run started next records it."""
+        if self.first_pool is None:
+            return
+        from flows.triage import flag_off_first
+
+        with self._lock:
+            if incident.id in self.first:
+                return
+            self.first[incident.id] = self.first_pool.submit(flag_off_first, incident, self.repo, self.config)
+
+    def _done_first(self, incident: Incident) -> list:
+        with self._lock:
+            future = self.first.pop(incident.id, None)
+        if future is None:
+            return []
+        try:
+            return future.result(timeout=120)
+        except Exception as exc:  # noqa: BLE001 — the rollback run does the steps itself and records why
+            log.warning("flag-off first for %s did not finish: %s: %s", incident.id, type(exc).__name__, exc)
+            return []
 
     def __call__(self, incident: Incident, key: str) -> str:
         from prefect.client.orchestration import get_client
@@ -109,6 +135,7 @@ class WarmTriage:
             return str(live[0].id)
         run = contextvars.copy_context().run
         future = self.pool.submit(run, lambda: triage(incident=incident, repo=self.repo, config=self.config,
+                                                            done_first=self._done_first(incident),
                                                             return_state=True))  # its state is its outcome
         with self._lock:
             self.running[key] = (incident, future)
@@ -124,11 +151,13 @@ class WarmTriage:
         from concurrent.futures import wait
 
         with self._lock:
-            futures = [future for _, future in self.running.values()]
+            futures = [future for _, future in self.running.values()] + list(self.first.values())
         wait(futures, timeout=grace)
         with self._lock:
             left = {key: incident for key, (incident, future) in self.running.items() if not future.done()}
         self.pool.shutdown(wait=False, cancel_futures=True)  # idle workers end; a running one cannot be stopped
+        if self.first_pool is not None:
+            self.first_pool.shutdown(wait=False, cancel_futures=True)
         if left:
             _mark_crashed([f"triage-{incident.id}" for incident in left.values()])
         return list(left)
@@ -411,6 +440,10 @@ class AlertReceiver:
                 if not new:
                     self.counters["duplicates"] += 1
                 answer["accepted" if new else "duplicates"].append(alert.incident.id)
+        if isinstance(self.critical_starter, WarmTriage):  # stored: a Critical's flag goes off now, not after Prefect
+            for alert, new in zip(firing, fresh):
+                if new and self._severity(alert.incident) == "critical":
+                    self.critical_starter.start_first(alert.incident)
         if any(fresh):
             with self._wake:
                 self._wake.notify_all()
@@ -460,13 +493,16 @@ class AlertReceiver:
                 self._threads[n].start()
             delay = min(30.0, delay * 2) if dead else 1.0
 
+    def _severity(self, incident: Incident) -> str:
+        try:
+            return decide(incident, self.severity).severity
+        except BadInputError:
+            return ""
+
     def _starter_for(self, incident: Incident) -> Starter:
         if self.critical_starter is None and self.high_starter is None:
             return self.starter
-        try:
-            severity = decide(incident, self.severity).severity
-        except BadInputError:
-            return self.starter
+        severity = self._severity(incident)
         warm = {"critical": self.critical_starter, "high": self.high_starter}.get(severity)
         return warm or self.starter
 

@@ -88,7 +88,8 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
 
     full = full or load_config(config)
     cfg = full.receiver
-    warm = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.critical_in_process else None
+    warm = WarmTriage(str(repo.resolve()), config_parameter(config), flag_off_first=cfg.critical_flag_off_first) \
+        if cfg.critical_in_process else None
     warm_high = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.high_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port,

@@ -85,15 +85,19 @@ Args:
     incident_started_at: When the incident began (ISO 8601, e.g. the alert's startsAt): the start of the
         time to mitigation this run records; the run's own start when empty.
     terminal_approval: Phase 4 only: set by the CLI after asking at its terminal; leave it empty.
+    done_before: Set by triage: steps the alert receiver did for this incident before the run (a Critical's
+        flag off and push); recorded as done then, and checked again. Leave it empty.
 """
 
 
 @rollback_flow("0")
 def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
-        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
+        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
+        done_before: Optional[list[dict]] = None) -> dict:
     """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
-    with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("archive")  # P0.1
         run.step("review")  # P0.2 (a person)
         run.step("adr")  # P0.3
@@ -104,9 +108,11 @@ def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: boo
 @rollback_flow("1")
 def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
-        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
+        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
+        done_before: Optional[list[dict]] = None) -> dict:
     """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
-    with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("flag")  # P1.1  flag off, immediately
         run.step("gating")  # P1.1b the old ReadyQueueScheduler path is still there
         run.step("find-merge")  # P1.2a
@@ -121,9 +127,11 @@ def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: boo
 @rollback_flow("2A")
 def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
-        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
+        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
+        done_before: Optional[list[dict]] = None) -> dict:
     """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
-    with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("flag")  # P2A.1
         run.step("find-merge")  # P2A.2
         run.step("revert")  # P2A.2
@@ -138,9 +146,11 @@ def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bo
 @rollback_flow("2B")
 def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
-        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
+        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
+        done_before: Optional[list[dict]] = None) -> dict:
     """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
-    with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("flag")  # P2B.1
         run.step("find-merge")  # P2B.2
         run.step("revert")  # P2B.2
@@ -155,9 +165,11 @@ def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bo
 @rollback_flow("3")
 def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
-        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "") -> dict:
+        triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
+        done_before: Optional[list[dict]] = None) -> dict:
     """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
-    with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("flag")  # P3.2 the cfg(not) Tokio path
         run.step("gating")  # P3.2
         run.step("ci-file")  # P3.3 no_std build disabled in CI
@@ -173,14 +185,15 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
 def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: bool = False,
         only: list[str] = (), skip: list[str] = (), merge: str = "", config: str = "",
         triggered_by: str = "manual", severity: str = "", incident_started_at: str = "",
-        terminal_approval: Optional[dict] = None) -> dict:
+        terminal_approval: Optional[dict] = None, done_before: Optional[list[dict]] = None) -> dict:
     """Phase 4 — optimisation: revert the lock-free work, take the flag out of default, deploy.
 
     The last resort (P4.3, `only=["reset"]`) runs only after every contact is notified and a
     person approves; `terminal_approval` is set by the CLI on the embedded server and ignored
     for runs of a deployment, which pause for the approval instead.
     """
-    with PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at) as run:
+    with PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
+                  done_before) as run:
         run.step("find-merge")  # P4.1
         run.step("revert")  # P4.1
         run.step("flag")  # P4.2

@@ -57,7 +57,8 @@ def default_incident_id() -> str:
 class PhaseRun:
     def __init__(self, phase: str, repo: str, reason: str, incident_id: str = "", dry_run: bool = False,
                  only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
-                 config: str = "", severity: str = "", incident_started_at: str = "") -> None:
+                 config: str = "", severity: str = "", incident_started_at: str = "",
+                 done_before: list[dict] | None = None) -> None:
         self.phase = normalize_phase(phase)
         self.cfg: RollbackConfig = load_config(config or None)
         self.selection = select_steps(self.phase, only, skip)
@@ -78,6 +79,8 @@ class PhaseRun:
             started = datetime.fromisoformat(incident_started_at.replace("Z", "+00:00"))
             self.milestones["incident started"] = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
         self.stopped_by: StepResult | None = None
+        # what the receiver did for this incident before the run (F.1's flag off first), by step name
+        self.done_before = {step.name: step for step in map(StepResult.model_validate, done_before or [])}
         self.would_fail: set[str] = set()  # dry run: steps whose preconditions fail (the run goes on past them)
         self.logger = get_run_logger()
         self._queue = list(self.selection)
@@ -189,6 +192,7 @@ class PhaseRun:
         return execute_step(spec, self.ctx.for_step(spec.id), step_call(spec.name))
 
     def _record(self, spec: StepSpec, result: StepResult) -> None:
+        result = self._as_done_before(result)
         self.ctx.facts.update(result.data)
         self.results.append(result)
         milestone = MILESTONES.get(spec.name)
@@ -203,6 +207,17 @@ class PhaseRun:
             spec.automated and spec.pending_issue is None and not spec.check)
         if stops:  # later steps build on this one: stop here, safely
             self.stopped_by = self.stopped_by or result
+
+    def _as_done_before(self, result: StepResult) -> StepResult:
+        """A step this run found done that the receiver did for this incident before the run: the record says it was
+        done then (its time is the time to mitigation), and that this run checked it again."""
+        before = self.done_before.get(result.name)
+        if result.status != "already-done" or before is None or before.status != "done":
+            return result
+        return before.model_copy(update={
+            "id": result.id, "data": {**before.data, **result.data},
+            "evidence": ["done by the alert receiver before this run (F.1, flag-off first):", *before.evidence,
+                         f"checked again by this run: {result.evidence[-1] if result.evidence else 'already done'}"]})
 
     def approve_last_resort(self, given: dict | None) -> None:
         """P4.3 asks a person first; the answer (or its absence) goes into the reset step's evidence."""

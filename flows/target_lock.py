@@ -322,6 +322,19 @@ def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo
 
 
 @contextmanager
+def holding_host_lock(repo: Path, cfg: RollbackConfig, incident: str, purpose: str) -> Iterator[None]:
+    """The host lock alone, taken at once or not at all (TargetBusy): for the work that must not wait for Prefect
+    (F.1's flag-off first). Across hosts, the push is a compare-and-swap (fetch and replay, never force)."""
+    lock = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(repo, cfg))
+    if not lock.try_acquire({"incident": incident, "flow_run_id": None, "pid": os.getpid(), "server": purpose}):
+        raise TargetBusy(f"another rollback holds {repo} on this host ({lock.holder().get('incident', '?')})")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def holding_target(ctx, log=print, purpose: str = "files") -> Iterator[None]:
     """A write to the target outside a phase run (F.4's issue file, the postmortem draft, the ADR stub) takes the
     same lock as a rollback, in a work tree of its own: it never interleaves with a rollback's commits or another

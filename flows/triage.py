@@ -29,7 +29,7 @@ from pydantic import Field
 
 from flows.approval import running_again, server_reachable_by_others
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
-from flows.target_lock import TargetBusy, holding_target, target_name
+from flows.target_lock import TargetBusy, holding_host_lock, holding_target, target_name
 from flows.phases import PHASE_FLOWS
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
 from runbook.errors import StepError
@@ -40,7 +40,9 @@ from tasks.commands import redact, secret_names
 from tasks.context import StepContext, artifact_key
 from tasks.issues import register_issue
 from tasks.notify import notify_roles
+from tasks.registry import STEP_FUNCTIONS, execute_step
 from tasks.steps import retry_only_transient
+from tasks.work_tree import working_in_own_tree
 
 
 class OwnerDecision(RunInput):
@@ -97,7 +99,8 @@ def _run_name() -> str:
 @flow(name="triage", flow_run_name=_run_name, log_prints=True, validate_parameters=True, persist_result=False,
       on_completion=[pause_for_a_person])
 def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = False,
-           skip: Optional[list[str]] = None, owner_decision: Optional[dict] = None) -> dict:
+           skip: Optional[list[str]] = None, owner_decision: Optional[dict] = None,
+           done_first: Optional[list[StepResult]] = None) -> dict:
     """Decide the incident's severity by the runbook's matrix and act on it (F.1–F.4).
 
     Args:
@@ -107,6 +110,8 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
         dry_run: Decide and show what would be done; change and notify nothing.
         skip: Rollback steps to skip (e.g. benchmarks, when the High path must not wait for them).
         owner_decision: For a Medium incident on the embedded server: the owner's answer given up front.
+        done_first: Set by the receiver: what it did for a Critical incident before this run existed (F.1's
+            flag off and push); the rollback records them. Leave it empty.
     """
     cfg = load_config(config or None)
     incident = incident.model_copy(update={"phase": normalize_phase(incident.phase)})
@@ -119,7 +124,7 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
                           flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None)
     if not dry_run:
         act = {"critical": _critical, "high": _high, "medium": _medium, "low": _low}[decision.severity]
-        act(report, cfg, _Target(repo, config, skip or None), owner_decision)
+        act(report, cfg, _Target(repo, config, skip or None, done_first or []), owner_decision)
     _record(report, cfg)
     add_tags(f"outcome:{report.outcome}")
     return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))
@@ -132,6 +137,7 @@ class _Target(NamedTuple):
     repo: str
     config: str
     skip: list[str] | None
+    done_first: list[StepResult] = []
 
 
 def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
@@ -139,6 +145,8 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
     page = notify.submit(cfg, report.decision.notify, *_message(report, "flag-off started"), _url())
     names = [s.name for s in PHASE_STEPS[report.incident.phase]]
     only = [s for s in cfg.triage.critical_steps if s in names] if "flag" in names else None
+    for first in target.done_first:
+        get_run_logger().info("before this run, the receiver: %s", first.headline())
     report.rollback = _rollback(report, target, only)
     report.steps.append(page.result())
     if report.rollback.outcome == "busy":  # the on-call must know at once that nothing was turned off, and why
@@ -150,6 +158,37 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
         return
     report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"flag-off {report.rollback.outcome}"),
                                _url()))
+
+
+def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[StepResult]:
+    """F.1 before anything else: a Critical incident's flag off, committed and pushed by the receiver the moment
+    the alert is stored — no Prefect call on the way, so neither a busy Prefect server nor a slow run start
+    (nor Prefect being down) delays the mitigation. The same step functions as the phase run, under the
+    target's host lock, in a work tree of the incident's own; the triage run that follows records these results
+    (its rollback finds the steps done). Returns [] when there is nothing to do first: not Critical, no flag step
+    in the phase, or the target busy (the run then waits for it, as before)."""
+    cfg = load_config(config or None)
+    phase = normalize_phase(incident.phase)
+    decision = decide(incident, cfg.severity)
+    names = [spec.name for spec in PHASE_STEPS[phase]]
+    if decision.severity != "critical" or not {"flag", "push"} <= set(names) \
+            or not {"flag", "push"} <= set(cfg.triage.critical_steps):
+        return []
+    ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=phase, incident=incident.id,
+                      reason=rollback_reason(incident, decision))
+    specs = [spec for spec in PHASE_STEPS[phase] if spec.name in ("flag", "push")]
+    try:
+        with holding_host_lock(ctx.repo, cfg, incident.id, "F.1 flag-off first (receiver)"):
+            results: list[StepResult] = []
+            with working_in_own_tree(ctx, log=lambda line: None):
+                for spec in specs:
+                    result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS[spec.name])
+                    results.append(result)
+                    if result.status not in ("done", "already-done"):
+                        break  # the rollback run does it again and says why
+            return results
+    except TargetBusy:  # a rollback of this target is going: the triage's run waits for it and says so
+        return []
 
 
 def _high(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
@@ -307,12 +346,18 @@ def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> 
     incident = report.incident
     result = run_flow(
         PHASE_FLOWS[incident.phase],
-        reason=f"{report.decision.severity} ({report.decision.rule}): {incident.summary or incident.kind}",
+        reason=rollback_reason(incident, report.decision),
         repo=target.repo, incident_id=incident.id, only=only or [], skip=[] if only else target.skip or [],
         config=target.config, severity=report.decision.severity,
         incident_started_at=incident.started_at.isoformat() if incident.started_at else "",
-        triggered_by=f"triage ({incident.source})")
+        triggered_by=f"triage ({incident.source})",
+        done_before=[step.model_dump(mode="json") for step in target.done_first])
     return RollbackReport.model_validate(result)
+
+
+def rollback_reason(incident: Incident, decision: Decision) -> str:
+    """What the rollback commits say: the decision and the incident, the same whoever makes the commit."""
+    return f"{decision.severity} ({decision.rule}): {incident.summary or incident.kind}"
 
 
 def _ctx(report: TriageReport, cfg: RollbackConfig, repo: str) -> StepContext:

@@ -277,6 +277,9 @@ class ReceiverConfig(_Strict):
     alertnames: dict[str, str] = {}  # alertname -> incident kind, for alerts without a kind label
     deployment: str = "triage/alert"  # the triage deployment a firing alert starts
     critical_in_process: bool = True  # F.1: a Critical incident's triage runs in the receiver's process (warm)
+    # F.1 first: with critical_in_process, a Critical's flag off is committed and pushed the moment the alert is
+    # stored, before any Prefect call (host lock, own work tree); its triage run records it
+    critical_flag_off_first: bool = True
     high_in_process: bool = True  # F.2: a High one's too, in a pool of its own: never behind Medium/Low runner slots
     spool_dir: str = ""  # accepted incidents, fsynced before the 202; "" = $XDG_STATE_HOME/actor-rollback/receiver
     backlog_alarm_seconds: float = Field(default=60, gt=0)  # /healthz says degraded when an alert waits longer

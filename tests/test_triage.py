@@ -303,3 +303,88 @@ def test_f4_low_incidents_at_once_each_file_their_issue_in_a_commit_of_its_own_u
     assert run_git(sample.repo, "rev-list", "origin/main..main") == ""
     critical = run_triage(sample, config, id="inc-crit-after-lows", kind="service-down", skip=["benchmarks"])
     assert {s.name: s.status for s in critical.rollback.steps}["flag"] == "done", critical.rollback.steps
+
+
+def _receiver_with_flag_off_first(sample, config: Path, monkeypatch, tmp_path):
+    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
+    from runbook.config import load_config
+
+    monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", "flag-off-first-token-0123456789")
+    full = load_config(str(config))
+    warm = WarmTriage(str(sample.repo), str(config), flag_off_first=True)
+    return AlertReceiver(full.receiver, deployment_starter("triage/not-served", {}), port=0,
+                         spool_dir=tmp_path / "spool", critical_starter=warm, severity=full.severity).start()
+
+
+def _post_incident(receiver, **incident) -> dict:
+    import httpx
+
+    answer = httpx.post(f"{receiver.url}/incidents", json={"phase": "1", **incident},
+                        headers={"Authorization": "Bearer flag-off-first-token-0123456789"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    return answer.json()
+
+
+def test_f1_a_critical_alerts_flag_goes_off_on_the_remote_while_prefect_is_down(sample, test_config, tmp_path,
+                                                                                monkeypatch):
+    """F.1 first: the receiver pushes the flag-off the moment the alert is stored, before any Prefect call — so a
+    Prefect server that is down (or slow) does not hold the mitigation; the triage waits in the spool for it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    before = run_git(sample.origin, "rev-parse", "main")
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens there
+        receiver = _receiver_with_flag_off_first(sample, test_config, monkeypatch, tmp_path)
+    try:
+        posted = time.monotonic()
+        assert _post_incident(receiver, id="inc-first-down", kind="service-down")["accepted"] == ["inc-first-down"]
+        while run_git(sample.origin, "rev-parse", "main") == before:
+            assert time.monotonic() - posted < 20, "the flag-off never reached the remote while Prefect was down"
+            time.sleep(0.05)
+        message = run_git(sample.origin, "log", "-1", "--format=%B", "main")
+        assert "Runbook-Step: P1.1" in message and "Rollback-Incident: inc-first-down" in message
+        assert run_git(sample.origin, "rev-list", "--count", f"{before}..main") == "1"
+        health = receiver.health()
+        assert health["backlog"] == 1 and health["started"] == 0  # its triage waits for Prefect, not dropped
+    finally:
+        receiver.stop(timeout=2, grace=1)
+    assert run_git(sample.repo, "worktree", "list").count("\n") == 0  # the mitigation's own tree is gone
+
+
+def test_f1_the_triage_run_records_the_receivers_flag_off_first_as_done_then(sample, test_config, pager, tmp_path,
+                                                                             monkeypatch):
+    """With Prefect up: one flag-off commit; the rollback's record says P1.1 and the push were done by the receiver
+    before the run (checked again by it), and its time to mitigation counts the push when it happened."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    config = triage_config(tmp_path)
+    before = run_git(sample.origin, "rev-parse", "main")
+    receiver = _receiver_with_flag_off_first(sample, config, monkeypatch, tmp_path)
+    try:
+        _post_incident(receiver, id="inc-first-up", kind="service-down", summary="actor-system is down")
+        deadline = time.monotonic() + 120
+        while not (pushed := _ttm_row("rollback-phase-1-inc-first-up-ttm", "deploy done")):
+            assert time.monotonic() < deadline, "the Critical's rollback never finished"
+            time.sleep(0.5)
+    finally:
+        receiver.stop(timeout=5, grace=30)
+    assert run_git(sample.origin, "rev-list", "--count", f"{before}..main") == "1"  # done once, not twice
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["rollback-phase-1-inc-first-up"])))
+    table = artifact("rollback-phase-1-inc-first-up-steps")
+    steps = {s["step"]: s for s in (json.loads(table) if isinstance(table, str) else table)}
+    assert steps["flag"]["status"] == "done" and steps["push"]["status"] == "done", steps
+    assert steps["flag"]["evidence"].startswith("done by the alert receiver before this run")
+    assert "checked again by this run" in steps["flag"]["evidence"]
+    pushed = datetime.fromisoformat(_ttm_row("rollback-phase-1-inc-first-up-ttm", "pushed")["at"])
+    assert pushed < run.start_time, (pushed, run.start_time)  # the milestone is the receiver's push, not the check
+
+
+def _ttm_row(key: str, milestone: str) -> dict | None:
+    from prefect.artifacts import Artifact
+
+    found = Artifact.get(key)
+    if found is None:
+        return None
+    rows = json.loads(found.data) if isinstance(found.data, str) else found.data
+    return next((r for r in rows if r["milestone"] == milestone), None)
