@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 def prepare_runner_environment(heartbeat_seconds: int = 30) -> None:
@@ -103,7 +104,6 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     process work pool for its workers (any number, on any host) and run only the receiver here."""
     prepare_runner_environment()
     cancel_runs_at_once()
-    from prefect import serve
 
     def stop_now(signum, frame):  # until Prefect's runner installs its own handler: stop through `finally`
         raise SystemExit(128 + signum)
@@ -136,9 +136,10 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     from flows.target_lock import target_name
 
     watch = PersonWaits(cfg, target=target_name(repo, cfg)).start()  # runs waiting for people have no process: their clocks and buttons are kept here
-    ensure_zombie_automation(cfg)  # runs of a runner (or worker) killed with them end Crashed, not Running
-    for line in ensure_outcome_automation(cfg):  # failed / needs-human rollbacks tell the tech lead
-        print(line, flush=True)
+    # runs of a runner (or worker) killed with them end Crashed, not Running
+    until_prefect_takes("the zombie automation", lambda: ensure_zombie_automation(cfg))
+    for line in until_prefect_takes("the outcome automation", lambda: ensure_outcome_automation(cfg)):
+        print(line, flush=True)  # failed / needs-human rollbacks tell the tech lead
     if receiver is not None:
         print(f"alert receiver: {receiver.url}/alerts/alertmanager, /alerts/grafana, /incidents, /healthz", flush=True)
     try:
@@ -147,7 +148,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
                   f"`prefect worker start --pool {pool}`", flush=True)
             _wait_for_stop()
         else:
-            serve(*deployments, limit=limit, print_starting_message=True)
+            serve_deployments(deployments, limit)
     finally:
         # SIGTERM: Prefect's runner stops on its own; then the receiver stops accepting and hands back what it
         # holds. A warm run still going was handed back and marked Crashed: end now, within Kubernetes' grace.
@@ -164,6 +165,45 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
                 APILogWorker.drain_all(timeout=2)
                 os._exit(0)
+
+
+def serve_deployments(deployments: list, limit: int) -> None:
+    """Prefect's `serve`, but a deployment the server refuses for a moment (a 503 from a busy database, as when
+    every serve of a host restarts at once) is registered again, not the end of serve."""
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True, limit=limit)
+    for deployment in deployments:
+        until_prefect_takes(f"deployment {deployment.name}", lambda d=deployment: runner.add_deployment(d))
+    print(f"Your deployments are being served and polling for scheduled runs ({len(deployments)}: "
+          + ", ".join(f"{d.flow_name}/{d.name}" for d in deployments) + ")", flush=True)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        print("serve: stopping", flush=True)
+
+
+def until_prefect_takes(what: str, call: Callable[[], Any], most_seconds: float = 30.0) -> Any:
+    """`call`, again while Prefect answers 5xx or cannot be reached (0.5 s doubling, at most `most_seconds`
+    between tries, said each time); any other error is raised — a refusal is not waited out."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+            status = getattr(getattr(exc, "response", None), "status_code", 0)
+            if isinstance(exc, PrefectHTTPStatusError) and status < 500:
+                raise
+            print(f"Prefect did not take {what} ({status or type(exc).__name__}); trying again in {delay:.1f} s",
+                  flush=True)
+            time.sleep(delay)
+            delay = min(most_seconds, delay * 2)
 
 
 def cancel_runs_at_once() -> None:

@@ -11,6 +11,7 @@ import asyncio
 import time
 from http.server import BaseHTTPRequestHandler
 
+import httpx
 import pytest
 from helpers import serve_on_loopback
 
@@ -116,3 +117,35 @@ def test_the_switch_leaves_prefects_own_backoff_alone():
         done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "ACTOR_ROLLBACK_QUICK_503_RETRY": switch})
         assert done.stdout.strip() == wrapped, (switch, done.stdout, done.stderr[-500:])
+
+
+def test_serve_registers_a_deployment_again_when_prefect_stays_busy_past_its_clients_retries(busy_server):
+    """Every serve of a host restarted at once: SQLite answered 503 past the client's own retries and serve died
+    registering its deployments (bench/incident_day.py). serve's setup calls are asked again until taken; a
+    refusal (4xx) is raised at once."""
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from deployments.serve import until_prefect_takes
+
+    server = busy_server(busy=4)
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 1}):
+        with PrefectHttpxSyncClient(base_url=server.url, raise_on_all_errors=True) as client:
+            response = until_prefect_takes("a test deployment", lambda: client.post("/deployments/", json={}))
+    assert response.status_code == 201 and len(server.arrivals) == 5
+
+
+def test_serve_setup_does_not_wait_out_a_refusal(busy_server):
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from deployments.serve import until_prefect_takes
+
+    server = busy_server(busy=0)
+
+    def refused():
+        raise PrefectHTTPStatusError.from_httpx_error(httpx.HTTPStatusError(
+            "refused", request=httpx.Request("POST", server.url), response=httpx.Response(422)))
+
+    started = time.monotonic()
+    with pytest.raises(PrefectHTTPStatusError):
+        until_prefect_takes("a bad deployment", refused)
+    assert time.monotonic() - started < 0.5
