@@ -19,7 +19,7 @@ Measured: Critical alert → flag-off pushed (the rollback's own `pushed` milest
 started; Mediums still suspended and answerable before the answers, and ended after; each Low's issue on the
 remote exactly once; triage runs that failed or crashed; deploys of one target overlapping; processes left.
 
-    .venv/bin/python bench/incident_day.py [--postgres] [--targets 5] [--window 120]
+    .venv/bin/python bench/incident_day.py [--postgres] [--baseline] [--critical 6] [--targets 5] [--window 120]
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ class Pager:
         CustomWebhookNotificationBlock(name="incident-day-pager", url=f"http://127.0.0.1:{self.server.server_port}/",
                                        json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
             "incident-day-pager", overwrite=True)
+
+
+SLOW_STOPS: list[dict] = []
 
 
 class Target:
@@ -127,7 +130,11 @@ class Target:
         except subprocess.TimeoutExpired:
             os.killpg(self.serve.pid, 9)
             self.serve.wait()
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        if took > 10:  # over serve's aim: what it was doing, for the report
+            SLOW_STOPS.append({"target": self.name, "seconds": round(took, 1),
+                               "log": self.log.read_text().split("== start ==")[-1].splitlines()[-60:]})
+        return took
 
     def mark(self) -> None:
         with open(self.log, "a") as out:
@@ -216,7 +223,7 @@ def processes() -> dict[int, str]:
     return found
 
 
-def day(args, where: Path, database: str) -> dict:
+def day(args, where: Path, database: str, restarts_on: bool = True) -> dict:
     server = start_prefect(where / "prefect-home", database)
     targets: list[Target] = []
     try:
@@ -242,7 +249,7 @@ def day(args, where: Path, database: str) -> dict:
                 target.start()
 
         threads = [threading.Thread(target=restart, args=(0.40 * args.window, 0.0)),
-                   threading.Thread(target=restart, args=(0.70 * args.window, 8.0))]
+                   threading.Thread(target=restart, args=(0.70 * args.window, 8.0))] if restarts_on else []
         for thread in threads:
             thread.start()
         accepted = {}
@@ -316,6 +323,10 @@ def measure(plan, runs, targets, accepted, waiting, restarts, left) -> dict:
 
     critical = [pushed_at(item["id"]) - item["sent"] for item in plan if item["severity"] == "critical"
                 if pushed_at(item["id"])]
+    # a Critical posted while its serve was down for a restart waits for serve to be back (Alertmanager's retries):
+    # that is serve's downtime, not the path's; told apart by its first post not being accepted at once
+    up = [pushed_at(item["id"]) - item["sent"] for item in plan if item["severity"] == "critical"
+          if pushed_at(item["id"]) and accepted[item["id"]] - item["sent"] < 1.0]
     urgent = [item for item in plan if item["severity"] in ("critical", "high")]
     rollbacks = runs_named([f"rollback-phase-1-{item['id']}" for item in urgent])
 
@@ -348,6 +359,9 @@ def measure(plan, runs, targets, accepted, waiting, restarts, left) -> dict:
         "critical_flag_off_pushed_s": sorted(round(v, 3) for v in critical),
         "critical_p50_s": round(percentile(critical, 50), 3) if critical else None,
         "critical_p95_s": round(percentile(critical, 95), 3) if critical else None,
+        "critical_serve_up_s": sorted(round(v, 3) for v in up),
+        "critical_serve_up_p95_s": round(percentile(up, 95), 3) if up else None,
+        "critical_missing": sum(1 for item in plan if item["severity"] == "critical" and not pushed_at(item["id"])),
         "high_rollback_started_s": sorted(round(v, 2) for v in high),
         "high_max_s": round(max(high), 2) if high else None,
         "high_from_acceptance_s": sorted(round(v, 2) for v in high_accepted),
@@ -359,7 +373,7 @@ def measure(plan, runs, targets, accepted, waiting, restarts, left) -> dict:
         "runs_failed_or_crashed": len(failed), "failures": [f"{s}: {m[:300]}" for s, _, m in failed],
         "runs_of_each_triage": max(len(runs[f"triage-{i['id']}"]) for i in plan),
         "deploy_overlaps": sum(t.overlaps() for t in targets),
-        "processes_left": left, "restarts": restarts, "accepted": len(accepted),
+        "processes_left": left, "restarts": restarts, "accepted": len(accepted), "slow_stops": list(SLOW_STOPS),
     }
 
 
@@ -374,14 +388,23 @@ def main() -> None:
     parser.add_argument("--low", type=int, default=20)
     parser.add_argument("--mix-critical", action="store_true", help="Criticals on the same targets as Highs")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--baseline", action="store_true",
+                        help="first the same day with no restart (the baseline, same run), then the day itself")
     args = parser.parse_args()
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench stops its servers too (finally)
-    with tempfile.TemporaryDirectory(prefix="incident-day-") as folder:
-        with (postgres() if args.postgres else contextlib.nullcontext("")) as database:
-            result = day(args, Path(folder), database)
-    result["database"] = "postgresql" if args.postgres else "sqlite"
+    days = {}
+    for name, restarts_on in ([("baseline (no restart)", False)] if args.baseline else []) + [("day", True)]:
+        with tempfile.TemporaryDirectory(prefix="incident-day-") as folder:
+            with (postgres() if args.postgres else contextlib.nullcontext("")) as database:
+                days[name] = day(args, Path(folder), database, restarts_on)
+        days[name]["database"] = "postgresql" if args.postgres else "sqlite"
+        print(f"== {name}", flush=True)
+    result = days["day"] if len(days) == 1 else {**days, "ratios (day / baseline)": {
+        key: round(days["day"][key] / days["baseline (no restart)"][key], 2)
+        for key in ("critical_p95_s", "critical_serve_up_p95_s", "high_max_s")
+        if days["day"].get(key) and days["baseline (no restart)"].get(key)}}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
