@@ -175,7 +175,10 @@ def serve_deployments(deployments: list, limit: int) -> None:
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
-    runner = Runner(pause_on_shutdown=True, limit=limit)
+    # not paused on shutdown (Prefect's default): a call per deployment, one after the other, in the SIGTERM's budget
+    # (slow on a busy server), and it would pause what another serve of the same target (HA) still serves; a
+    # schedule that comes due while no serve runs waits as Late and runs when one is back
+    runner = Runner(pause_on_shutdown=False, limit=limit)
     for deployment in deployments:
         until_prefect_takes(f"deployment {deployment.name}", lambda d=deployment: runner.add_deployment(d))
     print(f"Your deployments are being served and polling for scheduled runs ({len(deployments)}: "

@@ -322,12 +322,17 @@ def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo
 
 
 @contextmanager
-def holding_host_lock(repo: Path, cfg: RollbackConfig, incident: str, purpose: str) -> Iterator[None]:
-    """The host lock alone, taken at once or not at all (TargetBusy): for the work that must not wait for Prefect
-    (F.1's flag-off first). Across hosts, the push is a compare-and-swap (fetch and replay, never force)."""
+def holding_host_lock(repo: Path, cfg: RollbackConfig, incident: str, purpose: str,
+                      wait_seconds: float = 0.0) -> Iterator[None]:
+    """The host lock alone, within `wait_seconds` or not at all (TargetBusy): for the work that must not wait for
+    Prefect (F.1's flag-off first). Across hosts, the push is a compare-and-swap (fetch and replay, never force)."""
     lock = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(repo, cfg))
-    if not lock.try_acquire({"incident": incident, "flow_run_id": None, "pid": os.getpid(), "server": purpose}):
-        raise TargetBusy(f"another rollback holds {repo} on this host ({lock.holder().get('incident', '?')})")
+    holder = {"incident": incident, "flow_run_id": None, "pid": os.getpid(), "server": purpose}
+    deadline = time.monotonic() + wait_seconds
+    while not lock.try_acquire(holder):
+        if time.monotonic() >= deadline:
+            raise TargetBusy(f"another rollback holds {repo} on this host ({lock.holder().get('incident', '?')})")
+        time.sleep(0.05)  # an issue file's commit holds it for a moment: the flag goes off right after
     try:
         yield
     finally:

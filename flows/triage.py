@@ -160,11 +160,16 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
                                _url()))
 
 
+# a Low incident's issue file or a postmortem draft holds the target for a second or two: wait that long; a
+# rollback holds it for minutes: then the triage's own run waits for it (and says so), as before
+FIRST_LOCK_WAIT_SECONDS = 10.0
+
+
 def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[StepResult]:
     """F.1 before anything else: a Critical incident's flag off, committed and pushed by the receiver the moment
     the alert is stored — no Prefect call on the way, so neither a busy Prefect server nor a slow run start
     (nor Prefect being down) delays the mitigation. The same step functions as the phase run, under the
-    target's host lock, in a work tree of the incident's own; the triage run that follows records these results
+    target's host lock (waited for a few seconds at most), in a work tree of the incident's own; the triage run that follows records these results
     (its rollback finds the steps done). Returns [] when there is nothing to do first: not Critical, no flag step
     in the phase, or the target busy (the run then waits for it, as before)."""
     cfg = load_config(config or None)
@@ -178,7 +183,8 @@ def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[Step
                       reason=rollback_reason(incident, decision))
     specs = [spec for spec in PHASE_STEPS[phase] if spec.name in ("flag", "push")]
     try:
-        with holding_host_lock(ctx.repo, cfg, incident.id, "F.1 flag-off first (receiver)"):
+        with holding_host_lock(ctx.repo, cfg, incident.id, "F.1 flag-off first (receiver)",
+                               wait_seconds=FIRST_LOCK_WAIT_SECONDS):
             results: list[StepResult] = []
             with working_in_own_tree(ctx, log=lambda line: None):
                 for spec in specs:

@@ -388,3 +388,32 @@ def _ttm_row(key: str, milestone: str) -> dict | None:
         return None
     rows = json.loads(found.data) if isinstance(found.data, str) else found.data
     return next((r for r in rows if r["milestone"] == milestone), None)
+
+
+def test_f1_flag_off_first_waits_out_a_moments_hold_of_the_target_and_then_pushes(sample, test_config, tmp_path,
+                                                                                 monkeypatch):
+    """A Low incident's issue commit holds the target's host lock for a moment (seen on the incident day: the
+    Critical's flag-off was left to its run, 14 s later): the receiver waits that moment out, then pushes."""
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.target_lock import HostLock, target_key
+    from runbook.config import load_config
+
+    cfg = load_config(str(test_config))
+    held = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(sample.repo, cfg))
+    assert held.try_acquire({"incident": "inc-low-moment", "pid": os.getpid()})
+    threading.Timer(1.5, held.release).start()
+    before = run_git(sample.origin, "rev-parse", "main")
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        receiver = _receiver_with_flag_off_first(sample, test_config, monkeypatch, tmp_path)
+    try:
+        posted = time.monotonic()
+        _post_incident(receiver, id="inc-first-after-low", kind="service-down")
+        while run_git(sample.origin, "rev-parse", "main") == before:
+            assert time.monotonic() - posted < 8, "the flag-off was not pushed once the moment's hold ended"
+            time.sleep(0.05)
+        assert time.monotonic() - posted >= 1.4  # not before the holder let go
+    finally:
+        receiver.stop(timeout=2, grace=1)
