@@ -98,17 +98,19 @@ class WarmTriage:
         self.first_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flag-off-first") \
             if flag_off_first else None
         self.first: dict[str, Any] = {}  # incident id → the future of its flag-off-first
+        if flag_off_first:  # loaded here, once (no Prefect in it): never imported by two threads at once
+            from tasks.flag_off_first import flag_off_first as first
+
+            self._flag_off_first = first
 
     def start_first(self, incident: Incident) -> None:
-        """Turn the flag off now (flows/triage.py::flag_off_first); the triage run started next records it."""
+        """Turn the flag off now (tasks/flag_off_first.py); the triage run started next records it."""
         if self.first_pool is None:
             return
-        from flows.triage import flag_off_first
-
         with self._lock:
             if incident.id in self.first:
                 return
-            self.first[incident.id] = self.first_pool.submit(flag_off_first, incident, self.repo, self.config)
+            self.first[incident.id] = self.first_pool.submit(self._flag_off_first, incident, self.repo, self.config)
 
     def _done_first(self, incident: Incident) -> list:
         with self._lock:
@@ -330,6 +332,7 @@ class AlertReceiver:
         self._slow_logged = self._over_logged = 0.0
         self.app = self._app()
         self._context = contextvars.copy_context()
+        self._working = False  # the intake workers started (start_work)
         self._threads = [self._worker(n) for n in range(workers)]
         self._watchdog = threading.Thread(target=self._supervise, name="receiver-watchdog", daemon=True)
         self._worker_error, self._worker_error_at, self.restarts = "", 0.0, 0
@@ -346,13 +349,24 @@ class AlertReceiver:
         return threading.Thread(target=self._context.copy().run, args=(self._work,), name=f"receiver-worker-{n}",
                                 daemon=True)
 
-    def start(self, serve_http: bool = True) -> AlertReceiver:
-        for thread in self._threads:
-            thread.start()
-        self._watchdog.start()
+    def start(self, serve_http: bool = True, work: bool = True) -> AlertReceiver:
+        """Listen (and with `work`, start the intake workers). serve listens first and starts the workers once
+        Prefect's flows are loaded (`start_work`): alerts are taken — and a Critical's flag turned off — meanwhile,
+        and no module is imported by two threads at once."""
+        if work:
+            self.start_work()
         if serve_http:
             self._serve()
         return self
+
+    def start_work(self) -> None:
+        with self._lock:
+            if self._working:
+                return
+            self._working = True
+        for thread in self._threads:
+            thread.start()
+        self._watchdog.start()
 
     def _serve(self) -> None:
         import uvicorn
@@ -535,7 +549,8 @@ class AlertReceiver:
         reasons = [r for r in (
             last_error and f"triage could not start: {last_error}",
             intake_error and f"the intake failed: {intake_error}",
-            alive < len(self._threads) and not self._stopping.is_set() and
+            not self._working and "starting: alerts are taken, their triage starts once serve has loaded its flows",
+            self._working and alive < len(self._threads) and not self._stopping.is_set() and
             f"{len(self._threads) - alive} of {len(self._threads)} intake workers down",
             waited is not None and waited > self.cfg.backlog_alarm_seconds and
             f"the oldest accepted alert has waited {waited:.0f} s for its triage") if r]

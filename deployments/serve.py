@@ -78,7 +78,7 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
 
 
 def start_receiver(repo: Path, config: Path | None = None, port: int | None = None, host: str | None = None,
-                   full=None, deployment: str | None = None):
+                   full=None, deployment: str | None = None, work: bool = True):
     """The alert receiver beside the deployments; it starts runs of `deployment` (`receiver.deployment`), and
     Critical incidents' triage in this process when `receiver.critical_in_process`, High ones' in a pool of their own
     when `receiver.high_in_process`."""
@@ -94,7 +94,7 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     warm_high = WarmTriage(str(repo.resolve()), config_parameter(config)) if cfg.high_in_process else None
     logging.getLogger("actor_rollback.receiver").setLevel(logging.INFO)  # accepted, refused, started: in serve's log
     return AlertReceiver(cfg, deployment_starter(deployment or cfg.deployment, {}), host=host, port=port,
-                         critical_starter=warm, high_starter=warm_high, severity=full.severity).start()
+                         critical_starter=warm, high_starter=warm_high, severity=full.severity).start(work=work)
 
 
 def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, receiver_port: int | None = None,
@@ -103,7 +103,6 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     """Serve the deployments from this process (Prefect's runner), or — with `pool` — register them on that
     process work pool for its workers (any number, on any host) and run only the receiver here."""
     prepare_runner_environment()
-    cancel_runs_at_once()
 
     def stop_now(signum, frame):  # until Prefect's runner installs its own handler: stop through `finally`
         raise SystemExit(128 + signum)
@@ -113,13 +112,18 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
     from runbook.config import load_config
 
     cfg = load_config(config)  # once, here at the edge; the runs load theirs from the path at their entry
-    deployments = build_deployments(repo, config, cfg, name=name, module_entrypoints=bool(pool))
     triage_deployment = f"triage/{name}" if name else cfg.receiver.deployment
-    receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg, deployment=triage_deployment)
-                if with_receiver else None)
+    # The receiver listens first, before Prefect's flows are loaded (about 1.4 s): a restarted serve takes alerts
+    # again half a second after it starts, and a Critical's flag-off first needs no Prefect at all.
+    receiver = (start_receiver(repo, config, receiver_port, receiver_host, cfg, deployment=triage_deployment,
+                               work=False) if with_receiver else None)
     try:  # the receiver takes alerts into its spool from now on, whether Prefect answers yet or not
+        cancel_runs_at_once()
+        deployments = build_deployments(repo, config, cfg, name=name, module_entrypoints=bool(pool))
+        if receiver is not None:
+            receiver.start_work()  # the flows are loaded: the intake's triage starts from here
         wait_for_prefect()
-    except SystemExit:
+    except BaseException:
         if receiver is not None:
             receiver.stop()
         raise
@@ -133,7 +137,7 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
                              spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
     from deployments.person_waits import PersonWaits
 
-    from flows.target_lock import target_name
+    from tasks.host_lock import target_name
 
     watch = PersonWaits(cfg, target=target_name(repo, cfg)).start()  # runs waiting for people have no process: their clocks and buttons are kept here
     # runs of a runner (or worker) killed with them end Crashed, not Running

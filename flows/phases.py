@@ -55,7 +55,7 @@ def _emit_refused(phase: str, parameters: dict, message: str) -> None:
     from pathlib import Path
 
     from flows.outcome import emit, rollback_resource
-    from flows.target_lock import target_name
+    from tasks.host_lock import target_name
     from runbook.config import load_config
 
     try:

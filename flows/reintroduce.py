@@ -25,7 +25,8 @@ from prefect.artifacts import create_table_artifact
 
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.retry_lock import read_retry_lock
-from flows.target_lock import TargetBusy, holding_target
+from tasks.host_lock import TargetBusy
+from flows.target_lock import holding_target
 from runbook.config import load_config, normalize_phase
 from runbook.errors import BadInputError, StepError
 from runbook.ids import IncidentIdError, check_incident_id, derived_id

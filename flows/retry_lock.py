@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect.variables import Variable
 from pydantic import BaseModel
 
-from flows.target_lock import target_key
+from tasks.host_lock import target_key
 from flows.variables import put_variable
 from runbook.config import RollbackConfig, normalize_phase
 

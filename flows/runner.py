@@ -21,7 +21,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.outcome import add_tags, emit, emit_step, outcome_state, rollback_resource
-from flows.target_lock import TargetBusy, one_rollback_per_target, target_name
+from tasks.host_lock import TargetBusy, target_name
+from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
 from runbook.errors import BadInputError
@@ -212,11 +213,13 @@ class PhaseRun:
         """A step this run found done that the receiver did for this incident before the run: the record says it was
         done then (its time is the time to mitigation), and that this run checked it again."""
         before = self.done_before.get(result.name)
-        if result.status != "already-done" or before is None or before.status != "done":
+        if result.status != "already-done" or before is None or before.status not in ("done", "already-done"):
             return result
+        said = ("done by the alert receiver before this run (F.1, flag-off first):" if before.status == "done" else
+                "found done on the remote by the alert receiver before this run (F.1, flag-off first):")
         return before.model_copy(update={
             "id": result.id, "data": {**before.data, **result.data},
-            "evidence": ["done by the alert receiver before this run (F.1, flag-off first):", *before.evidence,
+            "evidence": [said, *before.evidence,
                          f"checked again by this run: {result.evidence[-1] if result.evidence else 'already done'}"]})
 
     def approve_last_resort(self, given: dict | None) -> None:

@@ -4,8 +4,8 @@ The application creates the limit itself (`rollback-target-<key>`, limit 1; the 
 from the remote's URL, so two clones of one remote share it). A missing or misconfigured limit
 is never treated as "no limit": acquisition must return our limit or the run stops.
 
-Beside it, a host-level lock: a file per target in `concurrency.host_lock_dir`, held with flock(2) for
-the whole run. Two runs on one host exclude each other even when they talk to different Prefect servers
+Beside it, a host-level lock (tasks/host_lock.py): a file per target in `concurrency.host_lock_dir`, held with
+flock(2) for the whole run. Two runs on one host exclude each other even when they talk to different Prefect servers
 (a served run and `actor-rollback run` on the embedded server); the kernel drops it when its process dies,
 so it never goes stale. It is taken first, then the Prefect limit (one order: no deadlock).
 
@@ -19,11 +19,7 @@ lease is released at once instead of after the server's lease expiry.
 from __future__ import annotations
 
 import contextvars
-import fcntl
-import hashlib
-import json
 import os
-import re
 import socket
 import threading
 import time
@@ -39,86 +35,12 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
+from tasks.host_lock import HostLock, TargetBusy, pid_alive, target_key
 from flows.outcome import has_ended
 from flows.variables import put_variable
 from runbook.config import RollbackConfig
-from runbook.errors import BadInputError, StepError
-from tasks.git_repo import open_workspace, run_git
+from runbook.errors import StepError
 from tasks.work_tree import working_in_own_tree
-
-
-class TargetBusy(StepError):
-    failure = "busy"  # locked out is not bad input: the outcome says busy (exit 4), naming the holder
-
-
-def _remote_url(repo: Path, cfg: RollbackConfig) -> str:
-    """The remote's URL (normalised) identifies the target; a clone without that remote, its path."""
-    try:
-        url = run_git(open_workspace(repo), "remote", "get-url", cfg.remote)
-    except Exception:
-        url = str(Path(repo).resolve())
-    return re.sub(r"(\.git)?/*$", "", url.strip())
-
-
-def target_key(repo: Path, cfg: RollbackConfig) -> str:
-    return hashlib.sha256(_remote_url(repo, cfg).lower().encode()).hexdigest()[:16]
-
-
-def target_name(repo: Path, cfg: RollbackConfig) -> str:
-    """The target as people name it, for tags and events: `github.com/org/repo` (no scheme, no credentials)."""
-    url = re.sub(r"^[a-z][a-z0-9+.-]*://", "", _remote_url(repo, cfg), flags=re.I)
-    url = re.sub(r"^[^@/]*@", "", url)  # user:token@ or git@
-    url = re.sub(r"^([^/:]+):(?!\d+/)", r"\1/", url)  # scp-like host:org/repo
-    return url.lower()[-120:]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class HostLock:
-    """flock(2) on `<dir>/<target key>.lock`; the holder writes who it is into the file for those who wait."""
-
-    def __init__(self, folder: Path, key: str) -> None:
-        self.path = folder / f"{key}.lock"
-        self.fd: int | None = None
-
-    def try_acquire(self, holder: dict) -> bool:
-        try:
-            self.path.parent.mkdir(mode=0o1777, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)  # never inherited by commands
-        except OSError as exc:
-            raise BadInputError(f"cannot open the host lock {self.path} ({exc.strerror}); make its folder writable "
-                                "or set concurrency.host_lock_dir") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        self.fd = fd
-        return True
-
-    def holder(self) -> dict:
-        try:
-            held = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
-            return {}
-        return held if isinstance(held, dict) else {}
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
 
 
 def _take_host_lock(lock: HostLock, holder: dict, repo: Path, cfg: RollbackConfig, deadline: float, log) -> None:
@@ -228,7 +150,7 @@ def free_slot(client, name: str, record: str, lease_id: UUID, lease_seconds: flo
 
 def _holder_gone(client, held: dict) -> str:
     """Why the holder in this record can no longer be running ("" while it may be)."""
-    if held.get("host") == socket.gethostname() and not _pid_alive(int(held.get("pid", 0))):
+    if held.get("host") == socket.gethostname() and not pid_alive(int(held.get("pid", 0))):
         return f"pid {held.get('pid')} is gone"
     run_id = held.get("flow_run_id")
     if run_id:
@@ -319,24 +241,6 @@ def _prefect_limit(lock: TargetLock, holder: ConcurrencyLeaseHolder | None, repo
         with get_client(sync_client=True) as client:
             lock.release(client)
 
-
-
-@contextmanager
-def holding_host_lock(repo: Path, cfg: RollbackConfig, incident: str, purpose: str,
-                      wait_seconds: float = 0.0) -> Iterator[None]:
-    """The host lock alone, within `wait_seconds` or not at all (TargetBusy): for the work that must not wait for
-    Prefect (F.1's flag-off first). Across hosts, the push is a compare-and-swap (fetch and replay, never force)."""
-    lock = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(repo, cfg))
-    holder = {"incident": incident, "flow_run_id": None, "pid": os.getpid(), "server": purpose}
-    deadline = time.monotonic() + wait_seconds
-    while not lock.try_acquire(holder):
-        if time.monotonic() >= deadline:
-            raise TargetBusy(f"another rollback holds {repo} on this host ({lock.holder().get('incident', '?')})")
-        time.sleep(0.05)  # an issue file's commit holds it for a moment: the flag goes off right after
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 @contextmanager

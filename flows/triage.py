@@ -29,8 +29,8 @@ from pydantic import Field
 
 from flows.approval import running_again, server_reachable_by_others
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
-from flows.target_lock import TargetBusy, holding_host_lock, holding_target, target_name
 from flows.phases import PHASE_FLOWS
+from flows.target_lock import holding_target
 from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
 from runbook.errors import StepError
 from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
@@ -38,12 +38,11 @@ from runbook.phases import PHASE_STEPS
 from runbook.severity import decide
 from tasks.commands import redact, secret_names
 from tasks.context import StepContext, artifact_key
+from tasks.flag_off_first import recorded_first, rollback_reason
+from tasks.host_lock import TargetBusy, target_name
 from tasks.issues import register_issue
 from tasks.notify import notify_roles
-from tasks.registry import STEP_FUNCTIONS, execute_step
 from tasks.steps import retry_only_transient
-from tasks.work_tree import working_in_own_tree
-
 
 class OwnerDecision(RunInput):
     """F.3: the owner's answer to a Medium incident."""
@@ -124,7 +123,7 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
                           flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None)
     if not dry_run:
         act = {"critical": _critical, "high": _high, "medium": _medium, "low": _low}[decision.severity]
-        act(report, cfg, _Target(repo, config, skip or None, done_first or []), owner_decision)
+        act(report, cfg, _Target(repo, config, skip or None, done_first or recorded_first(repo, incident.id)), owner_decision)
     _record(report, cfg)
     add_tags(f"outcome:{report.outcome}")
     return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))
@@ -158,43 +157,6 @@ def _critical(report: TriageReport, cfg: RollbackConfig, target: _Target, _answe
         return
     report.steps.append(notify(cfg, report.decision.notify, *_message(report, f"flag-off {report.rollback.outcome}"),
                                _url()))
-
-
-# a Low incident's issue file or a postmortem draft holds the target for a second or two: wait that long; a
-# rollback holds it for minutes: then the triage's own run waits for it (and says so), as before
-FIRST_LOCK_WAIT_SECONDS = 10.0
-
-
-def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[StepResult]:
-    """F.1 before anything else: a Critical incident's flag off, committed and pushed by the receiver the moment
-    the alert is stored — no Prefect call on the way, so neither a busy Prefect server nor a slow run start
-    (nor Prefect being down) delays the mitigation. The same step functions as the phase run, under the
-    target's host lock (waited for a few seconds at most), in a work tree of the incident's own; the triage run that follows records these results
-    (its rollback finds the steps done). Returns [] when there is nothing to do first: not Critical, no flag step
-    in the phase, or the target busy (the run then waits for it, as before)."""
-    cfg = load_config(config or None)
-    phase = normalize_phase(incident.phase)
-    decision = decide(incident, cfg.severity)
-    names = [spec.name for spec in PHASE_STEPS[phase]]
-    if decision.severity != "critical" or not {"flag", "push"} <= set(names) \
-            or not {"flag", "push"} <= set(cfg.triage.critical_steps):
-        return []
-    ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=phase, incident=incident.id,
-                      reason=rollback_reason(incident, decision))
-    specs = [spec for spec in PHASE_STEPS[phase] if spec.name in ("flag", "push")]
-    try:
-        with holding_host_lock(ctx.repo, cfg, incident.id, "F.1 flag-off first (receiver)",
-                               wait_seconds=FIRST_LOCK_WAIT_SECONDS):
-            results: list[StepResult] = []
-            with working_in_own_tree(ctx, log=lambda line: None):
-                for spec in specs:
-                    result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS[spec.name])
-                    results.append(result)
-                    if result.status not in ("done", "already-done"):
-                        break  # the rollback run does it again and says why
-            return results
-    except TargetBusy:  # a rollback of this target is going: the triage's run waits for it and says so
-        return []
 
 
 def _high(report: TriageReport, cfg: RollbackConfig, target: _Target, _answer) -> None:
@@ -359,11 +321,6 @@ def _rollback(report: TriageReport, target: _Target, only: list[str] | None) -> 
         triggered_by=f"triage ({incident.source})",
         done_before=[step.model_dump(mode="json") for step in target.done_first])
     return RollbackReport.model_validate(result)
-
-
-def rollback_reason(incident: Incident, decision: Decision) -> str:
-    """What the rollback commits say: the decision and the incident, the same whoever makes the commit."""
-    return f"{decision.severity} ({decision.rule}): {incident.summary or incident.kind}"
 
 
 def _ctx(report: TriageReport, cfg: RollbackConfig, repo: str) -> StepContext:

@@ -7,8 +7,12 @@ member of the workspace; the edited file is re-read to prove only the flag left 
 from __future__ import annotations
 
 import copy
+import io
 import re
 import shlex
+import subprocess
+import tarfile
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,3 +395,37 @@ def old_path_active(root: Path, old: str, sites: list[GateSite]) -> list[str]:
             if selects_old and not stripped.startswith("//") and (rel, number) not in gated_lines:
                 found.append(f"{rel}:{number} {stripped}")
     return found[:10]
+
+
+def flag_off_on_remote(ctx: StepContext) -> tuple[str, list[str]] | None:
+    """Read-only and without the target's lock: the remote branch's commit and why, when that commit has the flag
+    declared and in no default feature set (another rollback of the target pushed it off). None when this cannot be
+    told without a fetch: the flag on there, its commit not in this clone yet, no such branch, manifests unreadable.
+    Nothing is written: the clone's refs, index and work tree stay as the lock's holder left them."""
+    repo = open_workspace(ctx.repo)
+    branch = f"refs/heads/{ctx.cfg.main_branch}"
+    try:
+        listed = run_git(repo, "ls-remote", ctx.cfg.remote, branch).split()
+        if not listed:
+            return None
+        sha = listed[0]
+        run_git(repo, "cat-file", "-e", f"{sha}^{{commit}}")
+    except Exception:  # the remote unreachable, or its commit not fetched here: the lock's holder will know
+        return None
+    archive = subprocess.run(["git", "-C", str(ctx.repo), "archive", "--format=tar", sha, "--", ":(glob)**/Cargo.toml"],
+                             capture_output=True, timeout=30)
+    if archive.returncode != 0:
+        return None
+    with tempfile.TemporaryDirectory(prefix="flag-on-remote-") as folder:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(folder, filter="data")  # a link out of the tree is refused, not followed
+            findings = inspect_manifests(Path(folder), ctx.cfg.flag)
+        except (BadInputError, tarfile.TarError, OSError):
+            return None
+    declared = [f for f in findings if f.declares_flag]
+    if not declared or any(f.direct or f.chain for f in findings):
+        return None
+    return sha, [f"{ctx.cfg.remote}/{ctx.cfg.main_branch} is at {sha[:10]}: {', '.join(str(f.path) for f in declared)} "
+                 f"declare(s) {ctx.cfg.flag}, and it is in no default feature set there (read from the remote's "
+                 "commit, without the target's lock)"]

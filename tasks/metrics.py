@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import numpy as np
-import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
 from runbook.errors import BadInputError
@@ -158,6 +156,8 @@ def _prometheus(url: str, ca_bundle: str = ""):
 def window_means(url: str, queries: dict[str, str], start: datetime, end: datetime, step: str,
                  ca_bundle: str = "") -> dict[str, float | None]:
     """Each query's mean over [start, end] (pandas over the returned series; None when empty)."""
+    import numpy as np  # here, not at the top: the receiver's flag-off first loads the step registry, fast
+    import pandas as pd
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 

@@ -89,7 +89,7 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
 def test_two_rollbacks_of_one_target_on_different_prefect_servers_never_overlap(sample, tmp_path, prefect_server):
     """One run on the embedded (ephemeral) server of its own process, one on the session's server, on the same
     clone: the host lock makes the second wait, so their deploys never run at the same time."""
-    from flows.target_lock import HostLock, target_key
+    from tasks.host_lock import HostLock, target_key
     from runbook.config import load_config
 
     deploys = tmp_path / "deploys"
@@ -123,7 +123,7 @@ def wait_until_held(repo: Path, config: Path, incident: str, timeout: float = 12
     """Until `incident`'s run holds the target (its lock record is written): no guess at how long a start takes."""
     from prefect.variables import Variable
 
-    from flows.target_lock import target_key
+    from tasks.host_lock import target_key
     from runbook.config import load_config
 
     record = f"rollback_lock_{target_key(repo, load_config(config))}"
@@ -199,7 +199,7 @@ def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sa
     from prefect.variables import Variable
 
     from conftest import start_prefect_server, stop_process_group
-    from flows.target_lock import target_key
+    from tasks.host_lock import target_key
     from runbook.config import load_config
 
     home = tmp_path / "restart-home"

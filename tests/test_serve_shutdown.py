@@ -36,6 +36,15 @@ def start_serve(sample, config: Path, port: int, env: dict, log: Path) -> subpro
         time.sleep(0.2)
 
 
+def stop_serve(serve: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL to its group when it outlives 15 s: no serve left behind by a failed test."""
+    serve.send_signal(signal.SIGTERM)
+    try:
+        serve.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(serve.pid, 9)
+
+
 def deploys_running() -> list[int]:
     """The `sleep 120` deploys of this module's config still alive."""
     found = []
@@ -195,11 +204,7 @@ def test_serve_started_while_prefect_is_down_takes_alerts_and_sets_itself_up_whe
             with get_client(sync_client=True) as client:
                 assert client.read_automations_by_name(ZOMBIE_AUTOMATION)
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, 9)
+        stop_serve(serve)
         if server is not None:
             stop_process_group(server)
 
@@ -241,8 +246,48 @@ def test_a_ui_cancel_of_a_running_rollback_ends_the_command_it_runs(sample, test
             time.sleep(0.1)
         assert not left, "the cancelled run's deploy runs on"
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, 9)
+        stop_serve(serve)
+
+
+def test_f1_a_serve_just_started_takes_a_critical_and_turns_its_flag_off_before_loading_prefect(
+        sample, test_config, tmp_path):
+    """After a restart the receiver listens first — before Prefect's flows are loaded (1.2 s of a 1.7 s start) — and
+    a Critical's flag-off needs none of Prefect: an alert in that moment is taken and its flag pushed off, here with
+    the Prefect server down for good measure."""
+    from helpers import run_git
+
+    port = free_port()
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "XDG_STATE_HOME": str(tmp_path / "state"),
+           "ACTOR_ROLLBACK_RECEIVER_TOKEN": TOKEN, "PREFECT_LOGGING_LEVEL": "INFO"}
+    log = tmp_path / "serve.log"
+    before = run_git(sample.origin, "rev-parse", "main")
+    serve = subprocess.Popen([CLI, "serve", "--repo", str(sample.repo), "--config", str(test_config),
+                              "--receiver-port", str(port)], env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                first = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.02)
+        assert any(reason.startswith("starting") for reason in first["reasons"]), first  # flows not loaded yet
+        answer = httpx.post(f"http://127.0.0.1:{port}/incidents", headers={"Authorization": f"Bearer {TOKEN}"},
+                            json={"id": "inc-just-started", "phase": "1", "kind": "service-down"})
+        assert answer.status_code == 202, answer.text
+        while run_git(sample.origin, "rev-parse", "main") == before:
+            assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        assert "Rollback-Incident: inc-just-started" in run_git(sample.origin, "log", "-1", "--format=%B", "main")
+    finally:
+        stop_serve(serve)
+
+
+def test_f1_the_flag_off_first_loads_no_prefect_and_no_pandas():
+    """What the receiver runs before serve has loaded its flows imports neither (1.2 s and 0.3 s of start-up)."""
+    code = ("import sys, tasks.flag_off_first, deployments.receiver; "
+            "print(sorted(m for m in ('prefect', 'pandas', 'numpy') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded

@@ -398,7 +398,7 @@ def test_f1_flag_off_first_waits_out_a_moments_hold_of_the_target_and_then_pushe
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.target_lock import HostLock, target_key
+    from tasks.host_lock import HostLock, target_key
     from runbook.config import load_config
 
     cfg = load_config(str(test_config))
@@ -417,3 +417,116 @@ def test_f1_flag_off_first_waits_out_a_moments_hold_of_the_target_and_then_pushe
         assert time.monotonic() - posted >= 1.4  # not before the holder let go
     finally:
         receiver.stop(timeout=2, grace=1)
+
+
+def _hold_target(sample, config: Path, incident: str):
+    from tasks.host_lock import HostLock, target_key
+    from runbook.config import load_config
+
+    cfg = load_config(str(config))
+    held = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(sample.repo, cfg))
+    assert held.try_acquire({"incident": incident, "pid": os.getpid()})
+    return held
+
+
+def _first_while_held(sample, config: Path, holder: str, incident: str) -> list:
+    """The receiver's flag-off first for `incident` while `holder`'s rollback holds the target."""
+    import tasks.flag_off_first as first_module
+
+    held = _hold_target(sample, config, holder)
+    try:
+        return first_module.flag_off_first(Incident(id=incident, phase="1", kind="service-down"), str(sample.repo),
+                                           str(config))
+    finally:
+        held.release()
+
+
+def test_f1_a_critical_on_a_target_another_rollback_holds_finds_the_flag_already_off_on_the_remote_at_once(
+        sample, test_config, monkeypatch):
+    """A second Critical on a target whose first Critical's rollback still holds it (its deploy): the flag is
+    already off on the remote, so the receiver says so at once from the remote's commit — no wait for the lock
+    (seen on the incident day: 1.5 s and 3.4 s), no write to the clone."""
+    import tasks.flag_off_first as first_module
+    from conftest import tree_digest
+
+    first = first_module.flag_off_first(Incident(id="inc-crit-one", phase="1", kind="service-down"),
+                                         str(sample.repo), str(test_config))
+    assert [(r.name, r.status) for r in first] == [("flag", "done"), ("push", "done")], first
+    pushed = run_git(sample.origin, "rev-parse", "main")
+    monkeypatch.setattr(first_module, "FIRST_LOCK_WAIT_SECONDS", 60.0)  # were it to wait, the test would show it
+    held = _hold_target(sample, test_config, "inc-crit-one")
+    clone_before = tree_digest(sample.repo)
+    try:
+        started = time.monotonic()
+        second = first_module.flag_off_first(Incident(id="inc-crit-two", phase="1", kind="service-down"),
+                                              str(sample.repo), str(test_config))
+        took = time.monotonic() - started
+    finally:
+        held.release()
+    assert [(r.name, r.status) for r in second] == [("flag", "already-done"), ("push", "already-done")], second
+    assert took < 30, f"it waited for the lock's holder ({took:.1f} s)"
+    flag, push = second
+    assert "inc-crit-one" in flag.evidence[0] and pushed[:10] in flag.evidence[1], flag.evidence
+    assert push.data["pushed"] == pushed and flag.finished_at is not None
+    assert run_git(sample.origin, "rev-parse", "main") == pushed  # nothing pushed
+    record = sample.repo / ".git" / "actor-rollback" / "first" / "inc-crit-two.json"
+    assert json.loads(record.read_text())[0]["status"] == "already-done"  # the tool's own record of the finding
+    record.unlink()
+    assert tree_digest(sample.repo) == clone_before  # nothing else written: refs, index, work tree as they were
+
+
+def test_f1_a_critical_on_a_held_target_whose_flag_is_still_on_remotely_leaves_it_to_its_run(sample, test_config,
+                                                                                          monkeypatch):
+    """The holder has not pushed the flag off (a High's rollback mid-revert): nothing is claimed from the remote;
+    after the short wait the receiver leaves the flag-off to the Critical's run, which waits for the target."""
+    import tasks.flag_off_first as first_module
+
+    before = run_git(sample.origin, "rev-parse", "main")
+    monkeypatch.setattr(first_module, "FIRST_LOCK_WAIT_SECONDS", 0.5)
+    assert _first_while_held(sample, test_config, "inc-high-mid-revert", "inc-crit-held") == []
+    assert run_git(sample.origin, "rev-parse", "main") == before
+
+
+def test_f1_the_run_records_a_flag_the_receiver_found_off_on_the_remote_at_the_time_it_found_it(sample, pager,
+                                                                                                 tmp_path):
+    """The Critical's run (the target free again) finds flag and push done; its record says the receiver found them
+    done on the remote before the run, and the time to mitigation counts that moment, not the run's check."""
+    import tasks.flag_off_first as first_module
+
+    config = triage_config(tmp_path)
+    first_module.flag_off_first(Incident(id="inc-crit-a", phase="1", kind="service-down"), str(sample.repo),
+                                 str(config))
+    found = _first_while_held(sample, config, "inc-crit-a", "inc-crit-b")
+    assert [r.status for r in found] == ["already-done", "already-done"], found
+    from flows.triage import triage
+
+    state = triage(incident=Incident(id="inc-crit-b", phase="1", kind="service-down"),
+                                 repo=str(sample.repo), config=str(config), skip=["benchmarks"], done_first=found,
+                                 return_state=True)
+    report = TriageReport.model_validate(data_of(state))
+    steps = {s.name: s for s in report.rollback.steps}
+    assert steps["flag"].status == "already-done", steps["flag"]
+    assert steps["flag"].evidence[0].startswith("found done on the remote by the alert receiver before this run")
+    assert "checked again by this run" in steps["flag"].evidence[-1]
+    pushed = datetime.fromisoformat(_ttm_row("rollback-phase-1-inc-crit-b-ttm", "pushed")["at"])
+    assert pushed == found[1].finished_at, (pushed, found[1].finished_at)
+
+
+def test_f1_a_triage_run_in_another_process_still_records_when_the_receiver_pushed_the_flag_off(sample, pager,
+                                                                                                 tmp_path):
+    """A restart takes serve down after its receiver pushed a Critical's flag off but before it started the run; the
+    next serve starts it with nothing in hand. The record kept beside the clone still gives the push's time."""
+    import tasks.flag_off_first as first_module
+    from flows.triage import triage
+
+    config = triage_config(tmp_path)
+    incident = Incident(id="inc-crit-restarted", phase="1", kind="service-down")
+    first = first_module.flag_off_first(incident, str(sample.repo), str(config))
+    assert [r.status for r in first] == ["done", "done"], first
+    state = triage(incident=incident, repo=str(sample.repo), config=str(config), skip=["benchmarks"],
+                   return_state=True)  # no done_first: as from the next serve
+    report = TriageReport.model_validate(data_of(state))
+    steps = {s.name: s for s in report.rollback.steps}
+    assert steps["push"].evidence[0].startswith("done by the alert receiver before this run"), steps["push"]
+    pushed = datetime.fromisoformat(_ttm_row("rollback-phase-1-inc-crit-restarted-ttm", "pushed")["at"])
+    assert pushed == first[1].finished_at, (pushed, first[1].finished_at)
