@@ -225,6 +225,14 @@ def processes() -> dict[int, str]:
 
 def day(args, where: Path, database: str, restarts_on: bool = True) -> dict:
     server = start_prefect(where / "prefect-home", database)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # the second day's server: Prefect read its settings when first imported (the first day's)
+    with temporary_settings(updates={PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+        return _day(args, where, server, restarts_on)
+
+
+def _day(args, where: Path, server, restarts_on: bool) -> dict:
     targets: list[Target] = []
     try:
         Pager()
