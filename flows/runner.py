@@ -21,7 +21,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.outcome import add_tags, emit, emit_step, outcome_state, rollback_resource
-from tasks.host_lock import TargetBusy, target_name
 from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, load_config, normalize_phase
@@ -31,6 +30,7 @@ from runbook.model import RollbackReport, StepResult
 from runbook.phases import NEEDS, StepSpec, select_steps
 from tasks.commands import end_commands_on_sigterm
 from tasks.context import StepContext, artifact_key
+from tasks.host_lock import TargetBusy, target_name
 from tasks.registry import execute_step
 from tasks.steps import STEP_TASKS, step_call, step_result
 from tasks.work_tree import WorkTree, leftover_note, unpublished, working_in_own_tree

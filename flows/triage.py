@@ -44,6 +44,7 @@ from tasks.issues import register_issue
 from tasks.notify import notify_roles
 from tasks.steps import retry_only_transient
 
+
 class OwnerDecision(RunInput):
     """F.3: the owner's answer to a Medium incident."""
 
@@ -123,7 +124,8 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
                           flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None)
     if not dry_run:
         act = {"critical": _critical, "high": _high, "medium": _medium, "low": _low}[decision.severity]
-        act(report, cfg, _Target(repo, config, skip or None, done_first or recorded_first(repo, incident.id)), owner_decision)
+        first = done_first or recorded_first(repo, incident.id)  # the receiver's, or the last serve's receiver's
+        act(report, cfg, _Target(repo, config, skip or None, first), owner_decision)
     _record(report, cfg)
     add_tags(f"outcome:{report.outcome}")
     return outcome_state(report.outcome, report.summary(), report.model_dump(mode="json"))

@@ -10,7 +10,6 @@ import copy
 import io
 import re
 import shlex
-import subprocess
 import tarfile
 import tempfile
 import tomllib
@@ -404,21 +403,19 @@ def flag_off_on_remote(ctx: StepContext) -> tuple[str, list[str]] | None:
     Nothing is written: the clone's refs, index and work tree stay as the lock's holder left them."""
     repo = open_workspace(ctx.repo)
     branch = f"refs/heads/{ctx.cfg.main_branch}"
-    try:
-        listed = run_git(repo, "ls-remote", ctx.cfg.remote, branch).split()
+    try:  # bounded: a hanging remote must not hold the receiver's flag-off worker (the lock's holder will know)
+        listed = repo.git.execute(["git", "ls-remote", ctx.cfg.remote, branch], kill_after_timeout=10).split()
         if not listed:
             return None
         sha = listed[0]
-        run_git(repo, "cat-file", "-e", f"{sha}^{{commit}}")
-    except Exception:  # the remote unreachable, or its commit not fetched here: the lock's holder will know
-        return None
-    archive = subprocess.run(["git", "-C", str(ctx.repo), "archive", "--format=tar", sha, "--", ":(glob)**/Cargo.toml"],
-                             capture_output=True, timeout=30)
-    if archive.returncode != 0:
+        run_git(repo, "cat-file", "-e", f"{sha}^{{commit}}")  # not fetched here yet: left to the holder
+        archive = repo.git.execute(["git", "archive", "--format=tar", sha, "--", ":(glob)**/Cargo.toml"],
+                                   stdout_as_string=False, strip_newline_in_stdout=False, kill_after_timeout=30)
+    except Exception:  # noqa: BLE001 — unreachable, unknown commit, killed: nothing can be said without a fetch
         return None
     with tempfile.TemporaryDirectory(prefix="flag-on-remote-") as folder:
         try:
-            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(folder, filter="data")  # a link out of the tree is refused, not followed
             findings = inspect_manifests(Path(folder), ctx.cfg.flag)
         except (BadInputError, tarfile.TarError, OSError):

@@ -11,13 +11,13 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.host_lock import TargetBusy, holding_host_lock
 from runbook.config import load_config, normalize_phase
 from runbook.model import Decision, Incident, StepResult
 from runbook.phases import PHASE_STEPS
 from runbook.severity import decide
 from tasks.cargo_manifest import flag_off_on_remote
 from tasks.context import StepContext
+from tasks.host_lock import TargetBusy, holding_host_lock
 from tasks.registry import STEP_FUNCTIONS, execute_step
 from tasks.work_tree import git_common_dir, working_in_own_tree
 
@@ -31,8 +31,8 @@ def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[Step
     """F.1 before anything else: a Critical incident's flag off, committed and pushed by the receiver the moment
     the alert is stored — no Prefect call on the way, so neither a busy Prefect server nor a slow run start
     (nor Prefect being down) delays the mitigation. The same step functions as the phase run, under the
-    target's host lock (waited for a few seconds at most), in a work tree of the incident's own; the triage run that follows records these results
-    (its rollback finds the steps done). When another rollback of the target holds it, the remote's branch is read
+    target's host lock (waited for a few seconds at most), in a work tree of the incident's own; the triage run
+    that follows records these results (its rollback finds the steps done). When another rollback of the target holds it, the remote's branch is read
     first (no lock, no write): a flag already pushed off there is the mitigation in place, said at once. Returns []
     when there is nothing to do first: not Critical, no flag step in the phase, or the target still busy after the
     wait (the run then waits for it, as before)."""
@@ -46,20 +46,16 @@ def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[Step
     ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=phase, incident=incident.id,
                       reason=rollback_reason(incident, decision))
     specs = [spec for spec in PHASE_STEPS[phase] if spec.name in ("flag", "push")]
-    purpose = "F.1 flag-off first (receiver)"
-    try:
-        with holding_host_lock(ctx.repo, cfg, incident.id, purpose):
-            return _recorded(ctx, _flag_off_in_own_tree(ctx, specs))
-    except TargetBusy as busy:  # another rollback of the target holds it: has it pushed the flag off already?
-        held = str(busy)
-    found = _found_off_on_remote(ctx, specs, held)
-    if found:
-        return _recorded(ctx, found)
-    try:
-        with holding_host_lock(ctx.repo, cfg, incident.id, purpose, wait_seconds=FIRST_LOCK_WAIT_SECONDS):
-            return _recorded(ctx, _flag_off_in_own_tree(ctx, specs))
-    except TargetBusy:  # a rollback of this target is going: the triage's run waits for it and says so
-        return []
+    held = ""
+    for wait in (0.0, FIRST_LOCK_WAIT_SECONDS):  # at once; else, unless the remote says it is done, a moment's wait
+        try:
+            with holding_host_lock(ctx.repo, cfg, incident.id, "F.1 flag-off first (receiver)", wait_seconds=wait):
+                return _recorded(ctx, _flag_off_in_own_tree(ctx, specs))
+        except TargetBusy as busy:  # another rollback of the target holds it: has it pushed the flag off already?
+            held = held or str(busy)
+        if not wait and (found := _found_off_on_remote(ctx, specs, held)):
+            return _recorded(ctx, found)
+    return []  # a rollback of this target is going: the triage's run waits for it and says so
 
 
 def _record_path(repo: Path, incident: str) -> Path:
