@@ -40,21 +40,35 @@ def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: 
     for spec, runs in selection:
         if not runs:
             steps.append(StepResult(id=spec.id, name=spec.name, status="skipped", evidence=["skipped on request"]))
-        elif repo is None:
-            steps.append(StepResult(id=spec.id, name=spec.name, status="planned",
-                                    evidence=describe(spec, cfg, phase)))
+        elif repo is None:  # nothing to check against: what each step will do, and which a person does
+            steps.append(StepResult(id=spec.id, name=spec.name, status="planned" if spec.automated else "needs-human",
+                                    evidence=describe(spec, cfg, phase) if spec.automated else [
+                                        "a person does this step:", *describe(spec, cfg, phase)]))
         elif NEEDS.get(spec.name) in would_fail:
+            would_fail.add(spec.name)
             steps.append(StepResult(id=spec.id, name=spec.name, status="blocked", evidence=[
-                f"needs what {NEEDS[spec.name]} would establish, and that step would fail"]))
+                f"needs what {NEEDS[spec.name]} would establish, and that step would fail or is blocked"]))
         else:
             result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS.get(spec.name))
             ctx.facts.update(result.data)
-            if result.status == "would-fail":
+            if result.status in ("would-fail", "blocked"):
                 would_fail.add(spec.name)
             steps.append(result)
     if phase == "4" and all(spec.name != "reset" for spec, _ in selection):
-        steps.append(StepResult(id=LAST_RESORT.id, name=LAST_RESORT.name, status="skipped", evidence=[
-            "last resort, approval-gated: runs only with --only reset and a person's approval "
-            "(approver named, branch typed back)", *describe(LAST_RESORT, cfg, phase)]))
+        steps.append(last_resort(ctx, cfg, repo is not None))
     return RollbackReport(phase=phase, incident=incident, dry_run=True, steps=steps,
                           checklist=judge_checklist(cfg.phase(phase).checklist, steps, dry_run=True))
+
+
+def last_resort(ctx: StepContext, cfg: RollbackConfig, checked: bool) -> StepResult:
+    """P4.3 in a full Phase 4 plan: checked as `--only reset` checks it (the same status), shown as the
+    approval-gated step it is, and not deciding the plan's exit — the phase's run does not run it."""
+    gate = ("last resort, approval-gated: runs only with --only reset and a person's approval "
+            "(approver named, branch typed back)")
+    if not checked:
+        return StepResult(id=LAST_RESORT.id, name=LAST_RESORT.name, status="skipped", data={"last_resort": "not-selected"},
+                          evidence=[gate, *describe(LAST_RESORT, cfg, "4")])
+    result = execute_step(LAST_RESORT, ctx.for_step(LAST_RESORT.id), STEP_FUNCTIONS.get(LAST_RESORT.name))
+    result.evidence = [*result.evidence, gate] if result.status == "would-fail" else [gate, *result.evidence]
+    result.data = {**result.data, "last_resort": "not-selected"}
+    return result

@@ -181,7 +181,7 @@ class PhaseRun:
                 f"not run: {self.stopped_by.id} {self.stopped_by.name} {self.stopped_by.status}"])
         if NEEDS.get(spec.name) in self.would_fail:
             return StepResult(id=spec.id, name=spec.name, status="blocked", evidence=[
-                f"needs what {NEEDS[spec.name]} would establish, and that step would fail"])
+                f"needs what {NEEDS[spec.name]} would establish, and that step would fail or is blocked"])
         return None
 
     def _maybe_die(self, spec: StepSpec) -> None:
@@ -201,7 +201,7 @@ class PhaseRun:
             self.milestones.setdefault(milestone, result.finished_at or datetime.now(timezone.utc))
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
         emit_step(self.resource, result)
-        if result.status == "would-fail":  # a dry run goes on, so one call shows everything that is wrong
+        if result.status in ("would-fail", "blocked"):  # a dry run goes on, so one call shows everything that is wrong
             self.would_fail.add(spec.name)
         # A change that failed or waits for a person stops what builds on it; a check only reports.
         stops = result.status in ("failed", "needs-human") and not self.ctx.dry_run and (

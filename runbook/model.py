@@ -116,6 +116,12 @@ class StepResult(_Model):
         return self.status in ("done", "already-done", "skipped", "planned")
 
     @property
+    def counts(self) -> bool:
+        """Whether the step's outcome is the run's: a plan's preconditions (which the run does not check) and
+        Phase 4's last resort when not asked for are shown with their verdict but do not decide the exit."""
+        return "precondition" not in self.data and self.data.get("last_resort") != "not-selected"
+
+    @property
     def outcome(self) -> Outcome:
         if self.status == "failed":
             return {"bad-input": "bad-input", "busy": "busy"}.get(self.failure or "", "failed")
@@ -171,9 +177,11 @@ class RollbackReport(_Model):
 
     @property
     def outcome(self) -> Outcome:
-        steps = [s.outcome for s in self.steps]
-        if self.dry_run:  # a plan verifies nothing, so its unverified checklist is no finding
-            return worst(o for o in steps if o != "needs-human")
+        # One rule for `plan`, `run --dry-run` and `run`: the outcome is what the run would end with. A plan's
+        # needs-human step is one the run would stop at for a person; its checklist, verified by nothing yet, is not.
+        steps = [s.outcome for s in self.steps if s.counts]
+        if self.dry_run:
+            return worst(steps)
         return worst([*steps, *(CHECK_OUTCOME[c.status] for c in self.checklist)])
 
     @property
@@ -185,7 +193,7 @@ class RollbackReport(_Model):
         outcome = self.outcome
         if outcome == "done":
             return []
-        found = [s.headline() for s in self.steps if s.outcome == outcome]
+        found = [s.headline() for s in self.steps if s.counts and s.outcome == outcome]
         if not self.dry_run:
             found += [f"{c.id} {c.status}: {_first(c.evidence) or c.item}" for c in self.checklist
                       if CHECK_OUTCOME[c.status] == outcome]

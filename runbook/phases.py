@@ -112,7 +112,8 @@ PRECONDITIONS: dict[str, list[StepSpec]] = {
 }
 
 # A step that needs what an earlier one establishes: when that one would fail, a plan marks it blocked.
-NEEDS: dict[str, str] = {"revert": "find-merge"}
+# Blocked spreads: a push whose revert is blocked is blocked too.
+NEEDS: dict[str, str] = {"revert": "find-merge", "push": "revert"}
 
 
 def phase_steps(phase: str) -> list[StepSpec]:

@@ -26,6 +26,7 @@ from runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges,
 from runbook.errors import BadInputError, StepError
 from runbook.model import StepResult
 from tasks.bench_files import markdown_report, note, read_baseline, read_criterion_stamped
+from tasks.cargo_resolve import cargo_resolves
 from tasks.commands import command_record, require_program, run_bounded, secret_names
 from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 from tasks.git_repo import open_workspace, run_git
@@ -198,8 +199,9 @@ def _plan_benchmarks(ctx: StepContext) -> StepResult:
                                 "pre-merge code in the same run")
         rows = read_baseline(str(ctx.repo / b.baseline))
         source = f"{b.baseline} ({len(rows)} benchmarks)"
+    resolves = cargo_resolves(ctx.repo, "benchmarks.commands")
     return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
-        *b.commands, f"at least {max(b.rounds, FIRST_LOOK)} rounds, more while undecided, at most "
+        *b.commands, resolves, f"at least {max(b.rounds, FIRST_LOOK)} rounds, more while undecided, at most "
         f"{b.budget_minutes:g} min; compare with {source} (±{b.tolerance_pct:g} %)"])
 
 

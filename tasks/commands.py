@@ -280,7 +280,10 @@ def check_ci(ctx: StepContext) -> StepResult:
         return wait_for_commit_status(ctx)
     if ctx.dry_run:
         require_program(ci.command, ctx.repo, "ci.command")
-        return StepResult(id=ctx.step_id, name="ci", status="planned", evidence=[ci.command])
+        from tasks.cargo_resolve import cargo_resolves
+
+        return StepResult(id=ctx.step_id, name="ci", status="planned",
+                          evidence=[ci.command, cargo_resolves(ctx.repo, "ci.command")])
     commit = _clean_head(ctx) if ci.remember_pass else None
     passed = _ci_pass_record(ctx, commit) if commit else None
     if passed is not None and passed.get("command") == ci.command:
@@ -388,7 +391,10 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
         missing = undeclared_features(ctx.repo, command)
         if missing:
             raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
-        return StepResult(id=ctx.step_id, name="build", status="planned", evidence=[command])
+        from tasks.cargo_resolve import cargo_resolves
+
+        return StepResult(id=ctx.step_id, name="build", status="planned",
+                          evidence=[command, cargo_resolves(ctx.repo, f"phases.{ctx.phase}.tokio_build")])
     outcome = run_bounded(command, ctx.repo, ctx.cfg.ci.timeout_seconds, env=ctx.command_env(), secrets=secret_names(ctx.cfg),
                           record=command_record(ctx, "build", command))
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")

@@ -16,6 +16,7 @@ from pathlib import Path
 from git import GitCommandError
 
 from runbook.config import PHASES, RollbackConfig
+from runbook.phases import phase_steps
 from runbook.benchstats import BenchmarkInputError, parse_markdown_baseline
 from tasks.cargo_manifest import (_read, cargo_features, flag_removal, inspect_manifests, member_packages,
                                   undeclared_features)
@@ -73,6 +74,8 @@ def scan_workspace(repo_path: Path, defaults: RollbackConfig, flag: str = "") ->
     _scan_benchmarks(scan, root, defaults)
     _scan_deploy(scan, root, defaults)
     _scan_phase_files(scan, root, defaults)
+    _scan_cargo(scan, root)
+    _scan_shipped_values(scan, repo, defaults)
     return scan
 
 
@@ -116,6 +119,8 @@ def _scan_merges(scan: Scan, repo, defaults: RollbackConfig) -> None:
     for phase in PHASES:
         p = defaults.phase(phase)
         table = f"phases.{phase}"
+        if p.merged and not any(spec.name == "find-merge" for spec in phase_steps(phase)):
+            continue  # a phase without a revert step (3) needs no merge patterns
         if not p.merged:
             exists = _branch_exists(repo, defaults.remote, p.branch)
             scan.set(table, "branch", p.branch, "found" if exists else "NOT FOUND here or on the remote")
@@ -217,15 +222,42 @@ def _scan_benchmarks(scan: Scan, root: Path, defaults: RollbackConfig) -> None:
                 rows = parse_markdown_baseline(text, str(path))
             except BenchmarkInputError:
                 continue
-            baselines.append((str(path.relative_to(root)), len(rows)))
-    if baselines:
-        chosen, count = baselines[0]
-        others = f"; others: {', '.join(b for b, _ in baselines[1:])}" if len(baselines) > 1 else ""
-        scan.set("benchmarks", "baseline", chosen, f"a | Benchmark | Mean | Std Dev | table of {count} rows{others}")
+            title = next((line for line in text.splitlines() if line.startswith("#")), "")
+            rel = str(path.relative_to(root))
+            baselines.append((f"{rel}" + (f" “{title.lstrip('# ').strip()}”" if FIXTURE_WORDS.search(title) else ""), rows))
+    benches = sorted({command.split(" --bench ")[1].split()[0] for command in commands})
+    covering = [(path, rows) for path, rows in baselines if _covers(path, rows, benches)]
+    if covering:
+        chosen, rows = covering[0]
+        others = f"; others: {', '.join(b for b, _ in covering[1:])}" if len(covering) > 1 else ""
+        scan.set("benchmarks", "baseline", chosen,
+                 f"a | Benchmark | Mean | Std Dev | table of {len(rows)} rows covering the {len(benches)} bench target(s){others}")
         scan.set("benchmarks", "baseline_ref", "", "compare with that file")
-    else:
-        scan.set("benchmarks", "baseline_ref", "merge-parent",
-                 "no saved baseline table found: the pre-merge code is benched in the same run")
+        return
+    passed = "; ".join(f"{path} ({_why_not(path, rows, benches)})" for path, rows in baselines)
+    scan.set("benchmarks", "baseline_ref", "merge-parent", "no saved baseline covers the benches found"
+             + (f" — not {passed}" if passed else "") + ": the pre-merge code is benched in the same run")
+    if passed:
+        scan.summary.append(f"benchmarks: no baseline: {passed}")
+
+
+FIXTURE_WORDS = re.compile(r"fixture|test[-_ ]?data|example|sample|dummy", re.I)
+
+
+def _covers(path: str, rows: dict, benches: list[str]) -> bool:
+    return not _why_not(path, rows, benches)
+
+
+def _why_not(path: str, rows: dict, benches: list[str]) -> str:
+    """Why a baseline table cannot stand for this workspace's benches ('' when it can): a fixture or test file,
+    or one that names too few of the bench targets (criterion's ids start with the group, often the target's)."""
+    if FIXTURE_WORDS.search(path):
+        return "a fixture or test file, by its path"
+    names = " ".join(rows).lower().replace("-", "_")
+    named = [b for b in benches if b.lower().replace("-", "_") in names]
+    if benches and len(named) < len(benches) and (named or len(rows) < len(benches)):
+        return f"covers {len(named)} of {len(benches)} bench targets: {', '.join(benches)}"
+    return ""
 
 
 def _scan_deploy(scan: Scan, root: Path, defaults: RollbackConfig) -> None:
@@ -251,9 +283,16 @@ def _scan_phase_files(scan: Scan, root: Path, defaults: RollbackConfig) -> None:
         scan.to_fill.append("phases.2B.code_checks: the file and strings that show Phase 2B's code is gone (P2B.3)")
     build = defaults.phase("3").tokio_build
     if build and undeclared_features(root, build):
-        tokio = sorted({f for have in cargo_features(root).values() for f in have if "tokio" in f})
-        command = f"cargo build --workspace --features {tokio[0]}" if tokio else "cargo build --workspace"
-        scan.set("phases.3", "tokio_build", command, f"the runbook's `{build}` asks for features this workspace lacks")
+        selector = tokio_selector(root)
+        if selector:
+            command, how = selector
+            scan.set("phases.3", "tokio_build", command,
+                     f"the runbook's `{build}` asks for features this workspace lacks; {how}")
+        else:
+            scan.set("phases.3", "tokio_build", "", f"the runbook's `{build}` asks for features this workspace lacks, "
+                     "and nothing here selects Tokio")
+            scan.to_fill.append("phases.3.tokio_build: no feature or package here selects the Tokio runtime; set the "
+                                "build that pins it (P3.1), or --skip build if the workspace has one runtime")
     adr = root / defaults.after.adr_dir
     if not adr.is_dir():
         found = sorted({p.parent for p in root.glob("**/adr/*.md") if ".git" not in p.parts})
@@ -268,3 +307,68 @@ def check_starter_config(text: str, source: str) -> RollbackConfig:
     from runbook.config import config_over_defaults
 
     return config_over_defaults(tomllib.loads(text), source)
+
+
+def _scan_cargo(scan: Scan, root: Path) -> None:
+    """CI, the benchmarks and the Tokio build compile the workspace: cargo must resolve it where the run runs."""
+    from runbook.errors import BadInputError
+    from tasks.cargo_resolve import cargo_resolves
+
+    try:
+        scan.summary.append(cargo_resolves(root, "CI, the benchmarks and the Tokio build"))
+    except BadInputError as exc:
+        scan.to_fill.append(f"cargo: {exc}")
+
+
+SHIPPED_SAMPLE = "the shipped value is the ActorScheduler sample's"
+
+
+def _scan_shipped_values(scan: Scan, repo, defaults: RollbackConfig) -> None:
+    """Every value left at a shipped default that cannot be right for another repository, listed for a person."""
+    m = defaults.monitoring
+    if not m.prometheus_url:
+        scan.to_fill.append(f"monitoring.prometheus_url (or monitoring.metrics_url): {SHIPPED_SAMPLE} "
+                            f"{m.metrics_url}; set where this service's metrics are (P1.3b)")
+    logs = defaults.logs
+    if logs.source == "kubernetes":
+        k = defaults.deploy.kubernetes
+        scan.to_fill.append(f"logs: {SHIPPED_SAMPLE} Kubernetes Deployment {k.deployment!r} (pods {k.label_selector!r} "
+                            f"in {k.namespace!r}); set [deploy.kubernetes] or logs.source = \"file\"/\"command\" (P1.3c)")
+    scan.to_fill.append(f"ci.command: {SHIPPED_SAMPLE} `{defaults.ci.command}`; set what CI runs here, or ci.check = "
+                        "\"commit-status\" with ci.status_url (P1.2c)")
+    unnamed = [role for role, contact in defaults.contacts.items() if contact.name.strip().upper() in ("", "TBD")]
+    if unnamed:
+        scan.to_fill.append(f"contacts: {', '.join(unnamed)} are \"TBD\"; name each and its channels (X.1)")
+    shipped = [f"{key} = {value}" for key, value in defaults.dashboards.model_dump().items() if "example.com" in str(value)
+               or value == "kubectl logs deployment/actor-system"]
+    if shipped:
+        scan.to_fill.append(f"dashboards: {SHIPPED_SAMPLE} ({'; '.join(shipped)}); link this service's (X.2)")
+    p4 = defaults.phase("4")
+    if p4.baseline_commit_pattern:
+        try:
+            found = run_git(repo, "log", "--all", "--fixed-strings", f"--grep={p4.baseline_commit_pattern}", "--format=%h %s")
+        except GitCommandError:
+            found = ""
+        if found:
+            first = found.splitlines()[-1]
+            scan.set("phases.4", "baseline_commit_pattern", p4.baseline_commit_pattern, f"matches {first}")
+        else:
+            scan.to_fill.append(f"phases.4.baseline_commit_pattern: no commit contains {p4.baseline_commit_pattern!r}; "
+                                "name the commit Phase 0 started from, or P4.3 (the last resort) has nowhere to go")
+
+
+def tokio_selector(root: Path) -> tuple[str, str] | None:
+    """The build that pins Tokio here: a feature that enables the `tokio` dependency (or is named for it), else
+    a member package built on Tokio — with how it was found. None: nothing selects it (a person decides)."""
+    packages = member_packages(root)
+    for name, manifest in packages.items():
+        data = _read(manifest, root)
+        for feature, enables in sorted(data.get("features", {}).items()):
+            values = [v for v in enables if isinstance(v, str)]
+            if any(v in ("tokio", "dep:tokio") or v.startswith(("tokio/", "tokio?/", "dep:tokio")) for v in values) \
+                    or "tokio" in feature.lower():
+                return (f"cargo build -p {name} --features {feature}",
+                        f"feature {feature} of {name} selects Tokio ({', '.join(values) or 'by its name'})")
+        if "tokio" in name.lower() and "tokio" in data.get("dependencies", {}):
+            return f"cargo build -p {name}", f"package {name} is the Tokio runtime's (it depends on tokio)"
+    return None

@@ -81,10 +81,17 @@ def deploy_to_kubernetes(ctx: StepContext, version: str | None = None, name: str
     k = ctx.cfg.deploy.kubernetes
     image = k.image.format(version=version or deploy_version(ctx.cfg, ctx.phase))
     where = f"deployment/{k.deployment} -n {k.namespace}"
-    if ctx.dry_run:
-        return StepResult(id=ctx.step_id, name=name, status="planned",
-                          evidence=[f"set {where} container {k.container} to {image}; wait for the rollout"])
-    _, apps = kubernetes_clients()
+    _, apps = kubernetes_clients()  # no credentials: bad input, in a plan too (it would-fail, as the run would)
+    if ctx.dry_run:  # read-only: the Deployment and its container are there
+        try:
+            current = apps.read_namespaced_deployment(k.deployment, k.namespace, _request_timeout=10)
+        except ApiException as exc:
+            raise _api_error(exc, f"reading {where}") from None
+        except Exception as exc:  # connection refused, DNS, TLS: the API is not reachable from here
+            raise TransientError(f"the Kubernetes API is not reachable ({type(exc).__name__}: {exc})") from None
+        running = _current_image(current, k.container)
+        return StepResult(id=ctx.step_id, name=name, status="planned", evidence=[
+            f"set {where} container {k.container} to {image} (runs {running} now); wait for the rollout"])
     evidence = []
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:

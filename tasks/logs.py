@@ -15,7 +15,7 @@ from pathlib import Path
 from runbook.errors import BadInputError, TransientError
 from runbook.model import StepResult
 from tasks.attempts import with_attempts
-from tasks.commands import run_bounded, secret_names
+from tasks.commands import require_program, run_bounded, secret_names
 from tasks.context import StepContext
 from tasks.kubernetes_deploy import kubernetes_clients
 
@@ -64,13 +64,58 @@ def read_recent_logs(ctx: StepContext) -> dict[str, list[str]]:
     return {logs.command: outcome.tail}
 
 
+def probe_logs(ctx: StepContext) -> StepResult:
+    """A plan's read-only look at the log source: the pods, the file or the command's program are there —
+    else `needs-human`, as the run would end (logs it cannot read are unverified)."""
+    logs = ctx.cfg.logs
+    rule = (f"last {logs.tail_lines} lines from {logs.source}; lines matching {logs.error_pattern!r} "
+            f"must be <= {logs.max_error_lines}")
+    try:
+        found = _log_source_there(ctx)
+    except (BadInputError, TransientError) as exc:
+        return StepResult(id=ctx.step_id, name="logs", status="needs-human", evidence=[
+            f"the logs could not be read now: {exc}; the run would leave them unverified", rule],
+            data={"logs": "unverified"})
+    return StepResult(id=ctx.step_id, name="logs", status="planned", evidence=[rule, found])
+
+
+def _log_source_there(ctx: StepContext) -> str:
+    logs = ctx.cfg.logs
+    if logs.source == "kubernetes":
+        from kubernetes.client.exceptions import ApiException
+
+        k = ctx.cfg.deploy.kubernetes
+        core, _ = kubernetes_clients()
+        try:
+            pods = core.list_namespaced_pod(k.namespace, label_selector=k.label_selector,
+                                            _request_timeout=10).items
+        except ApiException as exc:
+            raise BadInputError(f"Kubernetes API refused listing pods ({exc.status} {exc.reason}); check "
+                                "deploy.kubernetes.namespace and RBAC (pods: list, pods/log: get)") from None
+        except Exception as exc:  # connection refused, DNS, TLS: the API is not reachable from here
+            raise TransientError(f"the Kubernetes API is not reachable ({type(exc).__name__}: {exc})") from None
+        if not pods:
+            raise BadInputError(f"no pods match {k.label_selector!r} in namespace {k.namespace}; "
+                                "check deploy.kubernetes.label_selector")
+        return f"{len(pods)} pod(s) match {k.label_selector!r} in {k.namespace}"
+    if logs.source == "file":
+        if not logs.file:
+            raise BadInputError("logs.source = 'file' needs logs.file in the config")
+        path = Path(logs.file) if Path(logs.file).is_absolute() else ctx.repo / logs.file
+        if not path.is_file():
+            raise BadInputError(f"the log file {path} does not exist; fix logs.file in the config")
+        return f"{path}: {path.stat().st_size} bytes"
+    if not logs.command:
+        raise BadInputError("logs.source = 'command' needs logs.command in the config")
+    require_program(logs.command, ctx.repo, "logs.command")
+    return f"runs: {logs.command}"
+
+
 def check_logs(ctx: StepContext) -> StepResult:
     """P1.3c: per source, the error lines of the recent window against the threshold."""
     logs = ctx.cfg.logs
     if ctx.dry_run:
-        return StepResult(id=ctx.step_id, name="logs", status="planned", evidence=[
-            f"last {logs.tail_lines} lines from {logs.source}; lines matching {logs.error_pattern!r} "
-            f"must be <= {logs.max_error_lines}"])
+        return probe_logs(ctx)
     pattern = re.compile(logs.error_pattern)
     try:
         sources = with_attempts(lambda: read_recent_logs(ctx), 3, TransientError)

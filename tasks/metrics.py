@@ -196,6 +196,65 @@ def watch_prometheus(ctx: StepContext) -> tuple[dict, dict | None, list[str]]:
                         f"baseline {base_start:%H:%M:%S}–{base_end:%H:%M:%S}"]
 
 
+# ---------------------------------------------------------------- a plan's read-only probe
+
+
+def probe_metrics(ctx: StepContext) -> StepResult:
+    """What a plan knows of the monitor step: the source answers now, and each metric it will judge has data —
+    else the step is `needs-human` (the run would leave those metrics unverified), or `would-fail` for a query
+    Prometheus rejects (the run would fail on it). One read, no window, nothing written."""
+    m = ctx.cfg.monitoring
+    try:
+        found, missing = _probe_prometheus(m) if m.prometheus_url else _probe_scrape(m)
+    except SourceUnreachable as exc:
+        return StepResult(id=ctx.step_id, name="monitor", status="needs-human", evidence=[
+            f"the metrics source does not answer now ({exc}): unless it is up after the deploy, the run leaves "
+            "throughput, latency and error rate unverified and a person watches the dashboards"],
+            data={"metrics_source": "unreachable"})
+    if missing:
+        return StepResult(id=ctx.step_id, name="monitor", status="needs-human", evidence=[
+            f"no data now for {', '.join(missing)}: the run would judge them unverified; check the "
+            f"{'queries' if m.prometheus_url else 'metric names'} in the config", *found])
+    return StepResult(id=ctx.step_id, name="monitor", status="planned", evidence=[
+        f"watch {m.window_seconds:g} s after the deploy; each metric answers now:", *found])
+
+
+def _probe_scrape(m) -> tuple[list[str], list[str]]:
+    samples = scrape(m.metrics_url, m.ca_bundle)
+    names = m.metrics
+    wanted = dict(zip(JUDGED, (names.processed, names.latency + "_bucket", names.errors)))
+    found, missing = [], []
+    for metric, name in wanted.items():
+        present = [key for key in samples if key == name or key.startswith(name + "{")]
+        (found if present else missing).append(f"{metric} ({name})" + (f": {len(present)} series" if present else ""))
+    return [f"{m.metrics_url}: {line}" for line in found], missing
+
+
+def _probe_prometheus(m) -> tuple[list[str], list[str]]:
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+
+    prom, found, missing = _prometheus(m.prometheus_url, m.ca_bundle), [], []
+    for name, query in m.queries.items():
+        judged = name in JUDGED
+        try:
+            series = prom.custom_query(query)
+        except RequestException as exc:
+            raise _unreachable(m.prometheus_url, exc, detail=False) from None
+        except PrometheusApiClientException as exc:
+            raise BadInputError(f"Prometheus rejected the {name} query {query!r}: {exc}") from None
+        if series:
+            found.append(f"{m.prometheus_url}: {name} = {query}: {len(series)} series")
+        elif judged:
+            missing.append(f"{name} ({query})")
+        else:  # evidence only (X.3), or judged only where the service has it (P2A.4/P2A.5)
+            found.append(f"{m.prometheus_url}: {name} = {query}: no data now (not judged without it)")
+    return found, missing
+
+
+JUDGED = ("throughput", "latency_p99", "error_rate")  # what every phase's monitor judges; a plan needs their data
+
+
 # ---------------------------------------------------------------- verdicts
 
 
@@ -257,9 +316,8 @@ def watch_metrics(ctx: StepContext) -> StepResult:
     """Watch throughput, latency, CPU/memory and error rate after the deploy; judge each."""
     m = ctx.cfg.monitoring
     source = m.prometheus_url or m.metrics_url
-    if ctx.dry_run:
-        return StepResult(id=ctx.step_id, name="monitor", status="planned",
-                          evidence=[f"{source}: {name} = {q}" for name, q in m.queries.items()])
+    if ctx.dry_run and source:
+        return probe_metrics(ctx)
     if not source:
         return StepResult(id=ctx.step_id, name="monitor", status="needs-human", evidence=[
             "no metrics source: set monitoring.prometheus_url or monitoring.metrics_url; watch the dashboards by hand"])

@@ -49,10 +49,10 @@ def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) ->
     """One step, whatever happens: a StepResult with its evidence and time, never an exception."""
     started = time.monotonic()
     if not spec.automated:
-        result = StepResult(id=spec.id, name=spec.name, status="planned" if ctx.dry_run else "needs-human",
+        result = StepResult(id=spec.id, name=spec.name, status="needs-human",  # in a plan too: the run stops here
                             evidence=["a person does this step:", *describe(spec, ctx.cfg, ctx.phase)])
     elif call is None:
-        result = StepResult(id=spec.id, name=spec.name, status="planned" if ctx.dry_run else "needs-human",
+        result = StepResult(id=spec.id, name=spec.name, status="needs-human",
                             evidence=[f"not automated yet (issue #{spec.pending_issue}); by hand:",
                                       *describe(spec, ctx.cfg, ctx.phase)])
     else:

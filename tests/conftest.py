@@ -177,6 +177,17 @@ def sample(tmp_path: Path, test_config) -> SampleWorkspace:
     return create_sample_workspace(tmp_path / "sample")
 
 
+@pytest.fixture
+def sample_in_production(sample: SampleWorkspace, production: dict[str, str]) -> SampleWorkspace:
+    """The sample deployed to the session's production: its service answers /metrics and writes its log, as a
+    service being rolled back does — what a plan's monitor and logs probes look at."""
+    deployed = subprocess.run(["./scripts/deploy.sh", "production", "--version=v0.4.0"], cwd=sample.repo,
+                              capture_output=True, text=True, timeout=60)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    wait_http(production["metrics"])
+    return sample
+
+
 def tree_digest(*roots: Path) -> str:
     """Every file's path and bytes under the roots (the .git folders included)."""
     digest = hashlib.sha256()

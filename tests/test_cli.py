@@ -42,22 +42,40 @@ def test_plan_lists_the_steps_in_runbook_order_with_commands():
     assert {c["status"] for c in report["checklist"]} == {"unverified"}
 
 
-def test_plan_against_the_repository_resolves_the_merge_and_changes_nothing(sample):
+def test_plan_against_the_repository_checks_every_step_resolves_the_merge_and_changes_nothing(sample_in_production,
+                                                                                              test_config):
+    sample = sample_in_production
     before = tree_digest(sample.repo, sample.origin)
-    run = cli("plan", "1", "--repo", str(sample.repo), "--json")
+    run = cli("plan", "1", "--repo", str(sample.repo), "--config", str(test_config), "--json")
     assert run.returncode == 0, run.stderr
     steps = {s["name"]: s for s in as_json(run)["steps"]}
+    assert all(s["status"] in ("planned", "done") for name, s in steps.items() if not name.startswith("pre-")), steps
+    # a precondition is shown with its verdict (the flag is on: P1.1 turns it off) but the run does not check it,
+    # so it does not decide the plan's exit
+    assert steps["pre-flag-off"]["status"] == "needs-human" and run.returncode == 0
+    # planned means checked: the service answers each metric, the log is there, cargo resolves offline
+    assert steps["monitor"]["evidence"][0].startswith("watch ") and any(
+        "throughput (actor_messages_processed_total)" in line for line in steps["monitor"]["evidence"])
+    assert any("bytes" in line for line in steps["logs"]["evidence"])
+    assert "cargo resolves the workspace offline" in steps["ci"]["evidence"]
+    assert "cargo resolves the workspace offline" in steps["benchmarks"]["evidence"]
     merge = run_git(sample.repo, "log", "--format=%h", "--merges", "--grep=Phase 1: integrate")
     assert any(merge[:7] in line for line in steps["find-merge"]["evidence"])
     assert steps["flag"]["evidence"] == ["modules/actor-core/Cargo.toml: remove new-scheduler from [features] default"]
     assert tree_digest(sample.repo, sample.origin) == before
 
 
-def test_plan_of_every_phase_succeeds():
+def test_plan_of_every_phase_exits_as_its_run_would_and_a_persons_steps_say_needs_human():
+    persons = {"0": ["P0.2", "P0.4"], "3": ["P3.4"]}  # the run stops at these for a person: exit 3, in a plan too
     for phase in ("0", "1", "2A", "2B", "3", "4"):
         run = cli("plan", phase, "--json")
-        assert run.returncode == 0, (phase, run.stderr)
-        assert as_json(run)["steps"], phase
+        report = as_json(run)
+        assert run.returncode == (3 if phase in persons else 0), (phase, run.stderr)
+        needs = [s["id"] for s in report["steps"] if s["status"] == "needs-human"]
+        assert needs == persons.get(phase, []), (phase, needs)
+        for step in report["steps"]:
+            if step["status"] == "needs-human":
+                assert step["evidence"][0] == "a person does this step:", step
 
 
 @pytest.mark.parametrize("args,message", [
@@ -95,9 +113,11 @@ def test_run_with_a_usage_error_exits_2():
 
 
 @pytest.mark.prefect
-def test_run_dry_run_exits_0_and_changes_nothing(sample, prefect_server):
+def test_run_dry_run_exits_0_and_changes_nothing(sample_in_production, prefect_server, test_config):
+    sample = sample_in_production
     before = tree_digest(sample.repo, sample.origin)
-    run = cli("run", "1", "--repo", str(sample.repo), "--reason", "test", "--dry-run", "--json")
+    run = cli("run", "1", "--repo", str(sample.repo), "--reason", "test", "--dry-run", "--config", str(test_config),
+              "--json")
     assert run.returncode == 0, run.stderr
     assert as_json(run)["dry_run"] is True
     assert tree_digest(sample.repo, sample.origin) == before
@@ -132,11 +152,12 @@ def test_run_phase_1_end_to_end_then_rerun_converges(sample, prefect_server, car
     assert run_git(sample.origin, "rev-parse", "main") == head, "a rerun adds no commit"
 
 
-def test_run_without_a_server_uses_prefects_ephemeral_server(sample, tmp_path):
+def test_run_without_a_server_uses_prefects_ephemeral_server(sample_in_production, tmp_path, test_config):
+    sample = sample_in_production
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     run = subprocess.run([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "embedded", "--dry-run",
-                          "--json"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
+                          "--config", str(test_config), "--json"], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     assert run.returncode == 0, run.stderr
     assert as_json(run)["flow_run_id"]
     assert (tmp_path / "prefect-home" / "prefect.db").exists(), "the embedded server kept its own database"

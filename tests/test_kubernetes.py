@@ -3,6 +3,7 @@ server of tests/k8s_api.py — no cluster runs here or in CI."""
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 
 import pytest
@@ -94,6 +95,33 @@ def test_p1_3c_reads_every_pods_recent_lines_and_counts_errors_per_pod(cluster, 
 def test_p1_3c_no_pods_is_unverified(cluster, tmp_path):
     result = check_logs(k8s_ctx(tmp_path, step_id="P1.3c"))
     assert result.status == "needs-human" and "silence proves nothing" in result.evidence[0]
+
+
+def test_plan_p1_3a_reads_the_deployment_and_its_container_read_only(cluster, tmp_path):
+    result = deploy_to_kubernetes(dataclasses.replace(k8s_ctx(tmp_path), dry_run=True))
+    assert result.status == "planned"
+    assert "(runs registry.example.com/actor-system:v0.4.0 now)" in result.evidence[0]
+    assert all(method == "GET" for method, _ in cluster.state.requests), "a plan only reads"
+    with pytest.raises(BadInputError, match="has no container 'worker'"):
+        deploy_to_kubernetes(dataclasses.replace(k8s_ctx(tmp_path, **{'container = "actor-system"': 'container = "worker"'}),
+                                                 dry_run=True))
+    with pytest.raises(BadInputError, match="not found while reading deployment/nowhere"):
+        deploy_to_kubernetes(dataclasses.replace(
+            k8s_ctx(tmp_path, **{'deployment = "actor-system"': 'deployment = "nowhere"'}), dry_run=True))
+
+
+def test_plan_p1_3c_kubernetes_logs_with_pods_are_planned_and_without_pods_or_credentials_need_a_person(
+        cluster, tmp_path, monkeypatch):
+    ctx = dataclasses.replace(k8s_ctx(tmp_path, step_id="P1.3c"), dry_run=True)
+    empty = check_logs(ctx)
+    assert empty.status == "needs-human" and "no pods match 'app=actor-system' in namespace default" in empty.evidence[0]
+    cluster.state.pod_logs = {"actor-system-7d9f-a": "INFO ok\n"}
+    found = check_logs(ctx)
+    assert found.status == "planned" and "1 pod(s) match 'app=actor-system' in default" in found.evidence
+    assert not any(path.endswith("/log") or "/log?" in path for _, path in cluster.state.requests), "no log is read"
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    lost = check_logs(ctx)
+    assert lost.status == "needs-human" and "no Kubernetes credentials" in lost.evidence[0]
 
 
 CANARY = "actor-system-canary"

@@ -58,9 +58,12 @@ def events_of(run_id: str, expect: int, timeout: float = 30) -> list:
         time.sleep(0.5)
 
 
-def test_each_outcome_is_the_runs_state_its_tags_and_the_cli_exit_code(sample, test_config, tmp_path, prefect_server):
+def test_each_outcome_is_the_runs_state_its_tags_and_the_cli_exit_code(sample_in_production, test_config, tmp_path,
+                                                                        prefect_server):
+    sample = sample_in_production
     # done: a plan that finds nothing wrong
-    code, done = cli_run("1", "--repo", str(sample.repo), "--reason", "plan it", "--incident", "out-done", "--dry-run")
+    code, done = cli_run("1", "--repo", str(sample.repo), "--reason", "plan it", "--incident", "out-done", "--dry-run",
+                         "--config", str(test_config))
     # needs-human: phase 0's review (P0.2) is a person's
     code0, needs = cli_run("0", "--repo", str(sample.repo), "--reason", "PoC abandoned", "--incident", "out-human")
     # failed: CI (P1.2c) runs a command that fails — a fault, not the operator's input

@@ -58,10 +58,12 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     cli = str(fresh / "bin" / "actor-rollback")
     plan = subprocess.run([cli, "plan", "1", "--repo", str(sample.repo), "--json"], cwd=elsewhere, capture_output=True,
                           text=True, env=env, timeout=300)
-    assert plan.returncode == 0, plan.stderr
     steps = {s["name"]: s["status"] for s in json.loads(plan.stdout)["steps"]}
-    # the shipped config (package data) drove it: the preconditions first, every step of Phase 1 checked
+    # the shipped config (package data) drove it: the preconditions first, every step of Phase 1 checked — and
+    # its sample values cannot be verified here (no service on 19100, no Kubernetes): a person's, exit 3
+    assert plan.returncode == 3, plan.stderr
     assert list(steps)[:3] == ["pre-flag-off", "pre-old-path", "pre-baseline"] and steps["flag"] == "planned"
     assert steps["find-merge"] == "done" and steps["benchmarks"] == "planned", steps
+    assert steps["monitor"] == steps["logs"] == "needs-human", steps
     demo = subprocess.run([cli, "demo", "--help"], cwd=elsewhere, capture_output=True, text=True, env=env, timeout=120)
     assert demo.returncode == 0 and "sample workspace" in demo.stdout, demo.stdout + demo.stderr
