@@ -34,14 +34,14 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
     from prefect.deployments.runner import EntrypointType
 
     from flows.phases import PHASE_FLOWS
-    from runbook.config import config_parameter, load_config
+    from runbook.config import config_parameter, effective_config
 
     from flows.postmortem import postmortem, postmortem_deadlines
     from flows.reintroduce import reintroduce
     from flows.triage import triage
     from flows.verify import verify
 
-    cfg = cfg or load_config(config)
+    cfg = cfg or effective_config(config, repo)
     common = {"repo": str(repo.resolve()), "config": config_parameter(config)}
     how = {"entrypoint_type": EntrypointType.MODULE_PATH} if module_entrypoints else {}
 
@@ -85,9 +85,9 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     import logging
 
     from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
-    from runbook.config import config_parameter, load_config
+    from runbook.config import config_parameter, effective_config
 
-    full = full or load_config(config)
+    full = full or effective_config(config, repo)
     cfg = full.receiver
     warm = WarmTriage(str(repo.resolve()), config_parameter(config), flag_off_first=cfg.critical_flag_off_first) \
         if cfg.critical_in_process else None
@@ -109,9 +109,9 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
 
     signal.signal(signal.SIGTERM, stop_now)
     from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
-    from runbook.config import load_config
+    from runbook.config import effective_config
 
-    cfg = load_config(config)  # once, here at the edge; the runs load theirs from the path at their entry
+    cfg = effective_config(config, repo)  # once, here at the edge; the runs resolve theirs by the same rule
     triage_deployment = f"triage/{name}" if name else cfg.receiver.deployment
     # The receiver listens first, before Prefect's flows are loaded (about 1.4 s): a restarted serve takes alerts
     # again half a second after it starts, and a Critical's flag-off first needs no Prefect at all.

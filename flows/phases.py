@@ -56,10 +56,10 @@ def _emit_refused(phase: str, parameters: dict, message: str) -> None:
 
     from flows.outcome import emit, rollback_resource
     from tasks.host_lock import target_name
-    from runbook.config import load_config
+    from runbook.config import effective_config
 
     try:
-        target = target_name(Path(parameters.get("repo") or "."), load_config(parameters.get("config") or None))
+        target = target_name(Path(parameters.get("repo") or "."), effective_config(parameters.get("config"), parameters.get("repo")))
     except Exception:  # the config itself may be what was refused
         target = str(parameters.get("repo") or "unknown")
     incident = str(parameters.get("incident_id") or flow_run.get_name() or "")[:96]
@@ -79,7 +79,7 @@ Args:
     only: Run only these steps (pick names or IDs); none picked: every step of the phase.
     skip: Skip these steps (pick names or IDs).
     merge: The phase's merge commit, when its message is ambiguous.
-    config: Path of a rollback.toml; the shipped one when empty.
+    config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
     triggered_by: Who or what started the run: your name from this form, a person, an alert, a schedule.
     severity: The triage decision's severity (critical, high, medium, low), when there is one.
     incident_started_at: When the incident began (ISO 8601, e.g. the alert's startsAt): the start of the

@@ -56,7 +56,7 @@ def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: 
             steps.append(result)
     if phase == "4" and all(spec.name != "reset" for spec, _ in selection):
         steps.append(last_resort(ctx, cfg, repo is not None))
-    return RollbackReport(phase=phase, incident=incident, dry_run=True, steps=steps,
+    return RollbackReport(phase=phase, incident=incident, dry_run=True, steps=steps, config_source=cfg.source,
                           checklist=judge_checklist(cfg.phase(phase).checklist, steps, dry_run=True))
 
 

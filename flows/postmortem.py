@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from flows.history import incident_history
 from flows.target_lock import holding_target
 from flows.outcome import add_tags, outcome_state, pause_for_a_person
-from runbook.config import load_config, parse_duration
+from runbook.config import effective_config, parse_duration
 from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
 from tasks.adr import adr_stub
 from tasks.context import StepContext, artifact_key
@@ -36,9 +36,9 @@ def postmortem(ref: str, repo: str, config: str = "") -> dict:
     Args:
         ref: The rollback's flow run id or name, or the incident id.
         repo: Path of the target workspace's git clone.
-        config: Path of a rollback.toml; the shipped one when empty.
+        config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
     """
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     history = incident_history(ref, cfg)
     target = Path(repo).resolve()
     pm_rel = postmortem_path(cfg.after.postmortem_dir, history)
@@ -70,10 +70,10 @@ def postmortem_deadlines(repo: str, config: str = "", now: Optional[datetime] = 
 
     Args:
         repo: Path of the target workspace's git clone (only fetched; the work tree is not touched).
-        config: Path of a rollback.toml; the shipped one when empty.
+        config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
         now: Judge at this time instead of now (what-if, tests).
     """
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     target = Path(repo).resolve()
     git = open_workspace(target)
     run_git(git, "fetch", "--quiet", cfg.remote)

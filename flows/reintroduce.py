@@ -27,7 +27,7 @@ from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.retry_lock import read_retry_lock
 from tasks.host_lock import TargetBusy
 from flows.target_lock import holding_target
-from runbook.config import load_config, normalize_phase
+from runbook.config import effective_config, normalize_phase
 from runbook.errors import BadInputError, StepError
 from runbook.ids import IncidentIdError, check_incident_id, derived_id
 from runbook.model import RollbackReport, StepResult
@@ -52,11 +52,11 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
         reason: Why now (the ADR's plan): recorded in every commit.
         incident_id: An id for this reintroduction; its automatic rollback is `<id>-canary` (a long id is cut
             and given a hash to fit).
-        config: Path of a rollback.toml; the shipped one when empty.
+        config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
         now: Judge the retry lock at this time instead of now (what-if, tests).
         rollback_skip: Steps the automatic rollback skips (default: benchmarks).
     """
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     key = normalize_phase(phase)
     try:
         check_incident_id(incident_id)

@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 from flows.outcome import add_tags, emit, emit_step, outcome_state, rollback_resource
 from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
-from runbook.config import RollbackConfig, load_config, normalize_phase
+from runbook.config import RollbackConfig, effective_config, normalize_phase
 from runbook.errors import BadInputError
 from runbook.ids import IncidentIdError, check_incident_id
 from runbook.model import RollbackReport, StepResult
@@ -61,7 +61,7 @@ class PhaseRun:
                  config: str = "", severity: str = "", incident_started_at: str = "",
                  done_before: list[dict] | None = None) -> None:
         self.phase = normalize_phase(phase)
-        self.cfg: RollbackConfig = load_config(config or None)
+        self.cfg: RollbackConfig = effective_config(config, repo)
         self.selection = select_steps(self.phase, only, skip)
         try:  # the UI form and the API reach here without the CLI's checks: refuse before anything changes
             incident = check_incident_id(incident_id or default_incident_id())
@@ -245,7 +245,7 @@ class PhaseRun:
             steps=self.results,
             checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, self.ctx.dry_run),
             flow_run_id=self._run_id(),
-            leftovers=self.leftovers,
+            leftovers=self.leftovers, config_source=self.cfg.source,
         )
         self.retry_lock = self._lock_reintroduction(report)
         self._artifacts(report)
@@ -286,7 +286,7 @@ class PhaseRun:
                                               "pushed → deploy done")
         lines = [f"# Phase {report.phase} rollback — {report.incident}", "",
                  f"Outcome: **{report.outcome}**{' (dry run)' if report.dry_run else ''}", "",
-                 f"Reason: {report.reason}", "", "## Checklist", ""]
+                 f"Reason: {report.reason}", "", f"Config: {report.config_source}", "", "## Checklist", ""]
         for item in report.checklist:
             lines.append(f"- **{item.status.upper()}** {item.id} {item.item}")
             lines += [f"  - {e}" for e in item.evidence]

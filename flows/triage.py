@@ -31,7 +31,7 @@ from flows.approval import running_again, server_reachable_by_others
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
 from flows.phases import PHASE_FLOWS
 from flows.target_lock import holding_target
-from runbook.config import RollbackConfig, load_config, normalize_phase, parse_duration
+from runbook.config import RollbackConfig, effective_config, normalize_phase, parse_duration
 from runbook.errors import StepError
 from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
 from runbook.phases import PHASE_STEPS
@@ -106,14 +106,14 @@ def triage(incident: Incident, repo: str, config: str = "", dry_run: bool = Fals
     Args:
         incident: What happened: id, phase, kind, regression_pct or crashes_per_hour, summary, evidence.
         repo: Path of the target workspace's git clone.
-        config: Path of a rollback.toml; the shipped one when empty.
+        config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
         dry_run: Decide and show what would be done; change and notify nothing.
         skip: Rollback steps to skip (e.g. benchmarks, when the High path must not wait for them).
         owner_decision: For a Medium incident on the embedded server: the owner's answer given up front.
         done_first: Set by the receiver: what it did for a Critical incident before this run existed (F.1's
             flag off and push); the rollback records them. Leave it empty.
     """
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     incident = incident.model_copy(update={"phase": normalize_phase(incident.phase)})
     decision = decide(incident, cfg.severity)
     logger = get_run_logger()

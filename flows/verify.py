@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 
 from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
 from flows.triage import triage
-from runbook.config import load_config, normalize_phase
+from runbook.config import effective_config, normalize_phase
 from runbook.model import LEADS, Incident, StepResult, worst
 from runbook.phases import PHASE_STEPS
 from tasks.context import StepContext, artifact_key
@@ -35,11 +35,11 @@ def verify(repo: str, config: str = "", phase: str = "", start_triage: bool = Tr
 
     Args:
         repo: Path of the target workspace's git clone.
-        config: Path of a rollback.toml; the shipped one when empty.
+        config: Path of a rollback.toml; when empty, the repository's own rollback.toml, else the shipped one.
         phase: The phase whose rollout is verified; verification.phase from the config when empty.
         start_triage: Start triage on a regression (off: only report it).
     """
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     key = normalize_phase(phase or cfg.verification.phase)
     stamp = datetime.now(timezone.utc)
     ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=key, incident=f"verify-{stamp:%Y%m%d-%H%M%S}",

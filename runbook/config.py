@@ -530,6 +530,21 @@ def config_parameter(path: Path | None) -> str:
     return str(Path(path).resolve()) if path else ""
 
 
+def config_file(path: Path | str | None, repo: Path | str | None) -> Path | None:
+    """Which rollback.toml a run reads — one rule whatever starts it (CLI, UI form, worker, receiver, schedule):
+    the one given (`--config`, the `config` parameter), else the repository's own `rollback.toml`, else None
+    (the shipped one). A deployment's `config: ""` therefore means "the repository's file, if it has one"."""
+    if path:
+        return Path(path)
+    own = Path(repo) / "rollback.toml" if repo else None
+    return own if own is not None and own.is_file() else None
+
+
+def effective_config(path: Path | str | None, repo: Path | str | None) -> RollbackConfig:
+    """The config a run of this repository uses (see config_file), loaded and validated."""
+    return load_config(config_file(path, repo))
+
+
 def load_config(path: Path | str | None = None) -> RollbackConfig:
     """The shipped rollback.toml, with the user's file (when given) laid over it key by key.
 

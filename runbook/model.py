@@ -174,6 +174,7 @@ class RollbackReport(_Model):
     checklist: list[ChecklistItem] = []
     flow_run_id: str | None = None
     leftovers: list[str] = []  # what the run's own work tree keeps for a rerun (unpushed commits, changed files)
+    config_source: str = ""  # the rollback.toml the run read (runbook.config.config_file's rule), or the shipped one
 
     @property
     def outcome(self) -> Outcome:
@@ -215,7 +216,7 @@ class RollbackReport(_Model):
             "outcome": self.outcome, "flow_run_id": self.flow_run_id,
             "steps": [s.public() for s in self.steps],
             "checklist": [c.public() for c in self.checklist],
-            "leftovers": self.leftovers,
+            "leftovers": self.leftovers, "config_source": self.config_source,
         }
 
 

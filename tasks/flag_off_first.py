@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runbook.config import load_config, normalize_phase
+from runbook.config import effective_config, normalize_phase
 from runbook.model import Decision, Incident, StepResult
 from runbook.phases import PHASE_STEPS
 from runbook.severity import decide
@@ -36,7 +36,7 @@ def flag_off_first(incident: Incident, repo: str, config: str = "") -> list[Step
     first (no lock, no write): a flag already pushed off there is the mitigation in place, said at once. Returns []
     when there is nothing to do first: not Critical, no flag step in the phase, or the target still busy after the
     wait (the run then waits for it, as before)."""
-    cfg = load_config(config or None)
+    cfg = effective_config(config, repo)
     phase = normalize_phase(incident.phase)
     decision = decide(incident, cfg.severity)
     names = [spec.name for spec in PHASE_STEPS[phase]]

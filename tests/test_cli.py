@@ -182,3 +182,36 @@ def test_run_piped_shows_the_metrics_watch_progress_as_plain_lines_and_json_stay
     assert 3 <= len(lines) <= 12  # a line per tenth at most, not one per tick
     watched = next(step for step in as_json(quiet)["steps"] if step["name"] == "monitor")
     assert watched["status"] != "skipped" and "P1.3b monitor: 0 %" not in quiet.stderr
+
+
+@pytest.mark.prefect
+def test_one_config_whatever_starts_the_run_the_repositorys_own_file(sample, test_config, prefect_server):
+    """#26 §3: the CLI, a deployment's run (UI form, worker: `config: ""` in deployments/prefect.yaml) and the
+    receiver's triage of one repository all read the repository's rollback.toml."""
+    import yaml
+
+    from flows.outcome import run_flow
+    from flows.phases import rollback_phase_3
+    from flows.triage import triage
+    from runbook.model import Incident
+
+    own = sample.repo / "rollback.toml"
+    own.write_text(test_config.read_text().replace("high_regression_pct = 10.0", "high_regression_pct = 20.0"))
+    plan = as_json(cli("plan", "3", "--repo", str(sample.repo), "--only", "ci-file", "--json"))
+    dry = as_json(cli("run", "3", "--repo", str(sample.repo), "--reason", "config check", "--incident", "cfg-cli",
+                      "--only", "ci-file", "--dry-run", "--json"))
+    deployment = yaml.safe_load((Path(__file__).resolve().parents[1] / "deployments" / "prefect.yaml").read_text())
+    parameters = {**next(d for d in deployment["deployments"] if d["entrypoint"].endswith(":rollback_phase_3"))[
+        "parameters"], "repo": str(sample.repo)}
+    assert parameters["config"] == "", "the deployment names no file: the repository's is read"
+    ui = run_flow(rollback_phase_3, **parameters, reason="config check", incident_id="cfg-ui", only=["ci-file"],
+                  dry_run=True)
+    assert plan["config"]["source"] == dry["config_source"] == ui["config_source"] == str(own)
+    # the receiver starts triage with config "" too: a 15 % regression is High by the shipped matrix (> 10 %),
+    # Medium by this repository's (> 20 %)
+    incident = Incident(id="cfg-alert", source="alertmanager", phase="1", kind="perf-regression", regression_pct=15)
+    decided = run_flow(triage, incident=incident, repo=str(sample.repo), config="", dry_run=True)
+    assert decided["decision"]["severity"] == "medium", decided["decision"]
+    own.unlink()
+    shipped = as_json(cli("plan", "3", "--repo", str(sample.repo), "--only", "ci-file", "--json"))
+    assert shipped["config"]["source"] == str(SHIPPED_CONFIG), "no file in the repository: the shipped one"

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from runbook.alerts import AlertError
-from runbook.config import ConfigError, RollbackConfig, load_config
+from runbook.config import ConfigError, RollbackConfig, config_file, effective_config
 from runbook.errors import BadInputError
 from runbook.ids import IncidentIdError
 from runbook.model import RollbackReport
@@ -89,14 +89,12 @@ def refusing_bad_input(*also: type[Exception]):
 
 
 def config_path(path: Path | None, repo: Path | None) -> Path | None:
-    """--config, else the workspace's own rollback.toml, else None (the shipped one)."""
-    if path is None and repo is not None and (repo / "rollback.toml").exists():
-        return repo / "rollback.toml"
-    return path
+    """--config, else the workspace's own rollback.toml, else None (the shipped one): the flows' own rule."""
+    return config_file(path, repo)
 
 
 def config_for(path: Path | None, repo: Path | None) -> RollbackConfig:
-    return load_config(config_path(path, repo))
+    return effective_config(path, repo)
 
 
 def brief(lines: list[str], keep: int = 4) -> str:
