@@ -32,6 +32,8 @@ automation in deployments/automations.py notifies on the finished ones that need
 
 from __future__ import annotations
 
+import logging
+
 from typing import Any, Callable, Literal
 
 from prefect.client.orchestration import get_client
@@ -89,6 +91,18 @@ class Acknowledgement(RunInput):
 
 ACK_KEYSET = keyset_from_base_key(f"paused-{NEEDS_HUMAN_KEY}")
 ACKNOWLEDGED = "acknowledged"  # the tag of a needs-human run a person has closed
+
+
+class _QuietHook(logging.Filter):
+    """Prefect logs every hook it runs; pause_for_a_person runs on every completion and acts on needs-human
+    only, so "Running hook 'pause_for_a_person'" in a done run's log is noise (it logs itself when it pauses)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("'pause_for_a_person'" in text and text.startswith(("Running hook ", "Hook ")))
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_QuietHook())
 
 
 def pause_for_a_person(flow, flow_run, state: State) -> None:

@@ -65,7 +65,9 @@ def set_retry_lock(repo: Path, cfg: RollbackConfig, phase: str, incident: str, f
     lock = RetryLock(phase=key, incident=incident, locked_at=now, flow_run_id=flow_run_id,
                      until=now + timedelta(days=cfg.after.retry_lock_days))
     current = read_retry_lock(repo, cfg, key)
-    if current is not None and current.holds(now) and current.until >= lock.until:
+    if current is not None and current.incident == incident and not current.lifted_by:
+        return current  # the incident's lock counts from its first change: a rerun does not extend it
+    if current is not None and current.holds() and current.until >= lock.until:
         return current  # an earlier, longer lock stands
     _write(repo, cfg, lock)
     return lock

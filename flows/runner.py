@@ -264,11 +264,20 @@ class PhaseRun:
     def _lock_reintroduction(self, report: RollbackReport):
         """A.4: a phase rolled back is not reintroduced for a week; every trigger sees the lock."""
         from flows.retry_lock import set_retry_lock
+        from tasks.git_repo import first_change_of_incident, open_workspace
 
-        changed = any(s.name in CHANGES and s.status in ("done", "already-done") for s in report.steps)
-        if report.dry_run or not changed:
+        if report.dry_run:
             return None
-        lock = set_retry_lock(self.ctx.repo, self.cfg, self.phase, self.ctx.incident, self._run_id())
+        # Counted from the incident's first change of the target: done by this run (or by the receiver for it),
+        # or by an earlier run of the same incident (its commits on the remote) — never by a run that found the
+        # target rolled back by someone else, and a rerun never extends it.
+        done = [s.finished_at for s in report.steps if s.name in CHANGES and s.status == "done" and s.finished_at]
+        earlier = first_change_of_incident(open_workspace(self.ctx.repo), self.ctx) if any(
+            s.name in CHANGES and s.status == "already-done" for s in report.steps) else None
+        since = min([*done, *([earlier] if earlier else [])], default=None)
+        if since is None:
+            return None
+        lock = set_retry_lock(self.ctx.repo, self.cfg, self.phase, self.ctx.incident, self._run_id(), now=since)
         self.logger.info("A.4 retry lock: %s", lock.describe())
         return lock
 

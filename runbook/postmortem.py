@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 TO_FILL = "<!-- TO FILL -->"
 AGENDA = [  # the runbook's postmortem agenda (A.1)
@@ -145,30 +145,92 @@ STANDARD_ADR = """# ADR-NNNN: Title
 """
 
 
-def next_adr(existing: list[str], title: str) -> tuple[int, str]:
-    """The next number after the target's ADRs, zero-padded like them, and the file name."""
-    numbers = [(int(m.group(1)), len(m.group(1))) for name in existing if (m := ADR_NAME.match(name))]
+DATED_ADR = re.compile(r"^(\d{4}-\d{2}-\d{2})-[a-z0-9-]+\.md$")
+
+
+def adr_file_slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60]
+
+
+def next_adr(existing: list[str], title: str, day: str = "") -> tuple[int, str]:
+    """The next ADR's number and file name, named as the target names its ADRs: `NNNN-title.md` (zero-padded like
+    them) or, where most are dated, `YYYY-MM-DD-title.md` (numbered by count in the text)."""
+    dated = [name for name in existing if DATED_ADR.match(name)]
+    numbers = [(int(m.group(1)), len(m.group(1))) for name in existing
+               if not DATED_ADR.match(name) and (m := ADR_NAME.match(name))]
+    slug = adr_file_slug(title)
+    if len(dated) > len(numbers):
+        return len(dated) + 1, f"{day or datetime.now(timezone.utc).strftime('%Y-%m-%d')}-{slug}.md"
     width = max((w for _, w in numbers), default=4)
     number = max((n for n, _ in numbers), default=0) + 1
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60]
     return number, f"{number:0{width}d}-{slug}.md"
 
 
+PLACEHOLDER = re.compile(r"\[(?![ xX]\])[^\]\n]{2,}\](?!\()")  # [what to write]: neither a link nor a checkbox
+COMMENT = re.compile(r"<!--(?! TO FILL -->).*?-->", re.S)
+FILLED = {"context": ("context", "context and problem statement"), "decision": ("decision", "decision outcome"),
+          "consequences": ("consequences",)}
+
+
+def _title_line(line: str, number: int, title: str) -> str:
+    """The template's H1 in its own form: `# ADR-0007: …`, adr-tools' `# 7. …`, or `# …`."""
+    if "ADR-" in line:
+        return f"# ADR-{number:04d}: {title}"
+    if re.match(r"#\s*(NUMBER|N+|\d+)\.", line):
+        return f"# {number}. {title}"
+    return f"# {title}"
+
+
 def render_adr(template: str | None, number: int, title: str, day: str, context: str, postmortem_link: str) -> str:
-    text = template or STANDARD_ADR
-    width = 4
-    text = re.sub(r"ADR-N+", f"ADR-{number:0{width}d}", text, count=1)
-    text = re.sub(r"(# ADR-\d+: ).*", lambda m: m.group(1) + title, text, count=1)
-    text = text.replace("YYYY-MM-DD", day, 1)
-    text = re.sub(r"Status: .*", "Status: proposed", text, count=1)
-    sections = {
-        "## Context": f"{context}\n\nPostmortem: [{postmortem_link.rsplit('/', 1)[-1]}]({postmortem_link})",
-        "## Decision": f"The design correction and the improvement plan (A.5).\n\n{TO_FILL}",
-        "## Consequences": f"How the phase is reintroduced: behind the flag, off by default, with a canary (A.6).\n\n{TO_FILL}",
+    """The ADR from the target's template: its title, date and status set, the Context filled, Decision and
+    Consequences marked TO FILL — and none of the template's own placeholders ([…], prompts, comments) left in:
+    each becomes a TO FILL marker, so the reintroduction's gate (A.5) sees what is still to write."""
+    text = COMMENT.sub("", template or STANDARD_ADR)
+    text = re.sub(r"\[[^\]\n]*YYYY-MM-DD[^\]\n]*\]", day, text).replace("YYYY-MM-DD", day)
+    text = re.sub(r"\bDATE\b", day, text)
+    bodies = {
+        "context": f"{context}\n\nPostmortem: [{postmortem_link.rstrip('/').rsplit('/', 1)[-1]}]({postmortem_link})",
+        "decision": f"The design correction and the improvement plan (A.5).\n\n{TO_FILL}",
+        "consequences": f"How the phase is reintroduced: behind the flag, off by default, with a canary (A.6).\n\n{TO_FILL}",
     }
-    for heading, body in sections.items():
-        if heading in text:
-            text = text.replace(heading, f"{heading}\n\n{body}", 1)
+    lines = [line.rstrip() for line in text.splitlines()]
+    headings = {i: line.lstrip("#").strip().lower() for i, line in enumerate(lines) if line.startswith("##")}
+    where: dict[int, str] = {}  # heading line → the section this ADR fills there: the exact name, else a prefix
+    for key, names in FILLED.items():
+        at = next((i for i, h in headings.items() if h in names), None)
+        at = at if at is not None else next((i for i, h in headings.items() if h.startswith(key) and i not in where), None)
+        if at is not None:
+            where[at] = key
+    out: list[str] = []
+    titled, filled, section = False, set(), ""
+    for i, line in enumerate(lines):
+        if line.startswith("# ") and not titled:
+            out.append(_title_line(line, number, title))
+            titled = True
+            continue
+        if line.startswith("#"):
+            name = line.lstrip("#").strip().lower()
+            section = where.get(i, "")
+            out.append(line)
+            if section:
+                filled.add(section)
+                out += ["", bodies[section], ""]
+            elif name == "status":
+                section = "status"
+                out += ["", "proposed", ""]
+            continue
+        if section:  # the template's text in a section this ADR fills is instructions, not content
+            continue
+        if re.match(r"\s*[-*]?\s*Status:", line):
+            out.append(re.sub(r"Status:.*", "Status: proposed", line))
+        elif line.strip().endswith("?") and not line.lstrip().startswith(("-", "*", "|")):
+            out.append(TO_FILL)  # a prompt ("What is the change that we're proposing?")
         else:
-            text = text.rstrip() + f"\n\n{heading}\n\n{body}\n"
-    return text.rstrip() + "\n"
+            out.append(PLACEHOLDER.sub(TO_FILL, line))
+    if not titled:
+        out.insert(0, f"# ADR-{number:04d}: {title}")
+    text = "\n".join(out)
+    for key, body in bodies.items():
+        if key not in filled:
+            text = text.rstrip() + f"\n\n## {key.capitalize()}\n\n{body}\n"
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"

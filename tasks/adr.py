@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from git import GitCommandError
 
 from runbook.model import StepResult
-from runbook.postmortem import next_adr, render_adr
+from runbook.postmortem import DATED_ADR, adr_file_slug, next_adr, render_adr
 from tasks.context import StepContext
 from tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
 
@@ -33,19 +33,24 @@ def adr_stub(ctx: StepContext, title: str, context: str, link: str) -> tuple[str
     repo = open_workspace(ctx.repo)
     folder = ctx.cfg.after.adr_dir.strip("/")
     existing = adr_files(ctx)
-    number, name = next_adr(existing, adr_slug(ctx.phase, ctx.incident))
-    mine = next((n for n in existing if n.split("-", 1)[-1] == name.split("-", 1)[1]), None)  # a rerun's own ADR
-    if mine:
-        number, name = int(mine.split("-")[0]), mine
-    template = head_text(repo, f"{folder}/template.md")
     day = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    slug = adr_file_slug(adr_slug(ctx.phase, ctx.incident))
+    number, name = next_adr(existing, slug, day)
+    ordered = sorted(n for n in existing if n != "template.md")
+    mine = next((n for n in ordered if n.endswith(f"-{slug}.md") and re.match(r"\d", n)), None)  # a rerun's own ADR
+    if mine:
+        number, name = (int(mine.split("-")[0]) if not DATED_ADR.match(mine) else ordered.index(mine) + 1), mine
+    template = head_text(repo, f"{folder}/template.md")
     return f"{folder}/{name}", render_adr(template, number, title, day, context, link)
 
 
 def record_design_change(ctx: StepContext) -> StepResult:
     """P0.3: the prototype's design change as an ADR stub, committed and pushed once."""
     title = f"Phase {ctx.phase} rollback {ctx.incident}: design change"
-    rel, text = adr_stub(ctx, title, f"The phase {ctx.phase} prototype was archived ({ctx.incident}): {ctx.reason}",
+    tag = ctx.facts.get("archive_tag")  # what P0.1 did in this run (or found done): only then is it said
+    done = (f"The phase {ctx.phase} prototype was archived as {tag}" if tag else
+            f"The phase {ctx.phase} prototype was not archived by this rollback (P0.1 did not run)")
+    rel, text = adr_stub(ctx, title, f"{done} ({ctx.incident}): {ctx.reason}",
                          posixpath.relpath(ctx.cfg.after.postmortem_dir.strip("/"), ctx.cfg.after.adr_dir.strip("/")) + "/")
     result = publish_new_files(ctx, {rel: text}, f"ADR stub for the phase {ctx.phase} design change")
     return result.model_copy(update={"id": ctx.step_id, "name": "adr", "data": {"adr": rel}})

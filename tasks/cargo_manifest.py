@@ -314,19 +314,90 @@ class GateSite:
 
 
 def rust_sources(root: Path) -> list[Path]:
-    """Every .rs file of the workspace's members (build output and vendored trees left out)."""
+    """The .rs files that are part of the workspace's crates: each member's targets (lib, bins, benches, tests,
+    examples, build.rs) and the modules they declare (`mod x;`, `#[path]`), followed from file to file. A file no
+    `mod` reaches is not compiled, so a cfg gate in it gates nothing. A member whose targets cannot be found
+    falls back to every .rs file under it (build output and vendored trees left out)."""
     found: dict[Path, None] = {}
     for manifest in workspace_manifests(root):
-        for source in sorted(manifest.parent.rglob("*.rs")):
-            parts = source.relative_to(root).parts
-            if not any(p in ("target", ".git", "vendor") for p in parts):
-                found.setdefault(source, None)
+        member = manifest.parent
+        targets = _crate_targets(member, _read(manifest, root))
+        files = _module_tree(targets) if targets else [
+            source for source in sorted(member.rglob("*.rs"))
+            if not any(p in ("target", ".git", "vendor") for p in source.relative_to(root).parts)]
+        for source in files:
+            found.setdefault(source, None)
     return list(found)
 
 
-def find_gates(root: Path, flag: str) -> list[GateSite]:
+def stray_sources(root: Path) -> list[Path]:
+    """The .rs files under the members that no target or `mod` declaration reaches (not compiled)."""
+    compiled = set(rust_sources(root))
+    stray = []
+    for manifest in workspace_manifests(root):
+        for source in sorted(manifest.parent.rglob("*.rs")):
+            parts = source.relative_to(root).parts
+            if source not in compiled and not any(p in ("target", ".git", "vendor") for p in parts):
+                stray.append(source)
+    return stray
+
+
+def _crate_targets(member: Path, data: dict) -> list[Path]:
+    if not isinstance(data.get("package"), dict):
+        return []
+    paths = [member / "src" / "lib.rs", member / "src" / "main.rs", member / "build.rs"]
+    lib = data.get("lib")
+    if isinstance(lib, dict) and isinstance(lib.get("path"), str):
+        paths.append(member / lib["path"])
+    build = data["package"].get("build")
+    if isinstance(build, str):
+        paths.append(member / build)
+    for table in ("bin", "bench", "test", "example"):
+        for target in data.get(table, []) if isinstance(data.get(table), list) else []:
+            if isinstance(target, dict) and isinstance(target.get("path"), str):
+                paths.append(member / target["path"])
+    for folder in ("src/bin", "benches", "tests", "examples"):
+        for source in sorted((member / folder).glob("*.rs")) + sorted((member / folder).glob("*/main.rs")):
+            paths.append(source)
+    return [path for path in dict.fromkeys(paths) if path.is_file()]
+
+
+MOD_DECL = re.compile(r'^\s*(?:#\[path\s*=\s*"([^"]+)"\]\s*)?(?:pub(?:\([^)]*\))?\s+)?mod\s+(r#)?(\w+)\s*;')
+PATH_ATTR = re.compile(r'^\s*#\[path\s*=\s*"([^"]+)"\]\s*$')
+
+
+def _module_tree(roots: list[Path]) -> list[Path]:
+    """Every file reached from the crate roots through `mod name;` (name.rs or name/mod.rs, beside a mod.rs/lib.rs/
+    main.rs or in the folder named after the file) and `#[path = "…"]`."""
+    seen: dict[Path, None] = {}
+    todo = list(roots)
+    while todo:
+        source = todo.pop()
+        if source in seen:
+            continue
+        seen[source] = None
+        owner = source.name in ("mod.rs", "lib.rs", "main.rs") or source in roots
+        folder = source.parent if owner else source.parent / source.stem
+        pending_path = None
+        for line in source.read_text(errors="replace").splitlines():
+            attr = PATH_ATTR.match(line)
+            if attr:
+                pending_path = attr.group(1)
+                continue
+            decl = MOD_DECL.match(line)
+            if decl:
+                path = decl.group(1) or pending_path
+                name = decl.group(3)
+                candidates = [source.parent / path] if path else [folder / f"{name}.rs", folder / name / "mod.rs"]
+                todo += [c.resolve() if c.is_symlink() else c for c in candidates if c.is_file()]
+            if line.strip() and not line.strip().startswith("#["):
+                pending_path = None
+    return list(seen)
+
+
+def find_gates(root: Path, flag: str, sources: list[Path] | None = None) -> list[GateSite]:
     sites = []
-    for source in rust_sources(root):
+    for source in rust_sources(root) if sources is None else sources:
         lines = source.read_text(errors="replace").splitlines()
         for number, text in enumerate(lines, start=1):
             for match in CFG_RE.finditer(text):
@@ -345,9 +416,13 @@ def check_flag_gating(ctx: StepContext) -> StepResult:
     """P1.1b: the new path behind cfg(feature), the old one behind cfg(not(feature)) or ungated."""
     flag, old = ctx.cfg.flag, ctx.phase_cfg.old_path
     sites = find_gates(ctx.repo, flag)
+    stray = [f"not compiled (no target or `mod` reaches the file), so not counted: {site.show()}"
+             for site in find_gates(ctx.repo, flag, stray_sources(ctx.repo))]
     if not sites:
-        return _no_gates(ctx)
-    evidence = [s.show() for s in sites]
+        result = _no_gates(ctx)
+        result.evidence += stray
+        return result
+    evidence = [s.show() for s in sites] + stray
     unpaired = []
     for file in sorted({s.file for s in sites}):
         in_file = [s for s in sites if s.file == file]

@@ -69,7 +69,8 @@ def archive_branch(ctx: StepContext) -> StepResult:
     if tip is None:
         if remote_tag:
             return StepResult(id=ctx.step_id, name="archive", status="already-done",
-                              evidence=[f"{branch} is gone; {tag} keeps {remote_tag[:10]}"])
+                              evidence=[f"{branch} is gone; {tag} keeps {remote_tag[:10]}"],
+                              data={"archive_tag": tag, "archived": remote_tag})
         raise BadInputError(f"branch {branch} exists neither here nor on {remote}, and no {tag} tag: "
                             "check phases.0.branch in the config")
     if local_tip and remote_tip and local_tip != remote_tip:

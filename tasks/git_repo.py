@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import git
@@ -131,6 +132,18 @@ def rollback_commit_owner(repo: Repo, ctx: StepContext, sha: str) -> tuple[str, 
     if author != ctx.cfg.git.commit_author or len(incidents) != 1:
         return None
     return incidents[0], steps[0] if len(steps) == 1 else ""
+
+
+def first_change_of_incident(repo: Repo, ctx: StepContext) -> datetime | None:
+    """When this incident first changed the target: the commit time of its oldest commit on the remote's branch
+    (this tool's, with the incident's trailer) — None when it changed nothing there (A.4 counts from here)."""
+    try:
+        out = run_git(repo, "log", remote_ref(ctx), "--fixed-strings", f"--grep=Rollback-Incident: {ctx.incident}",
+                      "--format=%H %cI", "-n", "50")
+    except GitCommandError:
+        return None
+    mine = [line.split()[1] for line in out.splitlines() if line and is_rollback_commit(repo, ctx, line.split()[0])]
+    return datetime.fromisoformat(mine[-1]) if mine else None
 
 
 def is_rollback_commit(repo: Repo, ctx: StepContext, sha: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import config_variant, paged_config_text, pager_block, run_git
 
-from runbook.postmortem import TO_FILL, next_adr, unfilled_sections
+from runbook.postmortem import TO_FILL, next_adr, render_adr, unfilled_sections
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -52,6 +52,30 @@ def test_a4_the_rollback_locks_reintroduction_refused_on_day_6_allowed_on_day_8(
     status = json.loads(cli("lock", "status", "--repo", str(sample.repo), "--config", str(config), "--json").stdout)
     phase1 = next(lock for lock in status["locks"] if lock["phase"] == "1")
     assert phase1["holds"] and phase1["incident"] == "INC-after" and phase1["flow_run_id"] == report.flow_run_id
+
+
+def test_a4_the_lock_counts_from_the_incidents_first_change_a_rerun_keeps_it_and_a_run_that_changed_nothing_takes_none(
+        tmp_path, prefect_server, test_config):
+    from deployments.cli import run_phase_flow
+    from deployments.sample import create_sample_workspace
+    from flows.retry_lock import read_retry_lock
+    from runbook.config import load_config
+
+    sample, cfg = create_sample_workspace(tmp_path / "sample"), load_config(test_config)
+    skip = ["ci", "deploy", "monitor", "logs", "benchmarks"]
+    first = run_phase_flow("1", sample.repo, "throughput -12 %", "INC-lock", False, [], skip, "", test_config,
+                           triggered_by="test")
+    lock = read_retry_lock(sample.repo, cfg, "1")
+    flag = next(s for s in first.steps if s.name == "flag")
+    assert flag.status == "done" and lock.incident == "INC-lock"
+    assert abs((lock.locked_at - flag.finished_at).total_seconds()) < 1, "from the flag pushed off, not the run's end"
+    rerun = run_phase_flow("1", sample.repo, "rerun", "INC-lock", False, [], skip, "", test_config, triggered_by="test")
+    assert {s.status for s in rerun.steps if s.name in ("flag", "revert", "push")} == {"already-done"}
+    assert read_retry_lock(sample.repo, cfg, "1") == lock, "a rerun of the same incident does not extend it"
+    other = run_phase_flow("1", sample.repo, "same symptom, already rolled back", "INC-other", False, [], skip, "",
+                           test_config, triggered_by="test")
+    assert {s.status for s in other.steps if s.name in ("flag", "revert")} == {"already-done"}
+    assert read_retry_lock(sample.repo, cfg, "1") == lock, "a run that changed nothing takes no lock"
 
 
 def test_a4_lifting_early_needs_a_named_approver_and_a_reason_and_is_recorded(rolled_back, tmp_path):
@@ -131,9 +155,67 @@ def test_audit_lists_the_rollback_with_its_trigger_and_outcome(rolled_back):
     (["0001-flag.md", "0007-queue.md", "template.md"], 8, "0008-phase-1-rollback.md"),
     (["001-x.md", "012-y.md"], 13, "013-phase-1-rollback.md"),  # the target's own width
     ([], 1, "0001-phase-1-rollback.md"),
+    # a repository that dates its ADRs: the name follows it (numbered 3rd in the text), never "2027-…" as a number
+    (["2026-10-01-use-mailboxes.md", "2026-11-30-drop-x.md", "template.md"], 3, "2026-12-06-phase-1-rollback.md"),
 ])
 def test_adr_numbering_follows_the_existing_adrs(existing, number, name):
-    assert next_adr(existing, "Phase 1 rollback") == (number, name)
+    assert next_adr(existing, "Phase 1 rollback", "2026-12-06") == (number, name)
+
+
+MADR = """# [short title of solved problem and solution]
+
+* Status: [proposed | rejected | accepted | superseded by [ADR-0005](0005-example.md)] <!-- optional -->
+* Deciders: [list everyone involved in the decision] <!-- optional -->
+* Date: [YYYY-MM-DD when the decision was last updated] <!-- optional -->
+
+## Context and Problem Statement
+
+[Describe the context and problem statement, e.g., in free form using two to three sentences.]
+
+## Decision Drivers <!-- optional -->
+
+* [driver 1, e.g., a force, facing concern, …]
+
+## Decision Outcome
+
+Chosen option: "[option 1]", because [justification].
+"""
+
+NYGARD = """# NUMBER. TITLE
+
+Date: DATE
+
+## Status
+
+What is the status, such as proposed, accepted, rejected, deprecated, superseded, etc.?
+
+## Context
+
+What is the issue that we're seeing that is motivating this decision or change?
+
+## Decision
+
+What is the change that we're proposing and/or doing?
+
+## Consequences
+
+What becomes easier or more difficult to do because of this change?
+"""
+
+
+@pytest.mark.parametrize("template,title_line,status_line", [
+    (MADR, "# Phase 0 rollback INC-9: design change", "* Status: proposed"),
+    (NYGARD, "# 3. Phase 0 rollback INC-9: design change", "proposed")])
+def test_p0_3_an_adr_from_a_real_template_keeps_none_of_its_placeholders(template, title_line, status_line):
+    text = render_adr(template, 3, "Phase 0 rollback INC-9: design change", "2026-12-06", "why we rolled back",
+                      "../postmortem/")
+    assert text.splitlines()[0] == title_line
+    assert "2026-12-06" in text and "why we rolled back" in text and "proposed" in text
+    for left in ("[short title", "[list everyone", "YYYY-MM-DD", "NUMBER", "TITLE", "DATE", "[Describe", "?\n",
+                 "<!-- optional -->", "[option 1]", "[justification]"):
+        assert left not in text, left
+    assert text.count(TO_FILL) >= 2, "what the template asked for is marked for a person (and gates A.6)"
+    assert status_line in text.splitlines(), "the status is set, not the template's list or question"
 
 
 def test_a_filled_section_is_no_longer_reported():
@@ -152,6 +234,14 @@ def test_p0_3_a_rerun_finds_its_own_adr_even_when_the_incident_id_is_not_a_slug(
     assert again.status == "already-done" and again.data["adr"] == first.data["adr"]
     assert run_git(sample.origin, "ls-tree", "--name-only", "main:docs/adr").split() == [
         "0001-scheduler-refactor-behind-flag.md", "0002-phase-0-rollback-inc-7-a.md", "template.md"]
+    # P0.1 did not run here (no archive in the facts): the record does not say the prototype was archived
+    text = run_git(sample.origin, "show", f"main:{first.data['adr']}")
+    assert "prototype was not archived by this rollback (P0.1 did not run)" in text and "was archived as" not in text
+    archived = context(sample.repo, phase="0", step_id="P0.3", incident="INC-8")
+    archived.facts["archive_tag"] = "archive/poc"
+    second = record_design_change(archived)
+    assert "The phase 0 prototype was archived as archive/poc (INC-8)" in run_git(
+        sample.origin, "show", f"main:{second.data['adr']}")
 
 
 def test_a2_a_second_rollback_of_the_phase_the_same_day_gets_a_draft_of_its_own(rolled_back):

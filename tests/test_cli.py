@@ -215,3 +215,22 @@ def test_one_config_whatever_starts_the_run_the_repositorys_own_file(sample, tes
     own.unlink()
     shipped = as_json(cli("plan", "3", "--repo", str(sample.repo), "--only", "ci-file", "--json"))
     assert shipped["config"]["source"] == str(SHIPPED_CONFIG), "no file in the repository: the shipped one"
+
+
+@pytest.mark.prefect
+def test_run_names_its_flow_run_and_where_its_record_is_on_stdout(sample, test_config, prefect_server):
+    run = cli("run", "3", "--repo", str(sample.repo), "--reason", "record check", "--incident", "rec-1",
+              "--only", "ci-file", "--dry-run", "--config", str(test_config))
+    record = [line for line in run.stdout.splitlines() if line.startswith("record: flow run ")]
+    assert run.returncode == 0 and len(record) == 1, run.stdout + run.stderr
+    run_id = record[0].split()[3]
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    assert record[0].endswith(f"{ui}/runs/flow-run/{run_id}")
+    assert f"config: {test_config}" in run.stdout.splitlines()
+    assert not [line for line in run.stdout.splitlines() if line and not line.strip()], "no line of only spaces"
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
+    assert logs and not [m for m in logs if "pause_for_a_person" in m], "a done run's log has no hook noise"

@@ -114,3 +114,32 @@ def test_p1_1_another_uncommitted_manifest_edit_is_refused(sample):
     with pytest.raises(BadInputError, match="uncommitted changes in modules/actor-core/Cargo.toml"):
         disable_feature_flag(flag_ctx(sample))
     assert (path.read_text(), refs(sample.repo)) == before
+
+
+def test_p1_1b_a_gate_in_a_file_the_crate_never_declares_does_not_pass(tmp_path):
+    import subprocess
+
+    repo = tmp_path / "crate"
+    files = {
+        "Cargo.toml": '[package]\nname = "actor"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                      '[features]\ndefault = ["new-scheduler"]\nnew-scheduler = []\n',
+        "src/lib.rs": "pub mod scheduler;\n",
+        "src/scheduler.rs": "pub struct ReadyQueueScheduler;\npub type Scheduler = ReadyQueueScheduler;\n",
+        # left behind by a refactor: nothing declares `mod coordinator`, so cargo never compiles it
+        "src/coordinator.rs": '#[cfg(feature = "new-scheduler")]\npub type Scheduler = Coordinator;\n'
+                              '#[cfg(not(feature = "new-scheduler"))]\npub type Scheduler = ReadyQueueScheduler;\n',
+    }
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "crate"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    stray = check_flag_gating(context(repo, step_id="P1.1b"))
+    assert stray.status == "needs-human" and stray.data["sites"] == "0", stray.evidence
+    assert any(line.startswith("not compiled (no target or `mod` reaches the file), so not counted: "
+                               "src/coordinator.rs:1 cfg(feature)") for line in stray.evidence)
+    (repo / "src/lib.rs").write_text("pub mod scheduler;\nmod coordinator;\n")  # now the crate has it
+    counted = check_flag_gating(context(repo, step_id="P1.1b"))
+    assert counted.data["sites"] == "2" and counted.data["old_path"] == "pass", counted.evidence
+    assert not any(line.startswith("not compiled") for line in counted.evidence)

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from deployments.cli.common import (ConfigOpt, JsonOpt, NowOpt, PhasesOpt, RepoOpt, app, config_for, config_path, err,
-                                    out, print_report, quiet_prefect, refusing_bad_input, split, table_for)
+                                    out, print_report, quiet_prefect, refusing_bad_input, show, split, table_for)
 from runbook.config import config_parameter, normalize_phase
 from runbook.errors import BadInputError
 from runbook.ids import check_incident_id
@@ -116,7 +116,7 @@ def audit(
     for r in rows:
         table.add_row(r["started"][:19], r["run"], r["incident"], r["phase"], r["severity"], r["decided_by"],
                       r["trigger"], f"{r['seconds']:.1f}", r["outcome"])
-    out.print(table)
+    show(table)
 
 
 lock_app = typer.Typer(no_args_is_help=True, help="A.4: the one-week lock on reintroducing a rolled-back phase.")

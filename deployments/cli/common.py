@@ -107,6 +107,17 @@ def table_for(title: str) -> Table:
     return Table(title=title, show_lines=False, expand=False, box=box.MARKDOWN if PIPED else box.HEAVY_HEAD)
 
 
+def show(renderable) -> None:
+    """A table on stdout; piped, without the lines of only spaces that rich pads a markdown table with."""
+    if not PIPED:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines() if line.strip()))
+    sys.stdout.flush()
+
+
 def print_report(report: RollbackReport, title: str) -> None:
     table = table_for(title)
     for column in ("step", "name", "status", "seconds", "evidence"):
@@ -115,7 +126,7 @@ def print_report(report: RollbackReport, title: str) -> None:
         style = STATUS_STYLE.get(step.status, "")
         table.add_row(step.id, step.name, f"[{style}]{step.status}[/{style}]", f"{step.seconds:.1f}",
                       brief(step.evidence))
-    out.print(table)
+    show(table)
     if report.checklist:
         checks = table_for("Checklist")
         for column in ("item", "status", "evidence"):
@@ -123,8 +134,24 @@ def print_report(report: RollbackReport, title: str) -> None:
         for item in report.checklist:
             style = STATUS_STYLE.get(item.status, "")
             checks.add_row(escape(f"{item.id} {item.item}"), f"[{style}]{item.status}[/{style}]", brief(item.evidence, 3))
-        out.print(checks)
+        show(checks)
+    for line in record_lines(report):
+        out.print(escape(line), highlight=False)
     out.print(f"outcome: [bold]{report.outcome}[/bold] (exit {report.exit_code})")
+
+
+def record_lines(report: RollbackReport) -> list[str]:
+    """Where the run's record is, on stdout beside its outcome: the flow run, and the page that shows it (or the
+    database of the embedded server, which `prefect server start` shows later); the config it read."""
+    lines = [f"config: {report.config_source}"] if report.config_source and report.flow_run_id else []
+    if not report.flow_run_id:
+        return lines
+    from prefect.settings import PREFECT_HOME, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value()
+    where = (f"{ui.rstrip('/')}/runs/flow-run/{report.flow_run_id}" if ui else
+             f"in {PREFECT_HOME.value()}/prefect.db (the embedded server's; `prefect server start` shows it)")
+    return [*lines, f"record: flow run {report.flow_run_id} — {where}"]
 
 
 @contextmanager
