@@ -1,7 +1,7 @@
 """`actor-rollback demo`: the main job end to end on the embedded default.
 
 Creates the sample workspace, deploys its regressed head (new-scheduler on) as "production",
-shows the regression, rolls back Phase 1 with the real flow on Prefect's ephemeral server, and
+shows the regression, rolls back Phase 1 with the real flow on the local Prefect server, and
 shows the recovery. Everything runs on this machine; the service is stopped at the end.
 """
 

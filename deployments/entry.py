@@ -9,9 +9,12 @@ import sys
 def main() -> None:
     if sys.argv[1:2] == ["compare-benchmarks"]:
         from deployments.compare_cli import app
+
+        app()
     else:
-        from deployments.cli import app
-    app()
+        from deployments.cli import main as cli
+
+        cli()
 
 
 if __name__ == "__main__":

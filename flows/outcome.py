@@ -109,7 +109,8 @@ def pause_for_a_person(flow, flow_run, state: State) -> None:
     """on_completion hook: a run whose outcome is needs-human (its `outcome:` tag) rests Paused, its message
     saying what to do, with the acknowledgement form on its Resume button."""
     with get_client(sync_client=True) as client:
-        if "outcome:needs-human" not in client.read_flow_run(flow_run.id).tags:
+        tags = client.read_flow_run(flow_run.id).tags
+        if "outcome:needs-human" not in tags or "dry-run" in tags:  # a dry run is nobody's to-do: it stays Completed
             return
         Acknowledgement.save(ACK_KEYSET, flow_run_id=flow_run.id)  # the form's schema: Resume asks for it
         paused = Paused(message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None)

@@ -35,7 +35,8 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
-from tasks.host_lock import HostLock, TargetBusy, pid_alive, target_key
+from tasks.host_lock import HostLock, TargetBusy, target_key
+from tasks.pids import pid_alive
 from flows.outcome import has_ended
 from flows.variables import put_variable
 from runbook.config import RollbackConfig

@@ -8,7 +8,6 @@ with the network, bounded. One check per commit and plan, shared by the steps th
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import tarfile
@@ -23,11 +22,13 @@ TIMEOUT_SECONDS = 60
 
 @lru_cache(maxsize=16)
 def _resolves(repo: str, head: str) -> tuple[bool, str]:
-    archive = subprocess.run(["git", "archive", "--format=tar", head], cwd=repo, capture_output=True, check=True,
-                             timeout=TIMEOUT_SECONDS).stdout
-    with tempfile.TemporaryDirectory(prefix="actor-rollback-resolve-") as copy:
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+    with tempfile.TemporaryDirectory(prefix="actor-rollback-resolve-") as scratch:
+        archive, copy = Path(scratch) / "head.tar", str(Path(scratch) / "tree")  # on disk: a repository may be large
+        subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), head], cwd=repo, capture_output=True,
+                       check=True, timeout=TIMEOUT_SECONDS)
+        with tarfile.open(archive) as tar:
             tar.extractall(copy, filter="data")
+        archive.unlink()
         env = {**os.environ, "CARGO_NET_RETRY": "0", "CARGO_HTTP_TIMEOUT": "10", "CARGO_TARGET_DIR": f"{copy}/target"}
         tried = []
         for offline in (True, False):

@@ -48,16 +48,6 @@ def target_name(repo: Path, cfg: RollbackConfig) -> str:
     return url.lower()[-120:]
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class HostLock:
     """flock(2) on `<dir>/<target key>.lock`; the holder writes who it is into the file for those who wait."""
 

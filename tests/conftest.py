@@ -54,6 +54,13 @@ def session_env():
         yield patch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_local_server_unless_asked(session_env) -> None:
+    """A CLI started without PREFECT_API_URL uses Prefect's ephemeral server in the tests, as before: the local
+    server (deployments/local_server.py) outlives its command, so only its own tests start it — and stop it."""
+    session_env.setenv("ACTOR_ROLLBACK_LOCAL_SERVER", "off")
+
+
 @pytest.fixture(autouse=True)
 def own_state_dir(tmp_path, monkeypatch) -> None:
     """Each test (and the processes it starts) keeps its receiver spool in its own folder."""

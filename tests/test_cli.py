@@ -234,3 +234,16 @@ def test_run_names_its_flow_run_and_where_its_record_is_on_stdout(sample, test_c
     with get_client(sync_client=True) as client:
         logs = [log.message for log in client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))]
     assert logs and not [m for m in logs if "pause_for_a_person" in m], "a done run's log has no hook noise"
+
+
+@pytest.mark.prefect
+def test_a_dry_run_that_would_stop_for_a_person_exits_3_and_its_run_is_nobodys_to_do(sample, test_config, prefect_server):
+    from prefect.client.orchestration import get_client
+
+    run = cli("run", "0", "--repo", str(sample.repo), "--reason", "what would phase 0 do", "--incident", "dry-0",
+              "--dry-run", "--config", str(test_config), "--json")
+    report = as_json(run)
+    assert run.returncode == 3 and report["outcome"] == "needs-human", run.stderr  # P0.2/P0.4: a person's steps
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(report["flow_run_id"]).state
+    assert state.is_completed() and not state.is_paused(), "a dry run does not sit Paused on the on-call's list"

@@ -9,16 +9,28 @@ was done). With --json exactly one JSON object goes to stdout; logs go to stderr
 
 from __future__ import annotations
 
-from deployments.cli import after, incidents, rollback, service
+from deployments.cli import after, incidents, rollback, server, service
 from deployments.cli.common import app
 from deployments.cli.rollback import run_phase_flow
 from deployments.compare_cli import compare_benchmarks
 
-COMMAND_GROUPS = (rollback, incidents, after, service)  # importing each registers its commands on `app`
+COMMAND_GROUPS = (rollback, incidents, after, service, server)  # importing each registers its commands on `app`
 __all__ = ["app", "main", "run_phase_flow", "COMMAND_GROUPS"]
 
 app.command("compare-benchmarks")(compare_benchmarks)  # deployments/compare_cli.py: light enough to start fast
 
 
+# The commands that talk to Prefect: without PREFECT_API_URL they use the local server (deployments/local_server.py),
+# started on first use — `plan`, `init`, `compare-benchmarks` and `server` never start it.
+NEEDS_PREFECT = frozenset({"run", "triage", "approve", "ack", "postmortem", "reintroduce", "audit", "lock", "demo"})
+
+
 def main() -> None:
+    import sys
+
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+    if command in NEEDS_PREFECT and not {"--help", "-h"} & set(sys.argv):
+        from deployments.local_server import ensure
+
+        ensure(say=lambda line: print(line, file=sys.stderr, flush=True))
     app()

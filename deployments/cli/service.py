@@ -114,6 +114,12 @@ def demo(
     remote_log = run_git(open_workspace(sample.repo), "log", "--oneline", "-3", "origin/main")
     out.print(f"\nThe remote's main now:\n{escape(remote_log)}")
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
+    from deployments.local_server import read_state
+
+    local = read_state()
+    if local and local.get("url") == os.environ.get("PREFECT_API_URL"):
+        where = (f"the local Prefect server — its UI {local['url'].removesuffix('/api')} shows it until it stops "
+                 "(`actor-rollback server status`); the record stays in " + local["database"])
     out.print(f"\nAudit trail: flow run rollback-phase-1-{incident} ({report.flow_run_id}) on {where}; "
               f"artifacts rollback-phase-1-{incident}-checklist, -steps and -ttm (its time to mitigation).")
     raise typer.Exit(report.exit_code)  # one truth: the demo's exit is its rollback's outcome
