@@ -26,9 +26,10 @@ test: $(STAMP) system-packages
 
 # The edit loop: the domain, the config, the statistics and the parsers — no server, no cargo, no git remote.
 FAST_TESTS := tests/test_benchstats.py tests/test_config.py tests/test_severity.py tests/test_runbook_doc.py \
-	tests/test_ci_workflow_edit.py tests/test_corpus.py tests/test_compare_benchmarks.py
+	tests/test_ci_workflow_edit.py tests/test_corpus.py tests/test_compare_benchmarks.py \
+	tests/test_benchmark_instructions.py
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q $(FAST_TESTS)
+	$(VENV)/bin/pytest -q -m "not cargo" $(FAST_TESTS)
 
 bench: $(STAMP) system-packages
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done

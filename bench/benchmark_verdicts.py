@@ -10,6 +10,15 @@ Trials alternate between the two cases, so the machine's mood hits both alike. P
 the tallies, and the distribution of the time to a verdict (the whole step, build included).
 
     .venv/bin/python bench/benchmark_verdicts.py [--trials 20] [--quick-ms 500] [--budget-minutes 15]
+
+With `--mode instructions` (#27): the step by Callgrind's instruction counts, on a machine loaded by `--load N`
+busy processes (2: both cores) for the whole run. Cases: identical code; ±2.5 % of work per iteration (1025/975
+messages, 205/195 scheduling operations against 1000/200) → regression / improvement; and the edge, exactly +2 %
+(1020 messages, 204 operations), which a count decides exactly (within ±2 %). Each case works in a tree and a
+cargo target of its own, built once (its first trial, reported apart); then `--trials` trials each. Beside it, in
+the same run and under the same load, `--wall-trials` trials of the wall-clock step on identical and +2.5 %.
+
+    .venv/bin/python bench/benchmark_verdicts.py --mode instructions --load 2 [--trials 20] [--wall-trials 1]
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,10 +66,12 @@ def commit_work(repo: Path, ops: int, messages: int, message: str) -> str:
     if "const OPS" not in scheduler:
         assert LOOP in scheduler, "the sample's scheduler bench changed: update this script"
         scheduler = scheduler.replace(LOOP, OPS_LOOP).replace("fn scheduler_latency", "const OPS: usize = 20;\n\nfn scheduler_latency")
-    (repo / SCHEDULER_BENCH).write_text(scheduler.replace("const OPS: usize = 20;", f"const OPS: usize = {ops};"))
+    (repo / SCHEDULER_BENCH).write_text(re.sub(r"const OPS: usize = \d+;", f"const OPS: usize = {ops};", scheduler))
     mailbox = (repo / MAILBOX_BENCH).read_text()
-    assert "for i in 0..1000u64" in mailbox, "the sample's mailbox bench changed: update this script"
-    (repo / MAILBOX_BENCH).write_text(mailbox.replace("for i in 0..1000u64", f"for i in 0..{messages}u64"))
+    assert re.search(r"for i in 0\.\.\d+u64", mailbox), "the sample's mailbox bench changed: update this script"
+    mailbox = re.sub(r"for i in 0\.\.\d+u64", f"for i in 0..{messages}u64", mailbox)  # the work, and room for it
+    (repo / MAILBOX_BENCH).write_text(re.sub(r"Mailbox::with_capacity\(\d+\)", f"Mailbox::with_capacity({messages})",
+                                             mailbox))
     git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qam", message)
     return git(repo, "rev-parse", "HEAD")
 
@@ -78,10 +90,85 @@ def trial(repo: Path, cfg, case: str) -> dict:
     started = time.monotonic()
     result = verify_benchmarks(StepContext(repo=repo, cfg=cfg, phase="1", incident="bench", reason="bench",
                                            step_id="P1.C3"))
-    verdicts = {line.split(":")[0]: line.split(": ")[1].split()[0] for line in result.evidence[1:]}
-    rounds = int(result.evidence[0].split()[0])
+    verdicts = {m.group(1): m.group(2) for line in result.evidence[1:]
+                if (m := re.match(r"(\S+): (within-tolerance|regression|improvement|unverifiable|missing)\b", line))}
+    first = result.evidence[0].split()[0] if result.evidence else ""
+    rounds = int(first) if first.isdigit() else 1  # the instruction counts decide in one round
     return {"case": case, "status": result.status, "seconds": round(time.monotonic() - started, 1), "rounds": rounds,
             "verdicts": verdicts, "evidence": result.evidence}
+
+
+def busy(n: int) -> list[subprocess.Popen]:
+    """n processes spinning on a core each: the loaded machine of a CI host or a busy laptop."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def instruction_cases(args) -> list[dict]:
+    """Each case in a work tree and cargo target of its own (built by its first trial), then `trials` trials each."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        repo = create_sample_workspace(root / "sample").repo
+        git(repo, "checkout", "-q", "--detach", "HEAD~3")  # the Phase 4 merge: new-scheduler off by default
+        same = commit_work(repo, 200, 1000, "bench: the baseline's work")
+        heads = {"identical": same}
+        for case, ops, messages in (("+2.5 %", 205, 1025), ("-2.5 %", 195, 975), ("edge +2 %", 204, 1020)):
+            git(repo, "checkout", "-q", "--detach", same)
+            heads[case] = commit_work(repo, ops, messages, f"bench: {case}")
+        cfg = config(args.quick_ms, args.budget_minutes, same)
+        cfg = cfg.model_copy(update={"benchmarks": cfg.benchmarks.model_copy(update={
+            "mode": "instructions", "instruction_repeats": args.repeats})})
+        wall_cfg = config(args.quick_ms, args.wall_budget_minutes, same)
+        trees = {}
+        for case, head in heads.items():
+            tree = root / case.replace(" ", "_").replace("%", "pct").replace("+", "plus").replace("-", "minus")
+            git(repo, "worktree", "add", "-q", "--detach", str(tree), head)
+            trees[case] = tree
+        loaders = busy(args.load)
+        try:
+            counts = {"identical": args.trials, "+2.5 %": args.trials, "-2.5 %": args.trials,
+                      "edge +2 %": args.edge_trials}
+            for n in range(max(counts.values()) + 1):  # trial 0: each case's cold build
+                for case, tree in trees.items():
+                    if n > counts[case]:
+                        continue
+                    os.environ["CARGO_TARGET_DIR"] = str(root / f"target-{tree.name}")
+                    results.append({**trial(tree, cfg, case), "mode": "instructions", "cold": n == 0})
+                    r = results[-1]
+                    print(f"instructions trial {n}{' (cold build)' if n == 0 else ''} {case}: {r['status']} "
+                          f"{r['seconds']} s — " + ", ".join(f"{b} {v}" for b, v in r["verdicts"].items()), flush=True)
+            for n in range(args.wall_trials):
+                for case in ("identical", "+2.5 %"):
+                    os.environ["CARGO_TARGET_DIR"] = str(root / f"target-wall-{case[0]}")
+                    results.append({**trial(trees[case], wall_cfg, case), "mode": "wall", "cold": False})
+                    r = results[-1]
+                    print(f"wall trial {n + 1} {case}: {r['status']} after {r['rounds']} rounds, {r['seconds']} s — "
+                          + ", ".join(f"{b} {v}" for b, v in r["verdicts"].items()), flush=True)
+        finally:
+            for loader in loaders:
+                loader.kill()
+    return results
+
+
+def report_instructions(results: list[dict], args) -> None:
+    print(f"\nunder {args.load} busy process(es); {args.repeats} Callgrind runs per side per benchmark")
+    for mode in ("instructions", "wall"):
+        for case in ("identical", "+2.5 %", "-2.5 %", "edge +2 %"):
+            trials = [r for r in results if r["mode"] == mode and r["case"] == case and not r["cold"]]
+            if not trials:
+                continue
+            seconds = sorted(r["seconds"] for r in trials)
+            statuses = collections.Counter(r["status"] for r in trials)
+            print(f"{mode} {case}: step " + ", ".join(f"{s} {n}/{len(trials)}" for s, n in sorted(statuses.items()))
+                  + f"; time to verdict p50 {percentile(seconds, 50):.0f} s, max {seconds[-1]:.0f} s "
+                  f"({len({b for r in trials for b in r['verdicts']})} benchmarks)")
+            for bench in sorted({b for r in trials for b in r["verdicts"]}):
+                counts = collections.Counter(r["verdicts"].get(bench, "missing") for r in trials)
+                print(f"  {bench}: " + ", ".join(f"{v} {n}/{len(trials)}" for v, n in sorted(counts.items())))
+    cold = [r for r in results if r["cold"]]
+    if cold:
+        print("cold builds (first trial of each case, both trees): " + ", ".join(f"{r['case']} {r['seconds']} s"
+                                                                              for r in cold))
 
 
 def main() -> None:
@@ -90,7 +177,20 @@ def main() -> None:
     parser.add_argument("--quick-ms", type=int, default=500)
     parser.add_argument("--budget-minutes", type=float, default=15)
     parser.add_argument("--json", type=Path, help="write every trial here")
+    parser.add_argument("--mode", choices=("wall", "instructions"), default="wall")
+    parser.add_argument("--load", type=int, default=0, help="busy processes for the whole run (instructions mode)")
+    parser.add_argument("--repeats", type=int, default=3, help="benchmarks.instruction_repeats")
+    parser.add_argument("--edge-trials", type=int, default=5, help="trials of the exactly +2 % case")
+    parser.add_argument("--wall-trials", type=int, default=1, help="wall-clock trials beside, per case")
+    parser.add_argument("--wall-budget-minutes", type=float, default=3)
     args = parser.parse_args()
+    if args.mode == "instructions":
+        os.environ["PATH"] = f"{Path.home() / '.cargo' / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        results = instruction_cases(args)
+        report_instructions(results, args)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1) + "\n")
+        return
     os.environ["PATH"] = f"{Path.home() / '.cargo' / 'bin'}{os.pathsep}{os.environ['PATH']}"
     results = []
     with tempfile.TemporaryDirectory() as tmp:

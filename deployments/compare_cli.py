@@ -50,10 +50,27 @@ def severity_thresholds(config: Path | None) -> tuple[float, float]:
     return float(severity["medium_regression_pct"]), float(severity["high_regression_pct"])
 
 
+def instruction_counts(baseline: Path, current: Path, export: Path | None):
+    """(baseline, current) counts when both are instruction-count exports; None when neither is; bad input for a
+    mix (times cannot be compared with instruction counts)."""
+    from runbook.benchstats import BenchmarkInputError
+    from runbook.instructions import read_counts
+
+    base, cur = read_counts(baseline), read_counts(current)
+    if base is None and cur is None:
+        return None
+    if base is None or cur is None:
+        raise BenchmarkInputError("one side is an instruction-count export and the other is not: compare counts "
+                                  "with counts (the benchmark step's <incident>-baseline.json and -current.json)")
+    if export:
+        raise BenchmarkInputError("--export saves criterion's times; instruction counts are already an export")
+    return base, cur
+
+
 @app.command("compare-benchmarks")
 def compare_benchmarks(
-    baseline: Annotated[str, typer.Option("--baseline", help="A | Benchmark | Mean | Std Dev | table (.md), an export (.json/.csv), a criterion folder, or a saved baseline name")],
-    current: Annotated[Path, typer.Option("--current", help="criterion's output folder (target/criterion)")],
+    baseline: Annotated[str, typer.Option("--baseline", help="A | Benchmark | Mean | Std Dev | table (.md), an export (.json/.csv), a criterion folder, a saved baseline name, or the benchmark step's instruction-count export (<incident>-baseline.json)")],
+    current: Annotated[Path, typer.Option("--current", help="criterion's output folder (target/criterion), or an instruction-count export (<incident>-current.json)")],
     tolerance: Annotated[float, typer.Option("--tolerance", help="± percent that counts as back at baseline")] = 2.0,
     config: Annotated[Optional[Path], typer.Option("--config", help="rollback.toml for the severity thresholds (default: the shipped one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with every benchmark on stdout")] = False,
@@ -65,6 +82,7 @@ def compare_benchmarks(
 ) -> None:
     """Compare criterion results with a baseline: 0 within tolerance, 1 regression, 2 bad input, 3 unverifiable."""
     from runbook.benchstats import BenchmarkInputError, compare
+    from runbook.instructions import compare_counts
     from tasks.bench_files import chart, markdown_report, read_baseline, read_criterion, summary, write_export
 
     try:
@@ -73,9 +91,13 @@ def compare_benchmarks(
         if export and export.suffix not in (".csv", ".json"):
             raise BenchmarkInputError(f"--export {export}: name a .csv or .json file")
         medium, high = severity_thresholds(config)
-        base = read_baseline(baseline, current)
-        estimates = read_criterion(current, known=frozenset(base))
-        results = compare(base, estimates, tolerance, medium, high)
+        counted = instruction_counts(Path(baseline), current, export)
+        if counted is not None:  # two instruction-count exports of the benchmark step (benchmarks.mode)
+            results = compare_counts(*counted, tolerance, medium, high)
+        else:
+            base = read_baseline(baseline, current)
+            estimates = read_criterion(current, known=frozenset(base))
+            results = compare(base, estimates, tolerance, medium, high)
     except ValueError as exc:  # BenchmarkInputError, or ConfigError from --config: each names the problem
         raise bad_input(str(exc), as_json) from None
     verdicts = {r.verdict for r in results}

@@ -67,6 +67,7 @@ class Comparison:
     runs_needed: int | None = None  # repeated runs for the interval to fit inside ±tolerance
     side: str = ""  # for missing: "baseline" or "current"
     rounds: int | None = None  # paired rounds the verdict rests on (the sequential step)
+    why: str = ""  # for unverifiable: what kept it undecided, when it is not the sample size (instruction counts)
 
     def describe(self) -> str:
         if self.verdict == "missing":
@@ -76,7 +77,9 @@ class Comparison:
             text += f" ({self.severity})"
         if self.rounds:
             text += f" after {self.rounds} rounds"
-        if self.verdict == "unverifiable":
+        if self.verdict == "unverifiable" and self.why:
+            text += f"; {self.why}"
+        elif self.verdict == "unverifiable":
             if self.detectable_pct is not None:
                 text += f"; these data detect changes of ±{self.detectable_pct:.1f} % or more"
             text += f"; about {self.runs_needed or '?'} repeated runs would settle ±tolerance"

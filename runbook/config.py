@@ -188,6 +188,9 @@ class BenchmarksConfig(_Strict):
     budget_minutes: float = Field(default=15.0, gt=0, le=24 * 60)  # more rounds while undecided, up to this long
     criterion_args: list[str] = ["--noplot"]  # after `--` of each `cargo bench --bench NAME` command
     env: dict[str, str] = {}  # extra environment for the bench commands
+    mode: Literal["wall", "instructions"] = "wall"  # instructions: Callgrind counts (tasks/instructions.py)
+    instruction_repeats: int = Field(default=3, ge=2, le=20)
+    confirm_by_wall: bool = False  # instructions mode: a regression is confirmed by the wall-clock rounds
 
 
 def parse_duration(text: str) -> timedelta:

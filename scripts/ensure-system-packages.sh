@@ -11,6 +11,7 @@ declare -A need=(
   [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager
   [redis-server]=/usr/bin/redis-server   # the HA topology's messaging between Prefect servers (#19)
   [haproxy]=/usr/sbin/haproxy            # and the load balancer in front of its API servers
+  [valgrind]=/usr/bin/valgrind           # benchmarks.mode = "instructions": Callgrind counts (#27)
 )
 missing=()
 for package in "${!need[@]}"; do

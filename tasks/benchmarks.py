@@ -10,6 +10,8 @@ numbers come from criterion's files (tasks/bench_files.py reads them and the bas
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shlex
 import shutil
@@ -181,6 +183,11 @@ def _plan_benchmarks(ctx: StepContext) -> StepResult:
     b = ctx.cfg.benchmarks
     for command in b.commands:
         require_program(command, ctx.repo, "benchmarks.commands")
+    if b.mode == "instructions":
+        if not b.baseline_ref:
+            raise BadInputError("benchmarks.mode = 'instructions' needs benchmarks.baseline_ref (e.g. 'merge-parent')")
+        if shutil.which("valgrind") is None:
+            raise BadInputError("benchmarks.mode = 'instructions' needs Valgrind on PATH (Debian package valgrind)")
     if b.baseline_ref == "merge-parent":
         if "merge" not in ctx.facts:
             raise BadInputError("benchmarks.baseline_ref = 'merge-parent' needs the phase's merge, which find-merge "
@@ -200,6 +207,11 @@ def _plan_benchmarks(ctx: StepContext) -> StepResult:
         rows = read_baseline(str(ctx.repo / b.baseline))
         source = f"{b.baseline} ({len(rows)} benchmarks)"
     resolves = cargo_resolves(ctx.repo, "benchmarks.commands")
+    if b.mode == "instructions":
+        return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
+            *b.commands, resolves, f"by instruction counts under Callgrind, {b.instruction_repeats} runs per side; "
+            f"compare with {source} (±{b.tolerance_pct:g} %)" + (", a regression confirmed by the wall clock"
+                                                                  if b.confirm_by_wall else "")])
     return StepResult(id=ctx.step_id, name="benchmarks", status="planned", evidence=[
         *b.commands, resolves, f"at least {max(b.rounds, FIRST_LOOK)} rounds, more while undecided, at most "
         f"{b.budget_minutes:g} min; compare with {source} (±{b.tolerance_pct:g} %)"])
@@ -286,6 +298,8 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
     b = ctx.cfg.benchmarks
     if ctx.dry_run:
         return _plan_benchmarks(ctx)
+    if b.mode == "instructions":
+        return verify_by_instructions(ctx)
     started = time.monotonic()
     budget = b.budget_minutes * 60
     target_dir = ctx.cargo_target_dir()
@@ -355,3 +369,130 @@ def verify_benchmarks(ctx: StepContext) -> StepResult:
 
 SEQUENTIAL = ("each verdict is the sign test's interval of the median per-round change, alpha spent over the "
               "looks so that it holds at 95 % however many rounds were run")
+
+
+# ---------------------------------------------------------------- by instruction counts (benchmarks.mode)
+
+NOT_TIME = ("Instruction counts are not time: I/O, lock contention, cache misses and memory bandwidth change wall "
+            "time without changing the count (and the reverse); `benchmarks.confirm_by_wall` has a regression "
+            "confirmed by the wall-clock rounds.")
+
+
+def verify_by_instructions(ctx: StepContext) -> StepResult:
+    """P1.C3 / A.3 by Callgrind's instructions per iteration (tasks/instructions.py): the baseline ref and the current
+    tree built in the same run, each benchmark counted `instruction_repeats` times per side, one verdict each."""
+    from runbook.instructions import judge
+    from tasks.instructions import build_targets, count
+
+    b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
+    if not b.baseline_ref:
+        raise BadInputError("benchmarks.mode = 'instructions' compares two builds in the same run: set "
+                            "benchmarks.baseline_ref (e.g. 'merge-parent'); a file of times cannot be compared with "
+                            "instruction counts")
+    if shutil.which("valgrind") is None:
+        raise BadInputError("benchmarks.mode = 'instructions' needs Valgrind (Debian package valgrind) on PATH; "
+                            "install it or set benchmarks.mode = 'wall'")
+    started = time.monotonic()
+    target_dir = ctx.cargo_target_dir()
+    progress = StepProgress(ctx, "benchmarks", b.budget_minutes * 60, "by instruction counts under Callgrind")
+    with tempfile.TemporaryDirectory(prefix="actor-rollback-bench-") as scratch:
+        tree, sha = _baseline_tree(ctx, Path(scratch))
+        sides = {"baseline": (tree, baseline_target(ctx.repo, target_dir)), "current": (ctx.repo, target_dir)}
+        built = {}
+        for label, (where, directory) in sides.items():
+            progress.update(0, f"building the benches of the {label} tree (cargo bench --no-run)")
+            built[label] = build_targets(ctx, where, directory)
+        counts: dict[str, dict[str, list[float]]] = {"baseline": {}, "current": {}}
+        spreads: dict[str, list[float]] = {}
+        iterations: dict[str, int] = {}
+        for n in range(1, b.instruction_repeats + 1):
+            for label in (("baseline", "current") if n % 2 else ("current", "baseline")):  # interleaved
+                env = {**b.env, **({"CARGO_TARGET_DIR": sides[label][1]} if sides[label][1] else {})}
+                for target in built[label]:
+                    for id in target.ids:
+                        progress.update(min(time.monotonic() - started, b.budget_minutes * 60),
+                                        f"repeat {n} of {b.instruction_repeats}: {label} {id} under Callgrind")
+                        value, spread, iters = count(ctx, target, id, env)
+                        counts[label].setdefault(id, []).append(value)
+                        spreads.setdefault(id, []).append(spread)
+                        iterations[id] = max(iterations.get(id, 0), iters)
+    base, cur = counts["baseline"], counts["current"]
+    results = [judge(id, base[id], cur[id], spreads[id], b.tolerance_pct, sev.medium_regression_pct,
+                     sev.high_regression_pct) for id in sorted(set(base) & set(cur))]
+    results += [Comparison(id=id, verdict="missing", side="current") for id in sorted(set(base) - set(cur))]
+    results += [Comparison(id=id, verdict="missing", side="baseline") for id in sorted(set(cur) - set(base))]
+    results.sort(key=lambda r: r.id)
+    elapsed = time.monotonic() - started
+    source = f"{b.baseline_ref} ({sha[:10]}), built in the same run"
+    exported = export_counts(ctx, counts)
+    method = (f"Callgrind's instructions per iteration (criterion's doubling warm-up, the difference of the last two "
+              f"parts), {b.instruction_repeats} runs per side, interleaved; the band is the runs' and estimates' "
+              f"spread. {NOT_TIME}")
+    publish(ctx, results, markdown_report(results, b.tolerance_pct, source, f"{ctx.repo} (instruction counts)",
+                                          method=method) + "\n" + instruction_table(results, base, cur, iterations))
+    verdicts = {r.verdict for r in results}
+    progress.finish(", ".join(f"{sum(r.verdict == v for r in results)} {v}" for v in sorted(verdicts)) or "no benchmarks")
+    evidence = [f"decided by instruction counts (Callgrind): {b.instruction_repeats} run(s) per side of "
+                f"{sum(len(t.ids) for t in built['current'])} benchmark(s) in {elapsed:.0f} s; baseline: {source}; "
+                f"counts in {exported}", *(f"{r.describe()}" + _count_note(r.id, base, cur) for r in results), NOT_TIME]
+    data = {"measure": "instructions"}
+    if "regression" in verdicts and b.confirm_by_wall:
+        return _confirmed_by_wall(ctx, results, evidence, data)
+    if "regression" in verdicts:
+        worst = max(r.change_pct for r in results if r.verdict == "regression")
+        return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=evidence,
+                          data={**data, "benchmarks": "fail", "regression_pct": f"{worst:.2f}"})
+    if verdicts & {"unverifiable", "missing"} or not results:
+        return StepResult(id=ctx.step_id, name="benchmarks", status="needs-human", evidence=evidence,
+                          data={**data, "benchmarks": "unverified"})
+    return StepResult(id=ctx.step_id, name="benchmarks", status="done", evidence=evidence,
+                      data={**data, "benchmarks": "pass"})
+
+
+def _count_note(id: str, base: dict[str, list[float]], cur: dict[str, list[float]]) -> str:
+    if id not in base or id not in cur:
+        return ""
+    return f" — {median(base[id]):,.0f} → {median(cur[id]):,.0f} instructions per iteration"
+
+
+def instruction_table(results: list[Comparison], base: dict, cur: dict, iterations: dict[str, int]) -> str:
+    lines = ["", "| benchmark | baseline instr/iter | current instr/iter | change | band | verdict | warm-up iterations |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        if r.verdict == "missing":
+            continue
+        band = (r.high_pct - r.change_pct) if r.high_pct is not None else 0.0
+        lines.append(f"| {r.id} | {median(base[r.id]):,.1f} | {median(cur[r.id]):,.1f} | {r.change_pct:+.3f} % | "
+                     f"±{band:.3f} % | {r.verdict} | {iterations.get(r.id, 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def export_counts(ctx: StepContext, counts: dict[str, dict[str, list[float]]]) -> str:
+    """Both sides' counts as compare-benchmarks reads them (A.3): one JSON file per side beside the build."""
+    folder = Path(ctx.cargo_target_dir() or ctx.repo / "target") / "actor-rollback-instructions"
+    folder.mkdir(parents=True, exist_ok=True)
+    for label, by_id in counts.items():
+        (folder / f"{ctx.incident}-{label}.json").write_text(json.dumps(
+            {"measure": "instructions", "unit": "instructions per iteration", "benchmarks": by_id}, indent=1))
+    return str(folder)
+
+
+def _confirmed_by_wall(ctx: StepContext, results: list[Comparison], evidence: list[str], data: dict) -> StepResult:
+    """A regression by instruction count, measured again by the wall-clock rounds (only its commands): both agree →
+    failed; the clock says otherwise → a person decides, with both verdicts."""
+    regressed = {r.id for r in results if r.verdict == "regression"}
+    b = ctx.cfg.benchmarks
+    wall_cfg = ctx.cfg.model_copy(update={"benchmarks": b.model_copy(update={"mode": "wall"})})
+    wall = verify_benchmarks(dataclasses.replace(ctx, cfg=wall_cfg))
+    said = {line.split(":")[0]: line for line in wall.evidence[1:] if ":" in line}
+    confirmed = [id for id in sorted(regressed) if " regression " in said.get(id, "")]
+    lines = [*evidence, f"confirmed by the wall clock (benchmarks.confirm_by_wall): {wall.evidence[0]}",
+             *(said[id] for id in sorted(regressed) if id in said)]
+    if confirmed:
+        worst = max(r.change_pct for r in results if r.id in confirmed)
+        return StepResult(id=ctx.step_id, name="benchmarks", status="failed", failure="fault", evidence=lines,
+                          data={**data, "measure": "instructions+wall", "benchmarks": "fail",
+                                "regression_pct": f"{worst:.2f}"})
+    return StepResult(id=ctx.step_id, name="benchmarks", status="needs-human", evidence=[
+        *lines, f"the instruction count says regression for {', '.join(sorted(regressed))}; the wall clock did not "
+        "confirm it: a person decides"], data={**data, "measure": "instructions+wall", "benchmarks": "unverified"})
