@@ -186,10 +186,11 @@ def sample(tmp_path: Path, test_config) -> SampleWorkspace:
 
 @pytest.fixture
 def sample_in_production(sample: SampleWorkspace, production: dict[str, str]) -> SampleWorkspace:
-    """The sample deployed to the session's production: its service answers /metrics and writes its log, as a
-    service being rolled back does — what a plan's monitor and logs probes look at."""
-    deployed = subprocess.run(["./scripts/deploy.sh", "production", "--version=v0.4.0"], cwd=sample.repo,
-                              capture_output=True, text=True, timeout=60)
+    """The sample deployed to the session's production: its service answers /metrics and writes its log — what a
+    plan's monitor and logs probes look at. With the flag off (a healthy service): the session's later tests read
+    the same log, and a regressed one would fill it with error lines."""
+    deployed = subprocess.run(["./scripts/deploy.sh", "production", "--version=v0.4.0", "--new-scheduler=off"],
+                              cwd=sample.repo, capture_output=True, text=True, timeout=60)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     wait_http(production["metrics"])
     return sample

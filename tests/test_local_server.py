@@ -75,11 +75,17 @@ def test_an_unused_local_server_stops_itself_but_not_while_a_run_is_in_progress(
     started = local("server", "start", "--json", ACTOR_ROLLBACK_SERVER_IDLE_MINUTES="0.1")  # 6 s unused
     state = json.loads(started.stdout)
     assert started.returncode == 0 and state["running"] and state["idle_minutes"] == 0.1, started.stderr
-    run = local("run", "1", "--repo", str(sample.repo), "--reason", "slow deploy", "--incident", "local-busy",
-                "--only", "deploy", "--config", str(slow), "--json")  # 20 s of deploy: 3 idle periods
-    deploy = next(step for step in json.loads(run.stdout)["steps"] if step["name"] == "deploy")
-    assert deploy["status"] == "done", run.stderr
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), ACTOR_ROLLBACK_LOCAL_SERVER="on")
+    run = subprocess.Popen([CLI, "run", "1", "--repo", str(sample.repo), "--reason", "slow deploy", "--incident",
+                            "local-busy", "--only", "deploy", "--config", str(slow), "--json"], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    time.sleep(15)  # past two idle periods since the run's command last used the server, the deploy still going
+    assert run.poll() is None, "the run is still in progress"
     assert alive(state["keeper_pid"]), "a run in progress keeps the server"
+    out, err = run.communicate(timeout=120)
+    deploy = next(step for step in json.loads(out)["steps"] if step["name"] == "deploy")
+    assert deploy["status"] == "done", err
     deadline = time.monotonic() + 60
     while alive(state["keeper_pid"]) and time.monotonic() < deadline:
         time.sleep(0.5)
