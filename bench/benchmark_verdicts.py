@@ -132,14 +132,21 @@ def instruction_cases(args) -> list[dict]:
                 for case, tree in trees.items():
                     if n > counts[case]:
                         continue
-                    os.environ["CARGO_TARGET_DIR"] = str(root / f"target-{tree.name}")
+                    target = root / f"target-{tree.name}"
+                    first = root / f"target-{trees['identical'].name}"
+                    if n == 0 and case != "identical" and not target.exists():  # the dependencies are built once
+                        subprocess.run(["cp", "-a", str(first), str(target)], check=True)
+                        for side in (target, target / "actor-rollback-baseline"):  # the copy's own crates: rebuilt
+                            subprocess.run(["cargo", "clean", "--release", "-p", "actor-core", "-p", "actor-utils",
+                                            "--target-dir", str(side)], cwd=tree, check=True, capture_output=True)
+                    os.environ["CARGO_TARGET_DIR"] = str(target)
                     results.append({**trial(tree, cfg, case), "mode": "instructions", "cold": n == 0})
                     r = results[-1]
                     print(f"instructions trial {n}{' (cold build)' if n == 0 else ''} {case}: {r['status']} "
                           f"{r['seconds']} s — " + ", ".join(f"{b} {v}" for b, v in r["verdicts"].items()), flush=True)
             for n in range(args.wall_trials):
                 for case in ("identical", "+2.5 %"):
-                    os.environ["CARGO_TARGET_DIR"] = str(root / f"target-wall-{case[0]}")
+                    os.environ["CARGO_TARGET_DIR"] = str(root / f"target-{trees[case].name}")  # built: no cold build
                     results.append({**trial(trees[case], wall_cfg, case), "mode": "wall", "cold": False})
                     r = results[-1]
                     print(f"wall trial {n + 1} {case}: {r['status']} after {r['rounds']} rounds, {r['seconds']} s — "
