@@ -8,7 +8,7 @@ with the network, bounded. One check per commit and plan, shared by the steps th
 
 from __future__ import annotations
 
-import os
+import shlex
 import subprocess
 import tarfile
 import tempfile
@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from runbook.errors import BadInputError
+from tasks.commands import run_bounded
 
 TIMEOUT_SECONDS = 60
 
@@ -29,20 +30,20 @@ def _resolves(repo: str, head: str) -> tuple[bool, str]:
         with tarfile.open(archive) as tar:
             tar.extractall(copy, filter="data")
         archive.unlink()
-        env = {**os.environ, "CARGO_NET_RETRY": "0", "CARGO_HTTP_TIMEOUT": "10", "CARGO_TARGET_DIR": f"{copy}/target"}
+        env = {"CARGO_NET_RETRY": "0", "CARGO_HTTP_TIMEOUT": "10", "CARGO_TARGET_DIR": f"{copy}/target"}
         tried = []
         for offline in (True, False):
-            argv = ["cargo", "metadata", "--format-version", "1", *(["--offline"] if offline else [])]
-            try:
-                done = subprocess.run(argv, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
-                                      stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                tried.append(f"`{' '.join(argv)}` did not answer within {TIMEOUT_SECONDS} s")
-                continue
+            argv = ["cargo", "metadata", "--format-version", "1", "--quiet",
+                    *(["--offline"] if offline else [])]
+            # run_bounded: the tool's secrets kept out of cargo's environment, its whole tree ended at the timeout
+            done = run_bounded(shlex.join(argv), Path(copy), TIMEOUT_SECONDS, env=env)
             if done.returncode == 0:
                 how = "offline" if offline else "with the network (not offline: the run needs the registry)"
                 return True, f"cargo resolves the workspace {how}"
-            tried.append(f"`{' '.join(argv)}`: {cargo_error(done.stderr.replace(copy, repo))}")
+            if done.returncode is None:
+                tried.append(f"`{' '.join(argv)}` did not answer within {TIMEOUT_SECONDS} s")
+                continue
+            tried.append(f"`{' '.join(argv)}`: {cargo_error(chr(10).join(done.tail).replace(copy, repo))}")
         return False, "; ".join(tried)
 
 
