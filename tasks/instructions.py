@@ -43,8 +43,10 @@ class BenchTarget:
 
 
 def _bench_argv(command: str) -> list[str]:
+    from tasks.benchmarks import _cargo_bench
+
     argv = shlex.split(command)
-    if not (len(argv) > 2 and Path(argv[0]).name == "cargo" and argv[1] == "bench" and "--bench" in argv[2:]):
+    if not _cargo_bench(argv):
         raise BadInputError(f"benchmarks.mode = 'instructions' runs criterion targets by name: {command!r} is not "
                             "`cargo bench --bench NAME …`; fix benchmarks.commands or use mode = 'wall'")
     return argv[:argv.index("--")] if "--" in argv else argv
