@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from typing import Literal, Optional
 
 from prefect import flow
@@ -44,10 +45,22 @@ def rollback_flow(phase: str):
                 _emit_refused(phase, kwargs, state.message)  # told like every other outcome (the automation)
                 return state
 
-        return flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
+        made = flow(name=f"rollback-phase-{phase.lower()}", flow_run_name=_run_name, log_prints=True,
                     validate_parameters=True, persist_result=False, on_completion=[pause_for_a_person])(refusing_bad_input)
+        made.serialize_parameters = functools.partial(_json_parameters, made)
+        return made
 
     return decorate
+
+
+def _json_parameters(made, parameters: dict) -> dict:
+    """The run's parameters as the API stores them. They are JSON already (strings, booleans, lists, the approval's
+    dict), so they go as they are; Prefect's own encoder imports FastAPI for it (0.1–0.3 s of every CLI run).
+    Anything else takes Prefect's way."""
+    try:
+        return json.loads(json.dumps(parameters, allow_nan=False))
+    except (TypeError, ValueError):
+        return type(made).serialize_parameters(made, parameters)
 
 
 def _emit_refused(phase: str, parameters: dict, message: str) -> None:

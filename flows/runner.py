@@ -8,7 +8,6 @@ to a person with its exact commands, and the checklist is judged from the steps'
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -20,12 +19,13 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.outcome import add_tags, emit, emit_step, outcome_state, rollback_resource
+from flows.report_text import checklist_markdown, steps_table
+from flows.outcome import add_tags, emit, emit_step, is_drill, outcome_state, rollback_resource
 from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, effective_config, normalize_phase
 from runbook.errors import BadInputError
-from runbook.ids import IncidentIdError, check_incident_id
+from runbook.ids import IncidentIdError, check_incident_id, new_incident_id
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import NEEDS, StepSpec, select_steps
 from tasks.commands import end_commands_on_sigterm
@@ -43,10 +43,6 @@ CHANGES = ("flag", "revert", "reset", "archive")
 
 # Fault injection for the kill-and-rerun tests: "kill-before:<step name>" SIGKILLs this process.
 FAULT_INJECT = "ACTOR_ROLLBACK_FAULT_INJECT"
-
-
-def new_incident_id() -> str:
-    return "inc-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
 def default_incident_id() -> str:
@@ -266,7 +262,7 @@ class PhaseRun:
         from flows.retry_lock import set_retry_lock
         from tasks.git_repo import first_change_of_incident, open_workspace
 
-        if report.dry_run:
+        if report.dry_run or is_drill():  # a drill's sandbox is not the target: nothing to lock
             return None
         # Counted from the incident's first change of the target: done by this run (or by the receiver for it),
         # or by an earlier run of the same incident (its commits on the remote) — never by a run that found the
@@ -289,26 +285,14 @@ class PhaseRun:
 
     def _artifacts(self, report: RollbackReport) -> None:
         key = artifact_key("rollback-phase", report.phase, report.incident)
-        if not report.dry_run:
-            create_table_artifact(table=self.time_to_mitigation(), key=f"{key}-ttm",
+        mitigation = None if report.dry_run else self.time_to_mitigation()
+        if mitigation:
+            create_table_artifact(table=mitigation, key=f"{key}-ttm",
                                   description=f"Time to mitigation of {report.incident}: incident start → flag off "
                                               "pushed → deploy done")
-        lines = [f"# Phase {report.phase} rollback — {report.incident}", "",
-                 f"Outcome: **{report.outcome}**{' (dry run)' if report.dry_run else ''}", "",
-                 f"Reason: {report.reason}", "", f"Config: {report.config_source}", "", "## Checklist", ""]
-        for item in report.checklist:
-            lines.append(f"- **{item.status.upper()}** {item.id} {item.item}")
-            lines += [f"  - {e}" for e in item.evidence]
-        if not report.dry_run:
-            lines += ["", "## Time to mitigation", ""] + [f"- {m['milestone']}: {m['at']} (+{m['seconds']:.2f} s)"
-                                                         for m in self.time_to_mitigation()]
-        if self.retry_lock is not None:
-            lines += ["", "## After the rollback", "", f"- A.4 {self.retry_lock.describe()}"]
-        lines += ["", "## Links", ""] + [f"- {k}: {v}" for k, v in self.cfg.dashboards.model_dump().items() if v]
-        create_markdown_artifact(markdown="\n".join(lines), key=f"{key}-checklist",
+        after = [f"A.4 {self.retry_lock.describe()}"] if self.retry_lock is not None else None
+        create_markdown_artifact(markdown=checklist_markdown(report, self.cfg, mitigation, after),
+                                 key=f"{key}-checklist",
                                  description=f"Phase {report.phase} checklist for {report.incident}")
-        create_table_artifact(
-            table=[{"id": s.id, "step": s.name, "status": s.status, "seconds": round(s.seconds, 2),
-                    "evidence": " / ".join(s.evidence)[:2000], "data": json.dumps(s.data)} for s in report.steps],
-            key=f"{key}-steps", description=f"Phase {report.phase} steps for {report.incident}",
-        )
+        create_table_artifact(table=steps_table(report), key=f"{key}-steps",
+                              description=f"Phase {report.phase} steps for {report.incident}")

@@ -8,6 +8,7 @@ newline in it would forge trailers (`Runbook-Step: P4.3`) in every commit messag
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 MAX_LENGTH = 96
 ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -46,3 +47,8 @@ def derived_id(base: str, suffix: str) -> str:
     digest = hashlib.sha256(base.encode()).hexdigest()[:8]
     head = base[:MAX_LENGTH - len(suffix) - len(digest) - 1].rstrip("._-")
     return check_incident_id(f"{head}-{digest}{suffix}")
+
+
+def new_incident_id() -> str:
+    """For a run started without an incident id: named after when it started (UTC)."""
+    return "inc-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

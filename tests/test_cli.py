@@ -237,6 +237,44 @@ def test_run_names_its_flow_run_and_where_its_record_is_on_stdout(sample, test_c
 
 
 @pytest.mark.prefect
+def test_a_cli_dry_run_is_the_plan_recorded_as_the_phases_flow_run_with_the_steps_of_the_flows_own_dry_run(
+        sample, test_config, prefect_server):
+    """#26 §5: `run --dry-run` checks in the CLI's process (as `plan`) and records the phase's flow run without the
+    engine; from the UI the flow itself runs the dry run. Both must tell the same story, step by step."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+
+    from flows.outcome import run_flow
+    from flows.phases import PHASE_FLOWS
+    from runbook.model import RollbackReport
+
+    for phase in ("0", "1", "2A", "2B", "3", "4"):
+        run = cli("run", phase, "--repo", str(sample.repo), "--reason", "what would it do", "--incident",
+                  f"dry-rec-{phase}", "--dry-run", "--config", str(test_config), "--json")
+        report = as_json(run)
+        flow = run_flow(PHASE_FLOWS[phase], reason="what would it do", repo=str(sample.repo), incident_id=f"dry-ui-{phase}",
+                        dry_run=True, config=str(test_config))
+        shown = [(s["id"], s["name"], s["status"]) for s in report["steps"]
+                 if not s["name"].startswith("pre-") and not (phase == "4" and s["name"] == "reset")]
+        assert shown == [(s["id"], s["name"], s["status"]) for s in flow["steps"]], phase
+        outcome = RollbackReport.model_validate(flow).outcome
+        assert report["outcome"] == outcome and run.returncode == {"done": 0, "needs-human": 3}[outcome], phase
+        with get_client(sync_client=True) as client:
+            recorded = client.read_flow_run(report["flow_run_id"])
+            flow_name = client.read_flow(recorded.flow_id).name
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[recorded.id])))
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[recorded.id])))
+        assert flow_name == f"rollback-phase-{phase.lower()}" and recorded.name == f"{flow_name}-dry-rec-{phase}"
+        assert recorded.state.is_completed() and recorded.start_time and recorded.end_time, recorded.state
+        assert {"dry-run", f"outcome:{report['outcome']}", "severity:untriaged", f"phase:{phase}"} <= set(recorded.tags)
+        assert recorded.parameters["dry_run"] is True and recorded.parameters["reason"] == "what would it do"
+        assert len(logs) == len(report["steps"]) and logs[0].message.startswith(report["steps"][0]["id"])
+        assert {a.key for a in artifacts} == {f"rollback-phase-{phase.lower()}-dry-rec-{phase.lower()}-checklist",
+                                               f"rollback-phase-{phase.lower()}-dry-rec-{phase.lower()}-steps"}
+
+
+@pytest.mark.prefect
 def test_a_dry_run_that_would_stop_for_a_person_exits_3_and_its_run_is_nobodys_to_do(sample, test_config, prefect_server):
     from prefect.client.orchestration import get_client
 

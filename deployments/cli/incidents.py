@@ -145,7 +145,7 @@ def triage(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide an incident's severity by the runbook's matrix (S.x) and act on it (F.1–F.4)."""
-    from flows.runner import new_incident_id
+    from runbook.ids import new_incident_id
     from runbook.model import Incident, TriageReport
     from runbook.severity import decide
     from tasks.git_repo import open_workspace

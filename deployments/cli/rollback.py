@@ -128,7 +128,7 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a phase's rollback flow against the workspace."""
-    from flows.runner import new_incident_id
+    from runbook.ids import new_incident_id
     from tasks.git_repo import open_workspace
 
     key = normalize_phase(phase)
@@ -146,10 +146,18 @@ def run(
     cfg_file = config_path(config, repo)
     asks_reset = key == "4" and any(x in ("reset", "P4.3") for x in split(only)) and not dry_run
     terminal_approval = ask_last_resort_at_terminal(cfg) if asks_reset else None
-    with progress_shown(f"phase {key} rollback {incident} running…", as_json):
-        report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, split(only), split(skip), merge,
-                                cfg_file, triggered_by=f"cli:{os.environ.get('USER', 'unknown')}",
-                                terminal_approval=terminal_approval)
+    triggered_by = f"cli:{os.environ.get('USER', 'unknown')}"
+    if dry_run:  # the plan's checks here, recorded as the phase's flow run without the engine (flows/dry_record.py)
+        from flows.dry_record import recorded_dry_run
+
+        report = recorded_dry_run(cfg, key, repo.resolve(), reason, incident, split(only), split(skip), merge, {
+            "reason": reason, "repo": str(repo.resolve()), "incident_id": incident, "dry_run": True,
+            "only": split(only), "skip": split(skip), "merge": merge, "config": config_parameter(cfg_file),
+            "triggered_by": triggered_by})
+    else:
+        with progress_shown(f"phase {key} rollback {incident} running…", as_json):
+            report = run_phase_flow(key, repo.resolve(), reason, incident, dry_run, split(only), split(skip), merge,
+                                    cfg_file, triggered_by=triggered_by, terminal_approval=terminal_approval)
     if as_json:
         print(json.dumps(report.public()))
     else:

@@ -87,7 +87,7 @@ def demo(
     import tempfile
 
     from deployments.demo import deploy_regressed, prepare, stop_service, watch
-    from flows.runner import new_incident_id
+    from runbook.ids import new_incident_id
     from tasks.git_repo import open_workspace, run_git
 
     root = dir or Path(tempfile.mkdtemp(prefix="actor-rollback-demo-"))

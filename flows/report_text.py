@@ -1,0 +1,31 @@
+"""A rollback's record as people read it — the checklist page and the steps table — built once, for the
+artifacts of a flow run (flows/runner.py) and of a recorded dry run (flows/dry_record.py). No Prefect here."""
+
+from __future__ import annotations
+
+import json
+
+from runbook.config import RollbackConfig
+from runbook.model import RollbackReport
+
+
+def checklist_markdown(report: RollbackReport, cfg: RollbackConfig, mitigation: list[dict] | None = None,
+                       after: list[str] | None = None) -> str:
+    lines = [f"# Phase {report.phase} rollback — {report.incident}", "",
+             f"Outcome: **{report.outcome}**{' (dry run)' if report.dry_run else ''}", "",
+             f"Reason: {report.reason}", "", f"Config: {report.config_source}", "", "## Checklist", ""]
+    for item in report.checklist:
+        lines.append(f"- **{item.status.upper()}** {item.id} {item.item}")
+        lines += [f"  - {e}" for e in item.evidence]
+    if mitigation:
+        lines += ["", "## Time to mitigation", ""] + [f"- {m['milestone']}: {m['at']} (+{m['seconds']:.2f} s)"
+                                                     for m in mitigation]
+    if after:
+        lines += ["", "## After the rollback", "", *[f"- {line}" for line in after]]
+    lines += ["", "## Links", ""] + [f"- {k}: {v}" for k, v in cfg.dashboards.model_dump().items() if v]
+    return "\n".join(lines)
+
+
+def steps_table(report: RollbackReport) -> list[dict]:
+    return [{"id": s.id, "step": s.name, "status": s.status, "seconds": round(s.seconds, 2),
+             "evidence": " / ".join(s.evidence)[:2000], "data": json.dumps(s.data)} for s in report.steps]
