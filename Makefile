@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench serve system-packages clean
+.PHONY: demo drill test test-fast bench serve system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ system-packages:
 
 demo: $(STAMP) system-packages
 	$(VENV)/bin/actor-rollback demo
+
+# A rehearsal (#28) on a new sample workspace: the Phase 1 rollback on a sandbox copy, timed; nothing real touched.
+drill: $(STAMP) system-packages
+	@dir=$$(mktemp -d /tmp/actor-rollback-drill-XXXXXX) && \
+	$(VENV)/bin/python -c "import sys; from deployments.sample import create_sample_workspace as c; c(sys.argv[1])" $$dir && \
+	$(VENV)/bin/actor-rollback drill 1 --repo $$dir/actor-framework --skip benchmarks
 
 test: $(STAMP) system-packages
 	$(VENV)/bin/pytest

@@ -72,7 +72,8 @@ def outcome_automation(cfg: RollbackConfig, block_ids: list):
         trigger=EventTrigger(
             expect={"actor-rollback.rollback.finished"},
             match=ResourceSpecification({"prefect.resource.id": "actor-rollback.rollback.*",
-                                         "outcome": NOTIFIED_OUTCOMES, "dry-run": "false"}),
+                                         "outcome": NOTIFIED_OUTCOMES, "dry-run": "false",
+                                         "drill": "false"}),  # a drill tells the tech lead itself
             posture=Posture.Reactive,
             threshold=1,
             within=timedelta(0),

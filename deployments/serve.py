@@ -3,6 +3,7 @@
 - `rollback-phase-<P>/manual`: one manual-trigger deployment per phase (the Prefect UI's form);
 - `triage/alert`: what the alert receiver starts (and a form for a person to file an incident);
 - `verify/scheduled`: the scheduled verification (`verification.cron`);
+- `drill/weekly-<P>`: a rehearsal of each phase in `drill.phases` on `drill.cron` (no schedule until it is set);
 - the alert receiver (deployments/receiver.py) on `receiver.host:port`, when its token is set.
 
 Each `rollback-phase-<P>/manual` deployment shows its parameters as a form in the Prefect UI
@@ -74,6 +75,16 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
                         "a dry run shows the plan without changing anything.",
         ))
+    from flows.drill import drill
+    from flows.outcome import DRILL_TAG
+
+    for phase in cfg.drill.phases:  # drill/weekly-<P>: on [drill] cron, or no schedule (off) until one is set
+        deployments.append(drill.to_deployment(
+            name=f"{name}-weekly-{phase.lower()}" if name else f"weekly-{phase.lower()}", **how,
+            parameters={**common, "phase": phase, "triggered_by": "drill/weekly schedule"},
+            cron=cfg.drill.cron or None, tags=["actor-rollback", DRILL_TAG, f"phase:{phase}"],
+            description=f"Rehearse the phase {phase} rollback on a sandbox copy of the repository and its remote "
+                        "(nothing real is touched); a failed or over-budget drill tells the tech lead."))
     return deployments
 
 

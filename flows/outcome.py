@@ -110,8 +110,8 @@ def pause_for_a_person(flow, flow_run, state: State) -> None:
     saying what to do, with the acknowledgement form on its Resume button."""
     with get_client(sync_client=True) as client:
         tags = client.read_flow_run(flow_run.id).tags
-        if "outcome:needs-human" not in tags or "dry-run" in tags:  # a dry run is nobody's to-do: it stays Completed
-            return
+        if "outcome:needs-human" not in tags or "dry-run" in tags or DRILL_TAG in tags:
+            return  # a dry run or a drill is nobody's to-do: it stays Completed (the drill reports it)
         Acknowledgement.save(ACK_KEYSET, flow_run_id=flow_run.id)  # the form's schema: Resume asks for it
         paused = Paused(message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None)
         paused.state_details.run_input_keyset = ACK_KEYSET
@@ -193,11 +193,20 @@ def add_tags(*tags: str) -> None:
             client.update_flow_run(run_id, tags=sorted(current | set(tags)))
 
 
+DRILL_TAG = "drill"  # a rehearsal's runs (flows/drill.py): never a real rollback's record, never anybody's to-do
+
+
+def is_drill() -> bool:
+    """Whether the current run is part of a drill (started under the `drill` tag)."""
+    return DRILL_TAG in (flow_run.get_tags() or [])
+
+
 def rollback_resource(phase: str, incident: str, target: str, dry_run: bool, outcome: str = "") -> dict[str, str]:
     run_id = flow_run.get_id()
     resource = {"prefect.resource.id": f"{EVENT_PREFIX}.rollback.{run_id or incident}",
                 "prefect.resource.name": flow_run.get_name() or f"rollback-phase-{phase.lower()}-{incident}",
-                "phase": phase, "incident": incident, "target": target, "dry-run": str(dry_run).lower()}
+                "phase": phase, "incident": incident, "target": target, "dry-run": str(dry_run).lower(),
+                "drill": str(is_drill()).lower()}
     if outcome:
         resource["outcome"] = outcome
     return resource

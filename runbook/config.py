@@ -6,6 +6,7 @@ other than what the file says.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from datetime import timedelta
@@ -396,6 +397,36 @@ class AfterConfig(_Strict):
         return value
 
 
+# The runbook's budgets a drill is timed against, from the drill's start to the step's end: step 1 (flag off)
+# "immediately" — taken as 5 minutes for a machine —, step 2 (revert, push) within 1 hour, step 3 (deploy) within 2.
+RUNBOOK_BUDGETS = {"flag": 300.0, "push": 3600.0, "deploy": 7200.0}
+
+
+class DrillConfig(_Strict):
+    """Rehearsals (`actor-rollback drill`, drill/weekly): a phase's own flow on a sandbox copy of the repository
+    and its remote. Each table below is laid over the real one for a drill; an empty one means: the same as a
+    rollback (ci, benchmarks), or the step is skipped with its reason (deploy, monitoring, logs) — a drill never
+    deploys to production or judges production's metrics."""
+
+    cron: str = ""  # drill/weekly: e.g. "0 10 * * 1" (Mondays 10:00); "" = no schedule
+    phases: list[str] = ["1"]  # the phases drill/weekly rehearses
+    deploy: dict[str, Any] = {}  # e.g. { command = "./scripts/deploy.sh staging --version={version}" }
+    monitoring: dict[str, Any] = {}  # e.g. { metrics_url = "http://staging:9100/metrics", window_seconds = 60 }
+    logs: dict[str, Any] = {}  # e.g. { source = "file", file = "/var/log/staging.log" }
+    ci: dict[str, Any] = {}  # e.g. { check = "command", command = "cargo test --workspace" }
+    benchmarks: dict[str, Any] = {}  # e.g. { mode = "instructions" }
+    budgets: dict[str, float] = {}  # step name or ID -> seconds from the drill's start (over RUNBOOK_BUDGETS)
+    sandbox_dir: str = ""  # "" = $XDG_STATE_HOME/actor-rollback/drills
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [key for key, seconds in value.items() if not seconds > 0]
+        if bad:
+            raise ValueError(f"budgets {', '.join(bad)}: a budget is a number of seconds above 0")
+        return value
+
+
 class RollbackConfig(_Strict):
     flag: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_+.-]*$")
     main_branch: str = "main"
@@ -418,6 +449,7 @@ class RollbackConfig(_Strict):
     receiver: ReceiverConfig = ReceiverConfig()
     verification: VerificationConfig = VerificationConfig()
     reintroduce: ReintroduceConfig = ReintroduceConfig()
+    drill: DrillConfig = DrillConfig()
     source: str = Field(default="", exclude=True)
     # Every value the user's file sets that differs from the shipped default: (dotted key, value, default).
     non_defaults: list[tuple[str, str, str]] = Field(default=[], exclude=True)
@@ -443,7 +475,8 @@ class RollbackConfig(_Strict):
             raise ValueError(f"severity or runner.outcome_notify names unknown role {', '.join(notified + owners)}; "
                              f"the runbook's roles are {', '.join(ROLES)}")
         for where, phase in (("verification.phase", self.verification.phase),
-                             ("receiver.default_phase", self.receiver.default_phase)):
+                             ("receiver.default_phase", self.receiver.default_phase),
+                             *(("drill.phases", p) for p in self.drill.phases)):
             if phase and phase not in PHASES:
                 raise ValueError(f"{where} = {phase!r}: expected one of {', '.join(PHASES)}")
         return self
@@ -546,6 +579,36 @@ def config_file(path: Path | str | None, repo: Path | str | None) -> Path | None
 def effective_config(path: Path | str | None, repo: Path | str | None) -> RollbackConfig:
     """The config a run of this repository uses (see config_file), loaded and validated."""
     return load_config(config_file(path, repo))
+
+
+def config_data(path: Path | str | None, repo: Path | str | None) -> dict[str, Any]:
+    """The whole configuration a run of this repository validates, as data: the shipped file with the user's over it."""
+    defaults = _read_toml(SHIPPED_CONFIG)
+    found = config_file(path, repo)
+    return overlay(defaults, _read_toml(found)) if found else defaults
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """Configuration data as TOML (tables, strings, numbers, booleans, arrays: what a config holds), checked by
+    reading it back."""
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, (int, float)):
+            return repr(item)
+        if isinstance(item, str):
+            return json.dumps(item)  # a TOML basic string: JSON's escapes are TOML's
+        if isinstance(item, list):
+            return "[" + ", ".join(value(x) for x in item) + "]"
+        if isinstance(item, dict):
+            return "{" + ", ".join(f"{json.dumps(str(k))} = {value(x)}" for k, x in item.items()) + "}"
+        raise ConfigError(f"cannot write {type(item).__name__} {item!r} as TOML")
+
+    text = "".join(f"{json.dumps(key)} = {value(item)}\n" for key, item in data.items())
+    if tomllib.loads(text) != data:
+        raise ConfigError("the configuration does not survive being written as TOML (a control character in a "
+                          "string?); fix the value")
+    return text
 
 
 def load_config(path: Path | str | None = None) -> RollbackConfig:

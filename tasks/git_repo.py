@@ -297,9 +297,9 @@ def revert_merge(ctx: StepContext) -> StepResult:
         conflicts = run_git(repo, "diff", "--name-only", "--diff-filter=U").split()
         _abort_revert(repo, before)
         raise ConflictError(
-            f"git revert -m 1 {sha[:10]} conflicts in {', '.join(conflicts) or _stderr(exc)}; the work tree is "
-            "restored as it was. Resolve the conflict by hand (a later commit changed the same lines), "
-            "or roll back the later phase first"
+            f"git revert -m 1 {sha[:10]} conflicts in {', '.join(conflicts) or _stderr(exc)}"
+            f"{_changed_since(repo, sha, conflicts)}; the work tree is restored as it was. Resolve the conflict by "
+            "hand (a later commit changed the same lines), or roll back the later phase first"
         ) from None
     if not run_git(repo, "diff", "--cached", "--name-only"):
         _abort_revert(repo, before)
@@ -321,6 +321,16 @@ def revert_merge(ctx: StepContext) -> StepResult:
     return StepResult(id=ctx.step_id, name="revert", status="done",
                       evidence=[*evidence, f"git revert -m 1 {sha[:10]} → {revert_sha[:10]}", *files[-6:]],
                       data={"merge": sha, "revert": revert_sha})
+
+
+def _changed_since(repo: Repo, merge: str, files: list[str]) -> str:
+    """Which later commit last changed each conflicted file: what a person resolving it reads first."""
+    found = []
+    for path in files[:5]:
+        line = run_git(repo, "log", "-1", "--format=%h %ad %s", "--date=short", f"{merge}..HEAD", "--", path)
+        if line:
+            found.append(f"{path} last changed after the merge by commit {line}")
+    return f" ({'; '.join(found)})" if found else ""
 
 
 def _abort_revert(repo: Repo, before: str) -> None:

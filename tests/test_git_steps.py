@@ -85,11 +85,14 @@ def test_p1_2b_conflict_aborts_and_leaves_the_tree_exactly_as_before(sample):
     mod = "modules/actor-core/src/scheduler/mod.rs"
     text = (sample.repo / mod).read_text().replace("pub type ActiveScheduler = ReadyQueueCoordinator;",
                                                    "pub type ActiveScheduler = ReadyQueueCoordinator; // tuned")
-    commit_change(sample.repo, mod, text, "tune the coordinator selection", push=True)
+    later = commit_change(sample.repo, mod, text, "tune the coordinator selection", push=True)
     before = snapshot(sample)
     with pytest.raises(ConflictError) as error:
         revert_merge(context(sample.repo, facts={"merge": merge_of(sample)}))
     assert mod in str(error.value) and "restored" in str(error.value)
+    # which later commit changed those lines: what the person resolving it reads first
+    assert f"last changed after the merge by commit {later[:7]}" in str(error.value), str(error.value)
+    assert "tune the coordinator selection" in str(error.value)
     assert snapshot(sample) == before
     assert not (sample.repo / ".git/REVERT_HEAD").exists()
 
