@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 STAMP := $(VENV)/.installed
 
-.PHONY: demo drill test test-fast bench serve system-packages clean
+.PHONY: demo drill test test-fast lint bench serve system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,13 @@ drill: $(STAMP) system-packages
 test: $(STAMP) system-packages
 	$(VENV)/bin/pytest
 
-# The edit loop: the domain, the config, the statistics and the parsers — no server, no cargo, no git remote.
-FAST_TESTS := tests/test_benchstats.py tests/test_config.py tests/test_severity.py tests/test_runbook_doc.py \
-	tests/test_ci_workflow_edit.py tests/test_corpus.py tests/test_compare_benchmarks.py \
-	tests/test_benchmark_instructions.py
+# The edit loop: the domain, the config, the statistics and the parsers — no server, no cargo, no git remote
+# (the modules marked `pytestmark = pytest.mark.fast`).
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -m "not cargo" $(FAST_TESTS)
+	$(VENV)/bin/pytest -q -m "fast and not cargo"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check runbook tasks flows deployments tests bench
 
 bench: $(STAMP) system-packages
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done

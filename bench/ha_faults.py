@@ -141,7 +141,7 @@ def post_incident(t: Target, incident_id: str) -> None:
 
     body = {"id": incident_id, "phase": "1", "kind": "service-down", "source": "manual",
             "summary": f"actor system down on {t.name}", "evidence": ["ha bench"]}
-    for attempt in range(20):
+    for _attempt in range(20):
         try:
             r = httpx.post(f"http://127.0.0.1:{t.port}/incidents", json=body, timeout=5,
                            headers={"Authorization": f"Bearer {TOKEN}"})
@@ -315,7 +315,7 @@ def audit(outcome: Outcome, ts: list[Target], ids: list) -> None:
     runs = flow_runs(flow="triage")
     rollbacks = flow_runs("rollback-phase-1-INC-HA-")
     with get_client(sync_client=True) as client:
-        for t, incident in ids:
+        for _target, incident in ids:
             mine = [r for r in runs if r.name == f"triage-{incident}"]
             entry = outcome.incidents[incident]
             entry["triage_runs"] = len(mine)

@@ -71,7 +71,7 @@ def main() -> None:
     print("| path | trials | flag off committed | pushed | deploy done | whole rollback run | outcome |")
     print("|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str) -> str:
+        def med(key: str, runs=runs) -> str:
             values = [r["ttm"][key] for r in runs if key in r["ttm"]]
             return f"{statistics.median(values):.2f} s" if values else "—"
         whole = statistics.median(sum(s[3] for s in r["steps"]) for r in runs)

@@ -179,9 +179,9 @@ def webhook_trials(target: Target, receiver_port: int, trials: int, mode: str, s
                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}, timeout=10)
         assert answer.status_code == 202, answer.text
         incident = answer.json()["accepted"][0]
-        wait_for(lambda: target.push_count() > pushes, 120, "the flag-off push")
+        wait_for(lambda pushes=pushes: target.push_count() > pushes, 120, "the flag-off push")
         t_push = target.push_time(pushes + 1) - t0
-        wait_for(lambda: target.deploys() > deploys, 120, "the redeploy")
+        wait_for(lambda deploys=deploys: target.deploys() > deploys, 120, "the redeploy")
         t_deploy = time.time() - t0
         results.append({"pushed": t_push, "deployed": t_deploy, **stages(incident, t0)})
         got = results[-1]
@@ -240,15 +240,15 @@ def gauge_trials(target: Target, receiver_port: int, trials: int, where: Path) -
             resolved, pushes, deploys = health()["resolved"], target.push_count(), target.deploys()
             t0 = time.time()
             stop(exporter)  # the outage
-            wait_for(lambda: target.push_count() > pushes, 120, "the flag-off push (gauge)")
+            wait_for(lambda pushes=pushes: target.push_count() > pushes, 120, "the flag-off push (gauge)")
             t_push = target.push_time(pushes + 1) - t0
-            wait_for(lambda: target.deploys() > deploys, 120, "the redeploy (gauge)")
+            wait_for(lambda deploys=deploys: target.deploys() > deploys, 120, "the redeploy (gauge)")
             t_deploy = time.time() - t0
             results.append({"pushed": t_push, "deployed": t_deploy})
             print(f"  gauge trial {n + 1}: pushed {t_push:.2f} s, deployed {t_deploy:.2f} s", flush=True)
             # back up, and this alert resolved, before the next outage (which is then a new alert)
             exporter = subprocess.Popen([sys.executable, "-c", exporter_code, str(exporter_port)], start_new_session=True)
-            wait_for(lambda: health()["resolved"] > resolved, 90, "the resolved notification", step=0.2)
+            wait_for(lambda resolved=resolved: health()["resolved"] > resolved, 90, "the resolved notification", step=0.2)
     finally:
         stop(exporter)
         stop(prom)

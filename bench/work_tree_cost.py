@@ -54,11 +54,12 @@ def main() -> None:
     for files in args.files:
         with tempfile.TemporaryDirectory() as tmp:
             clone = clone_with(files, Path(tmp))
-            base = timed(lambda n: git(clone, "status", "--porcelain"), args.repeats)
+            base = timed(lambda n, clone=clone: git(clone, "status", "--porcelain"), args.repeats)
             trees = Path(tmp) / "trees"
-            add = timed(lambda n: git(clone, "worktree", "add", "-q", "-b", f"run-{n}", str(trees / f"t{n}"),
+            add = timed(lambda n, clone=clone, trees=trees: git(clone, "worktree", "add", "-q", "-b", f"run-{n}", str(trees / f"t{n}"),
                                       "origin/main"), args.repeats)
-            remove = timed(lambda n: git(clone, "worktree", "remove", "--force", str(trees / f"t{n}")), args.repeats)
+            remove = timed(lambda n, clone=clone, trees=trees: git(clone, "worktree", "remove", "--force", str(trees / f"t{n}")),
+                           args.repeats)
             print(f"| {files:,} | {base * 1000:.0f} ms | {add * 1000:.0f} ms | {remove * 1000:.0f} ms | "
                   f"{add / base:.1f} |")
 

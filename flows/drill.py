@@ -30,12 +30,12 @@ from prefect.runtime import flow_run
 
 from flows.outcome import DRILL_TAG, add_tags, bad_input_state, outcome_state, run_flow
 from flows.phases import PHASE_FLOWS
-from runbook.config import (RUNBOOK_BUDGETS, ConfigError, RollbackConfig, config_data, effective_config, load_config,
+from runbook.config import (RUNBOOK_BUDGETS, RollbackConfig, config_data, effective_config, load_config,
                             normalize_phase, overlay, toml_text)
 from runbook.errors import BadInputError
-from runbook.ids import IncidentIdError, check_incident_id
+from runbook.ids import check_incident_id
 from runbook.model import EXIT_CODES, RollbackReport, StepResult
-from runbook.phases import StepSelectionError, phase_steps
+from runbook.phases import phase_steps
 from tasks.context import artifact_key
 from tasks.host_lock import target_key, target_name
 from tasks.sandbox import Sandbox, drills_dir, fingerprint, make_sandbox, sweep_stale
@@ -198,7 +198,7 @@ def drill(phase: str, repo: str, config: str = "", incident_id: str = "", skip: 
         incident = check_incident_id(incident_id or new_drill_id(key))
         clone = Path(repo).resolve()
         before = fingerprint(clone, cfg)
-    except (BadInputError, ConfigError, IncidentIdError, StepSelectionError) as exc:
+    except BadInputError as exc:
         return bad_input_state(exc)
     logger = get_run_logger()
     target = target_name(clone, cfg)
@@ -222,7 +222,7 @@ def drill(phase: str, repo: str, config: str = "", incident_id: str = "", skip: 
     try:
         try:
             drill_file, skipped = drill_config(config, clone, cfg, key, sandbox)
-        except (BadInputError, ConfigError) as exc:
+        except BadInputError as exc:
             return bad_input_state(exc)
         logger.info("sandbox %s: the remote copied to %s; the phase %s flow runs in %s", sandbox.root,
                     sandbox.remote, key, sandbox.work)

@@ -16,10 +16,9 @@ from prefect.runtime import flow_run
 
 from flows.outcome import bad_input_state, pause_for_a_person
 from flows.runner import PhaseRun, default_incident_id
-from runbook.config import ConfigError
 from runbook.errors import BadInputError
 from runbook.ids import MAX_LENGTH
-from runbook.phases import StepSelectionError, step_choices
+from runbook.phases import step_choices
 
 
 def _run_name() -> str:
@@ -40,7 +39,7 @@ def rollback_flow(phase: str):
         def refusing_bad_input(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except (BadInputError, ConfigError, StepSelectionError) as exc:  # before anything changed
+            except BadInputError as exc:  # before anything changed (a config, a step name, an id: all this family)
                 state = bad_input_state(exc)
                 _emit_refused(phase, kwargs, state.message)  # told like every other outcome (the automation)
                 return state

@@ -29,7 +29,7 @@ from tasks.host_lock import TargetBusy
 from flows.target_lock import holding_target
 from runbook.config import effective_config, normalize_phase
 from runbook.errors import BadInputError, StepError
-from runbook.ids import IncidentIdError, check_incident_id, derived_id
+from runbook.ids import check_incident_id, derived_id
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import StepSpec
 from tasks.cargo_manifest import disable_feature_flag
@@ -58,10 +58,7 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
     """
     cfg = effective_config(config, repo)
     key = normalize_phase(phase)
-    try:
-        check_incident_id(incident_id)
-    except IncidentIdError as exc:
-        raise BadInputError(str(exc)) from None
+    check_incident_id(incident_id)
     ctx = StepContext(repo=Path(repo).resolve(), cfg=cfg, phase=key, incident=incident_id, reason=reason,
                       step_id="A.6")
     steps: list[StepResult] = []

@@ -25,7 +25,7 @@ from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
 from runbook.config import RollbackConfig, effective_config, normalize_phase
 from runbook.errors import BadInputError
-from runbook.ids import IncidentIdError, check_incident_id, new_incident_id
+from runbook.ids import check_incident_id, new_incident_id
 from runbook.model import RollbackReport, StepResult
 from runbook.phases import NEEDS, StepSpec, select_steps
 from tasks.commands import end_commands_on_sigterm
@@ -59,10 +59,8 @@ class PhaseRun:
         self.phase = normalize_phase(phase)
         self.cfg: RollbackConfig = effective_config(config, repo)
         self.selection = select_steps(self.phase, only, skip)
-        try:  # the UI form and the API reach here without the CLI's checks: refuse before anything changes
-            incident = check_incident_id(incident_id or default_incident_id())
-        except IncidentIdError as exc:
-            raise BadInputError(str(exc)) from None
+        # the UI form and the API reach here without the CLI's checks: refuse before anything changes
+        incident = check_incident_id(incident_id or default_incident_id())
         if not reason.strip():
             raise BadInputError("the reason is empty; say why the rollback is done (it goes into every commit)")
         self.ctx = StepContext(repo=Path(repo).resolve(), cfg=self.cfg, phase=self.phase,

@@ -13,7 +13,9 @@ class StepError(Exception):
 
 
 class BadInputError(StepError):
-    """Usage, configuration or repository state the operator must fix (dirty tree, ambiguity)."""
+    """Usage, configuration or repository state the operator must fix (dirty tree, ambiguity). The one family of
+    bad input: a config that does not validate, an unknown step, a malformed incident id or alert are subclasses,
+    so every entry (CLI, flow, receiver) catches this class alone and answers exit 2 / a Failed "bad input" run."""
 
     failure = "bad-input"
 

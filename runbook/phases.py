@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runbook.config import PhaseConfig, RollbackConfig, normalize_phase
+from runbook.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def phase_steps(phase: str) -> list[StepSpec]:
     return PHASE_STEPS[normalize_phase(phase)]
 
 
-class StepSelectionError(ValueError):
+class StepSelectionError(BadInputError, ValueError):
     pass
 
 

@@ -12,8 +12,10 @@ import base64
 import os
 import urllib.parse
 
+from runbook.errors import BadInputError
 
-class SecretError(ValueError):
+
+class SecretError(BadInputError, ValueError):
     """A secret's file is named but cannot be read; the message names the variable and the file."""
 
 

@@ -17,6 +17,8 @@ from runbook.config import SHIPPED_CONFIG, parse_config
 from runbook.errors import StepError
 from runbook.instructions import compare_counts, judge, parse_callgrind, per_iteration
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 RECORDED = Path(__file__).resolve().parent / "data" / "callgrind"
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 

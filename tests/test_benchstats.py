@@ -8,6 +8,8 @@ import pytest
 
 from runbook.benchstats import BenchmarkInputError, Estimate, compare, compare_one, duration_ns, parse_markdown_baseline
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 
 @pytest.mark.parametrize("text,ns", [("58.337 ns", 58.337), ("1.2 µs", 1200.0), ("1.2 us", 1200.0),
                                      ("3 ms", 3e6), ("0.5 s", 5e8), ("750 ps", 0.75)])

@@ -12,6 +12,8 @@ import yaml
 from runbook.errors import BadInputError
 from tasks.ci_workflow import changed_lines, plan_ci_edit
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 TARGET = "thumbv7em-none-eabihf"
 NOTE = "P3.3 (inc-9)"
 

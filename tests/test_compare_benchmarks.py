@@ -15,6 +15,8 @@ import pytest
 from runbook.benchstats import BenchmarkInputError
 from tasks.bench_files import read_baseline, read_criterion, write_export
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 SAMPLE = Path(__file__).resolve().parent / "data" / "criterion-0.3.6"
 

@@ -10,6 +10,8 @@ import pytest
 
 from runbook.config import PHASES, SHIPPED_CONFIG, ConfigError, load_config, normalize_phase, parse_config
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 
 def shipped() -> dict:
     return tomllib.loads(SHIPPED_CONFIG.read_text())
@@ -132,3 +134,19 @@ def test_the_per_address_cap_must_leave_slots_to_other_senders():
         parse_config(data, "x.toml")
     data["receiver"]["max_connections_per_client"] = 0  # behind a proxy: no cap
     assert parse_config(data, "x.toml").receiver.limit_concurrency == 100
+
+
+def test_bad_input_is_one_family_caught_in_one_place():
+    """#29 §3: a config that does not validate, an unknown step, a malformed incident id or alert, an unreadable
+    secret, a benchmark table that is not one: all BadInputError, which every entry catches alone."""
+    from deployments.cli.common import BAD_INPUT
+    from runbook.alerts import AlertError
+    from runbook.benchstats import BenchmarkInputError
+    from runbook.errors import BadInputError
+    from runbook.ids import IncidentIdError
+    from runbook.phases import StepSelectionError
+    from runbook.secrets import SecretError
+
+    for family in (ConfigError, StepSelectionError, IncidentIdError, AlertError, SecretError, BenchmarkInputError):
+        assert issubclass(family, BadInputError), family
+    assert BAD_INPUT == (BadInputError,)

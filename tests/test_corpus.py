@@ -21,6 +21,8 @@ from conftest import require
 from tasks.ci_workflow import bare_metal_targets, changed_lines, plan_ci_edit
 from tasks.cargo_manifest import remove_from_default
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 WORKFLOWS = sorted((CORPUS / "workflows").glob("*.yml"))
 MANIFESTS = sorted((CORPUS / "cargo").glob("*.toml"))

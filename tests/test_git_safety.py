@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from git import GitCommandError
 from helpers import commit_change, config, context, refs, run_git
 
 from runbook.errors import BadInputError
@@ -127,7 +128,7 @@ def test_a_failed_revert_commit_leaves_no_revert_head_and_no_staged_change(signi
     repo = signing_fails.repo
     merge = find_phase_merge(context(repo, step_id="P1.2a")).data["merge"]
     head = run_git(repo, "rev-parse", "HEAD")
-    with pytest.raises(Exception):
+    with pytest.raises(GitCommandError):  # the signing hook refused the commit
         revert_merge(context(repo, step_id="P1.2b", facts={"merge": merge}))
     assert run_git(repo, "status", "--porcelain") == "" and not (repo / ".git" / "REVERT_HEAD").exists()
     assert run_git(repo, "rev-parse", "HEAD") == head
@@ -135,7 +136,7 @@ def test_a_failed_revert_commit_leaves_no_revert_head_and_no_staged_change(signi
 
 def test_a_failed_issue_commit_removes_the_file_it_created_and_unstages_it(signing_fails):
     repo = signing_fails.repo
-    with pytest.raises(Exception):
+    with pytest.raises(GitCommandError):
         publish_new_files(context(repo, step_id="F.4"), {ISSUE: "# Issue\n"}, "register issue")
     assert not (repo / ISSUE).exists() and run_git(repo, "status", "--porcelain") == ""
 

@@ -89,7 +89,7 @@ def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_roll
         assert lock.incident == canary_id and lock.holds()  # another week
         assert not (tmp_path / "canary" / "service.pid").exists()
     finally:
-        for state, port in (("stable", stable), ("canary", canary)):
+        for state in ("stable", "canary"):
             subprocess.run(["./scripts/deploy.sh", "x", "--stop"], cwd=sample.repo, capture_output=True,
                            env={"PATH": "/usr/bin:/bin", "ACTOR_DEPLOY_STATE": str(tmp_path / state)})
     assert json.dumps(result)

@@ -109,7 +109,7 @@ def test_two_rollbacks_of_one_target_on_different_prefect_servers_never_overlap(
         assert time.monotonic() < deadline and alone.poll() is None, "the embedded run never took the host lock"
         time.sleep(0.1)
     served = start(sample.repo, "inc-server-b", "--config", str(config), "--skip", "ci,benchmarks")
-    (code_a, report_a, err_a), (code_b, report_b, err_b) = finish(alone), finish(served)
+    (_, report_a, err_a), (_, report_b, err_b) = finish(alone), finish(served)
     assert report_a and report_b, (err_a, err_b)
     assert lock.holder() == {}  # released: the file names no one
     times = [(line.split()[0], float(line.split()[1])) for line in deploys.read_text().splitlines()]

@@ -3,10 +3,13 @@ the fidelity table accounts for every one of its IDs."""
 
 from __future__ import annotations
 
+import pytest
 import re
 from pathlib import Path
 
 from runbook.phases import LAST_RESORT, PHASE_STEPS, PRECONDITIONS
+
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

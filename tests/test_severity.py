@@ -12,6 +12,8 @@ from runbook.errors import BadInputError
 from runbook.model import Incident
 from runbook.severity import decide
 
+pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
+
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=timezone.utc)
 POLICY = config().severity
 

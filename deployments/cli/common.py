@@ -19,12 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runbook.alerts import AlertError
-from runbook.config import ConfigError, RollbackConfig, config_file, effective_config
+from runbook.config import RollbackConfig, config_file, effective_config
 from runbook.errors import BadInputError
-from runbook.ids import IncidentIdError
 from runbook.model import RollbackReport
-from runbook.phases import StepSelectionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run the ActorScheduler rollback runbook as Prefect flows.")
@@ -64,7 +61,7 @@ def bad_input(message: str, as_json: bool = False) -> typer.Exit:
 
 # What a command refuses as bad input — exit 2, nothing changed — wherever it is raised: the one mapping of
 # errors to exit codes (a failed step is not an error here: it is a report with its own exit code).
-BAD_INPUT = (ConfigError, StepSelectionError, BadInputError, IncidentIdError, AlertError)
+BAD_INPUT = (BadInputError,)  # its family: ConfigError, StepSelectionError, IncidentIdError, AlertError, …
 
 
 def _said(exc: Exception) -> str:
