@@ -161,8 +161,14 @@ def _trend(key: str, current: dict) -> list[dict]:
         total = next((r for r in data if isinstance(r, dict) and r.get("step") == "(total)"), None)
         if total:
             rows.append({"at": artifact.created.isoformat(), "seconds": total.get("seconds"),
-                         "verdict": total.get("verdict")})
+                         "verdict": total.get("verdict"), "steps": step_seconds(data)})
     return rows + [current]
+
+
+def step_seconds(rows: list) -> dict[str, float]:
+    """How long each rehearsed step took (the ones that ran), by name."""
+    return {r["step"]: r["seconds"] for r in rows if isinstance(r, dict) and r.get("verdict") in ("ok", "over budget")
+            and isinstance(r.get("seconds"), (int, float))}
 
 
 def _weekly_chart(trend: list[dict]) -> str:
@@ -177,6 +183,25 @@ def _weekly_chart(trend: list[dict]) -> str:
     top = max(medians.values()) or 1.0
     return "\n".join(f"{week}  {'█' * max(1, round(30 * s / top)):30}  {s:7.1f} s  ({len(weeks[week])} drill(s))"
                      for week, s in medians.items())
+
+
+def _weekly_steps(trend: list[dict]) -> list[str]:
+    """Each step's median duration by week: which step got slower."""
+    weeks: dict[str, dict[str, list[float]]] = {}
+    names: list[str] = []
+    for row in trend:
+        at = datetime.fromisoformat(row["at"])
+        week = weeks.setdefault(f"{at.isocalendar().year}-W{at.isocalendar().week:02d}", {})
+        for name, seconds in (row.get("steps") or {}).items():
+            week.setdefault(name, []).append(seconds)
+            names += [name] if name not in names else []
+    if not names:
+        return []
+    lines = ["| week | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for week, steps in sorted(weeks.items())[-12:]:
+        cells = [f"{statistics.median(steps[n]):.1f} s" if n in steps else "" for n in names]
+        lines.append(f"| {week} | " + " | ".join(cells) + " |")
+    return lines
 
 
 @flow(name="drill", flow_run_name=_run_name, persist_result=False, log_prints=True)
@@ -250,7 +275,7 @@ def drill(phase: str, repo: str, config: str = "", incident_id: str = "", skip: 
                  f"{(started - started_drill).total_seconds():.1f} s and removed"})
     history_key = artifact_key("drill", key, target_key(clone, cfg))
     trend = _trend(history_key, {"at": ended.isoformat(), "seconds": round(total, 2),
-                                 "verdict": rows[-1]["verdict"]})
+                                 "verdict": rows[-1]["verdict"], "steps": step_seconds(rows)})
     result = {"phase": key, "incident": incident, "drill": True, "outcome": outcome,
               "exit_code": EXIT_CODES[outcome], "passed": not problems, "problems": problems, "steps": rows,
               "untouched": {"same": not changed, "before": before, "after": after, "changed": changed},
@@ -301,7 +326,8 @@ def _artifacts(result: dict, history_key: str, target: str) -> None:
               "refs, HEAD, index, status and the remote's refs: " + ("the same before and after" if same else
                                                                     "CHANGED: " + "; ".join(result["untouched"]["changed"])),
               "", "## Duration by week (median of the drills, whole phase run)", "", "```",
-              _weekly_chart(result["trend"]), "```"]
+              _weekly_chart(result["trend"]), "```", "", "Each step's median by week:", "",
+              *_weekly_steps(result["trend"])]
     create_markdown_artifact(markdown="\n".join(lines), key=artifact_key("drill-report", phase, incident),
                              description=f"Phase {phase} drill {incident}")
     create_table_artifact(table=result["steps"], key=history_key,

@@ -211,3 +211,19 @@ def test_a_drill_that_cannot_read_the_remote_fails_saying_so_and_leaves_nothing(
     assert run.returncode == 1 and not result["passed"], result  # not the operator's input: a drill that failed
     assert "could not make its sandbox" in result["problems"][0] and "moved.git" in result["problems"][0]
     assert not list(sandboxes.iterdir())
+
+
+def test_the_drill_trend_shows_the_whole_run_and_each_steps_median_by_week():
+    from flows.drill import _weekly_chart, _weekly_steps, step_seconds
+
+    rows = [{"step": "flag", "seconds": 0.4, "verdict": "ok"}, {"step": "ci", "seconds": 0.0, "verdict": "skipped"},
+            {"step": "push", "seconds": 9.0, "verdict": "over budget"}]
+    trend = [{"at": "2026-11-23T10:00:00+00:00", "seconds": 3.0, "steps": {"flag": 0.2, "push": 1.0}},
+             {"at": "2026-11-30T10:00:00+00:00", "seconds": 5.0, "steps": step_seconds(rows)},
+             {"at": "2026-12-06T10:00:00+00:00", "seconds": 7.0, "steps": {"flag": 0.6, "push": 3.0}}]
+    assert step_seconds(rows) == {"flag": 0.4, "push": 9.0}, "a skipped step took no time: not in the trend"
+    chart = _weekly_chart(trend).splitlines()
+    assert [line.split()[0] for line in chart] == ["2026-W48", "2026-W49"]
+    assert chart[0].endswith("3.0 s  (1 drill(s))") and chart[1].endswith("6.0 s  (2 drill(s))"), chart
+    assert _weekly_steps(trend) == ["| week | flag | push |", "|---|---|---|", "| 2026-W48 | 0.2 s | 1.0 s |",
+                                    "| 2026-W49 | 0.5 s | 6.0 s |"]
