@@ -21,14 +21,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from flows.plan import plan_phase
-from flows.report_text import checklist_markdown, steps_table
+from flows.report_text import checklist_markdown, run_tags, state_message, steps_table
 from runbook.config import RollbackConfig
 from runbook.model import RollbackReport
 from tasks.context import artifact_key
 from tasks.host_lock import target_name
-
-MESSAGE_LIMIT = 2000
-
 
 def recorded_dry_run(cfg: RollbackConfig, phase: str, repo: Path, reason: str, incident: str, only: list[str],
                      skip: list[str], merge: str, parameters: dict) -> RollbackReport:
@@ -43,12 +40,10 @@ def record(report: RollbackReport, cfg: RollbackConfig, repo: Path, parameters: 
     from prefect.states import Completed, Failed, Running
 
     outcome = report.outcome
-    message = report.summary()
-    message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
+    message = state_message(report.summary())
     # a dry run is nobody's to-do: needs-human stays Completed (its tag says it); would-fail is the operator's to fix
     final = Failed(message=message) if outcome in ("failed", "bad-input") else Completed(message=message)
-    tags = [f"phase:{report.phase}", f"incident:{report.incident}", "actor-rollback", "severity:untriaged",
-            f"target:{target_name(repo, cfg)}", "dry-run", f"outcome:{outcome}"]
+    tags = [*run_tags(report.phase, report.incident, "", target_name(repo, cfg), True), f"outcome:{outcome}"]
     flow = SimpleNamespace(name=f"rollback-phase-{report.phase.lower()}", version=None, retries=0,
                            retry_delay_seconds=0)  # what create_flow_run reads of a flow
     key = artifact_key("rollback-phase", report.phase, report.incident)

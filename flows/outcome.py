@@ -44,6 +44,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, Paused, State
 from pydantic import Field
 
+from flows.report_text import state_message
 from runbook.errors import BadInputError
 from runbook.model import EXIT_CODES, Outcome, StepResult
 from tasks.context import artifact_key
@@ -57,7 +58,6 @@ def pause_key(*parts: str) -> str:
     return artifact_key(*parts)  # the same alphabet as artifact keys
 STATE_NAMES: dict[str, str] = {"done": "Completed", "failed": "Failed", "bad-input": "Failed",
                                "needs-human": "Paused", "busy": "Cancelled"}
-MESSAGE_LIMIT = 2000  # a state message is for people scanning a list; the artifacts hold the rest
 EVENT_PREFIX = "actor-rollback"
 
 
@@ -71,7 +71,7 @@ class RunOutcome(Exception):
 
 def outcome_state(outcome: Outcome, message: str, data: Any) -> State:
     """The final state a flow returns for its outcome; `data` is what the CLI and a parent flow read back."""
-    message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
+    message = state_message(message)
     if outcome in ("failed", "bad-input"):
         return Failed(message=message, data=RunOutcome(message, data))
     if outcome == "busy":
@@ -130,8 +130,7 @@ def close_acknowledged(client, run) -> State | None:
     before = next((s.message for s in reversed(client.read_flow_run_states(run.id))
                    if s.is_paused() and s.state_details.pause_key == NEEDS_HUMAN_KEY), "") or ""
     record = f"ACKNOWLEDGED by {ack.person} ({ack.result}): {ack.did}"
-    message = f"{record} — was: {before}"
-    message = message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT - 1] + "…"
+    message = state_message(f"{record} — was: {before}")
     from datetime import datetime, timezone
 
     from prefect.client.schemas.actions import LogCreate

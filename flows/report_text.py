@@ -9,6 +9,19 @@ from runbook.config import RollbackConfig
 from runbook.model import RollbackReport
 
 
+MESSAGE_LIMIT = 2000  # a state message is for people scanning a list; the artifacts hold the rest
+
+
+def state_message(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 1] + "…"
+
+
+def run_tags(phase: str, incident: str, severity: str, target: str, dry_run: bool) -> list[str]:
+    """Phase, incident, severity and target as tags, however the run was started (CLI, UI, alert, a dry run)."""
+    return [f"phase:{phase}", f"incident:{incident}", "actor-rollback", f"severity:{severity or 'untriaged'}",
+            f"target:{target}", *(["dry-run"] if dry_run else [])]
+
+
 def checklist_markdown(report: RollbackReport, cfg: RollbackConfig, mitigation: list[dict] | None = None,
                        after: list[str] | None = None) -> str:
     lines = [f"# Phase {report.phase} rollback — {report.incident}", "",

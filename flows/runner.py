@@ -19,7 +19,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.report_text import checklist_markdown, steps_table
+from flows.report_text import checklist_markdown, run_tags, steps_table
 from flows.outcome import add_tags, emit, emit_step, is_drill, outcome_state, rollback_resource
 from flows.target_lock import one_rollback_per_target
 from runbook.checklist import judge_checklist
@@ -119,8 +119,7 @@ class PhaseRun:
         """Phase, incident, severity and target as tags, however the run was started (CLI, UI, alert)."""
         self.target = target_name(self.ctx.repo, self.cfg)
         self.resource = rollback_resource(self.phase, self.ctx.incident, self.target, self.ctx.dry_run)
-        add_tags(f"phase:{self.phase}", f"incident:{self.ctx.incident}", "actor-rollback",
-                 f"severity:{self.severity or 'untriaged'}", f"target:{self.target}", *(["dry-run"] if self.ctx.dry_run else []))
+        add_tags(*run_tags(self.phase, self.ctx.incident, self.severity, self.target, self.ctx.dry_run))
 
     # ------------------------------------------------------------ steps
 

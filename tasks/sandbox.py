@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from runbook.config import RollbackConfig
 from runbook.errors import BadInputError
+from tasks.commands import run_bounded
 from tasks.pids import pid_alive
+from tasks.supervise import start_ticks
 
 OWNER = "owner.json"
 GIT_TIMEOUT = 600
@@ -43,21 +46,13 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _start_time(pid: int) -> str:
-    """The process's start (clock ticks since boot): a pid reused by another process has another one."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
 def _owner_alive(folder: Path) -> bool:
     try:
         owner = json.loads((folder / OWNER).read_text())
     except (OSError, ValueError):
         return False
     pid = int(owner.get("pid", 0))
-    return pid_alive(pid) and _start_time(pid) == owner.get("started", "")
+    return pid_alive(pid) and start_ticks(pid) == owner.get("started")  # a reused pid has another start
 
 
 @dataclass(frozen=True)
@@ -97,20 +92,31 @@ def make_sandbox(repo: Path, cfg: RollbackConfig, name: str) -> Sandbox:
         raise BadInputError(f"a sandbox {root} exists already: another drill with the id {name} is running; "
                             "give this one another --incident")
     root.mkdir(parents=True)
-    (root / OWNER).write_text(json.dumps({"pid": os.getpid(), "started": _start_time(os.getpid())}))
+    (root / OWNER).write_text(json.dumps({"pid": os.getpid(), "started": start_ticks(os.getpid())}))
     sandbox = Sandbox(root, root / "remote.git", root / "work")
     try:
         reference = _git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo).strip()
-        _git("clone", "--quiet", "--bare", "--no-tags", f"--reference-if-able={reference}", remote_url(repo, cfg),
-             str(sandbox.remote))
-        _git("clone", "--quiet", "--no-tags", f"--reference-if-able={reference}", "--origin", cfg.remote,
-             "--branch", cfg.main_branch, str(sandbox.remote), str(sandbox.work))
+        # every branch and tag of the remote (a baseline tag, the Phase 0 branch), read once
+        _clone(root, "--bare", f"--reference-if-able={reference}", remote_url(repo, cfg), str(sandbox.remote))
+        _clone(root, f"--reference-if-able={reference}", "--origin", cfg.remote, "--branch", cfg.main_branch,
+               str(sandbox.remote), str(sandbox.work))
         _git("config", "user.name", "actor-rollback drill", cwd=sandbox.work)
         _git("config", "user.email", "actor-rollback@localhost", cwd=sandbox.work)
     except BaseException:
         sandbox.remove()
         raise
     return sandbox
+
+
+def _clone(where: Path, *args: str) -> None:
+    """`git clone` run bounded: ended with its whole tree at the timeout or when the drill dies. It reads the remote
+    a rollback pushes to, so GITHUB_TOKEN (which a credential helper may read for it) stays; no other secret does."""
+    token = {"GITHUB_TOKEN": os.environ["GITHUB_TOKEN"]} if os.environ.get("GITHUB_TOKEN") else {}
+    done = run_bounded(shlex.join(["git", "clone", "--quiet", *args]), where, GIT_TIMEOUT,
+                       env={"GIT_TERMINAL_PROMPT": "0", **token})
+    if done.returncode != 0:
+        said = " | ".join(done.tail[-3:]) or ("timed out" if done.returncode is None else f"exit {done.returncode}")
+        raise BadInputError(f"git clone {args[-2]} failed: {said}")
 
 
 def fingerprint(repo: Path, cfg: RollbackConfig) -> dict[str, str]:
