@@ -52,7 +52,9 @@ def alive(marker: str) -> list[int]:
 
 
 def sleeper(marker: str) -> str:
-    return f"python3 -c 'import time; time.sleep(600)' {marker}"
+    """A long sleeper named by `marker`, started by absolute path: a `python3` on PATH may be a shim (pyenv's is a
+    shell script) whose own short-lived processes carry the same arguments and would be counted."""
+    return f"{sys.executable} -c 'import time; time.sleep(600)' {marker}"
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_a_sigkilled_runner_takes_its_commands_along(tmp_path, marker):
                                f"run_bounded({command!r}, Path({str(tmp_path)!r}), 600)"],
                               cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 20
-    while len(alive(marker)) < 2 and time.monotonic() < deadline:
+    while len(alive(marker)) != 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(alive(marker)) == 2
     runner.kill()
