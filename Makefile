@@ -24,7 +24,7 @@ demo: $(STAMP) system-packages
 # A rehearsal (#28) on a new sample workspace: the Phase 1 rollback on a sandbox copy, timed; nothing real touched.
 drill: $(STAMP) system-packages
 	@dir=$$(mktemp -d /tmp/actor-rollback-drill-XXXXXX) && \
-	$(VENV)/bin/python -c "import sys; from deployments.sample import create_sample_workspace as c; c(sys.argv[1])" $$dir && \
+	$(VENV)/bin/python -c "import sys; from actor_rollback.deployments.sample import create_sample_workspace as c; c(sys.argv[1])" $$dir && \
 	$(VENV)/bin/actor-rollback drill 1 --repo $$dir/actor-framework --skip benchmarks
 
 test: $(STAMP) system-packages
@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -m "fast and not cargo"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check runbook tasks flows deployments tests bench
+	$(VENV)/bin/ruff check actor_rollback runbook tasks flows deployments tests bench
 
 bench: $(STAMP) system-packages
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deployments.sample import create_sample_workspace
+from actor_rollback.deployments.sample import create_sample_workspace
 
 COMMANDS = [["cargo", "bench", "--bench", "mailbox_throughput", "--features", "std"],
             ["cargo", "bench", "--bench", "scheduler_latency", "--features", "std"]]

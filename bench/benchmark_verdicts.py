@@ -37,10 +37,10 @@ from pathlib import Path
 
 from _timing import percentile
 
-from runbook.config import SHIPPED_CONFIG, parse_config
-from tasks.benchmarks import verify_benchmarks
-from tasks.context import StepContext
-from deployments.sample import create_sample_workspace
+from actor_rollback.runbook.config import SHIPPED_CONFIG, parse_config
+from actor_rollback.tasks.benchmarks import verify_benchmarks
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.deployments.sample import create_sample_workspace
 
 SCHEDULER_BENCH = "modules/actor-core/benches/scheduler_latency.rs"
 MAILBOX_BENCH = "modules/actor-core/benches/mailbox_throughput.rs"

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     work = Path(tempfile.mkdtemp(prefix="cli-speed-"))
     base = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "ACTOR_ROLLBACK_TEST_CONFIG")}

@@ -20,9 +20,9 @@ from pathlib import Path
 
 
 from _timing import timed  # noqa: E402
-from runbook.config import load_config  # noqa: E402
-from tasks.context import StepContext  # noqa: E402
-from tasks.git_repo import find_phase_merge  # noqa: E402
+from actor_rollback.runbook.config import load_config  # noqa: E402
+from actor_rollback.tasks.context import StepContext  # noqa: E402
+from actor_rollback.tasks.git_repo import find_phase_merge  # noqa: E402
 
 
 def fast_import_stream(commits: int) -> bytes:

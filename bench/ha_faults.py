@@ -93,8 +93,8 @@ def target_config(base: str, deploys: Path) -> str:
 
 
 def make_targets(where: Path, count: int) -> list[Target]:
-    from deployments.sample import create_sample_workspace
-    from runbook import SHIPPED_CONFIG
+    from actor_rollback.deployments.sample import create_sample_workspace
+    from actor_rollback.runbook import SHIPPED_CONFIG
 
     targets = []
     for n in range(count):
@@ -272,7 +272,7 @@ def settle(outcome: Outcome, ids: list, timeout: float, log) -> None:
     """Until every triage run has ended (after any retry; Paused = waiting for a person) and each incident has one."""
     from prefect.client.orchestration import get_client
 
-    from runbook.config import load_config
+    from actor_rollback.runbook.config import load_config
 
     retries = load_config(None).runner.lost_run_retries  # the targets' configs keep the shipped value
 

@@ -78,8 +78,8 @@ SLOW_STOPS: list[dict] = []
 
 class Target:
     def __init__(self, n: int, where: Path) -> None:
-        from deployments.sample import create_sample_workspace
-        from runbook import SHIPPED_CONFIG
+        from actor_rollback.deployments.sample import create_sample_workspace
+        from actor_rollback.runbook import SHIPPED_CONFIG
 
         self.name, self.port = f"t{n}", free_port()
         self.home = where / self.name
@@ -204,7 +204,7 @@ def runs_named(names: list[str]) -> dict:
 def pushed_at(incident: str) -> float | None:
     from prefect.artifacts import Artifact
 
-    from tasks.context import artifact_key
+    from actor_rollback.tasks.context import artifact_key
 
     ttm = Artifact.get(f"{artifact_key('rollback-phase', '1', incident)}-ttm")
     if ttm is None:
@@ -282,7 +282,7 @@ def _day(args, where: Path, server, restarts_on: bool) -> dict:
         mediums = [item for item in plan if item["severity"] == "medium"]
 
         def settled() -> bool:
-            from flows.outcome import has_ended
+            from actor_rollback.flows.outcome import has_ended
 
             runs = runs_named(names)
             for item in plan:

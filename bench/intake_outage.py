@@ -85,7 +85,7 @@ def main() -> None:
     home = where / "prefect-home"
     server = start_prefect(home)
     port = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
-    from flows.triage import triage
+    from actor_rollback.flows.triage import triage
 
     triage.to_deployment(name="outage", parameters={"repo": "/nonexistent", "config": ""}).apply()
     receiver_port, log = free_port(), where

@@ -129,9 +129,9 @@ def main() -> None:
 
 
 def run(args) -> None:
-    from deployments.receiver import AlertReceiver, deployment_starter
-    from flows.triage import triage
-    from runbook.config import load_config
+    from actor_rollback.deployments.receiver import AlertReceiver, deployment_starter
+    from actor_rollback.flows.triage import triage
+    from actor_rollback.runbook.config import load_config
 
     os.environ["ACTOR_ROLLBACK_RECEIVER_TOKEN"] = TOKEN
     triage.to_deployment(name="bench", parameters={"repo": "/nonexistent", "config": ""}).apply()

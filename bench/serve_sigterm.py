@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)

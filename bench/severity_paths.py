@@ -25,10 +25,10 @@ from _services import start_prefect, stop  # noqa: E402
 def one(where: Path, name: str, n: int, kind: str, pct: float | None, skip: list[str] | None) -> dict:
     from prefect.artifacts import Artifact
 
-    from deployments.demo import deploy_regressed, prepare, stop_service
-    from flows.outcome import run_flow
-    from flows.triage import triage
-    from runbook.model import Incident, TriageReport
+    from actor_rollback.deployments.demo import deploy_regressed, prepare, stop_service
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.triage import triage
+    from actor_rollback.runbook.model import Incident, TriageReport
 
     demo = prepare(where / f"{name}-{n}")
     deploy_regressed(demo)

@@ -42,7 +42,7 @@ class Target:
     """The sample workspace, its remote with a push-stamping hook, a teammate clone, and production."""
 
     def __init__(self, where: Path) -> None:
-        from deployments.sample import create_sample_workspace
+        from actor_rollback.deployments.sample import create_sample_workspace
 
         self.sample = create_sample_workspace(where / "sample")
         self.pushes = where / "pushes.log"
@@ -75,7 +75,7 @@ class Target:
 
 
 def config_for(target: Target, where: Path, warm: bool) -> Path:
-    from runbook.config import SHIPPED_CONFIG
+    from actor_rollback.runbook.config import SHIPPED_CONFIG
 
     text = SHIPPED_CONFIG.read_text()
     text = text.replace("critical_in_process = true ", f"critical_in_process = {'true' if warm else 'false'} ")
@@ -153,7 +153,7 @@ def wait_until_final(incident: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-    from flows.outcome import has_ended
+    from actor_rollback.flows.outcome import has_ended
 
     def ended() -> bool:
         with get_client(sync_client=True) as client:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from runbook.config import RollbackConfig
+from actor_rollback.runbook.config import RollbackConfig
 
 ZOMBIE_AUTOMATION = "actor-rollback: a run whose heartbeats stopped is Crashed"
 # a run's end: its final states, Paused — a needs-human rollback ends paused for a person, its process gone — and

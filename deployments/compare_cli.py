@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from runbook import SHIPPED_CONFIG
+from actor_rollback.runbook import SHIPPED_CONFIG
 
 EXIT_BAD_INPUT = 2
 
@@ -40,7 +40,7 @@ def bad_input(message: str, as_json: bool) -> typer.Exit:
 def severity_thresholds(config: Path | None) -> tuple[float, float]:
     """(medium, high) regression %: the shipped values, or those of --config laid over them (validated)."""
     if config is not None:
-        from runbook.config import load_config
+        from actor_rollback.runbook.config import load_config
 
         severity = load_config(config).severity
         return severity.medium_regression_pct, severity.high_regression_pct
@@ -53,8 +53,8 @@ def severity_thresholds(config: Path | None) -> tuple[float, float]:
 def instruction_counts(baseline: Path, current: Path, export: Path | None):
     """(baseline, current) counts when both are instruction-count exports; None when neither is; bad input for a
     mix (times cannot be compared with instruction counts)."""
-    from runbook.benchstats import BenchmarkInputError
-    from runbook.instructions import read_counts
+    from actor_rollback.runbook.benchstats import BenchmarkInputError
+    from actor_rollback.runbook.instructions import read_counts
 
     base, cur = read_counts(baseline), read_counts(current)
     if base is None and cur is None:
@@ -81,9 +81,9 @@ def compare_benchmarks(
         "--export", help="Also save the current results as a baseline for later runs (.csv or .json)")] = None,
 ) -> None:
     """Compare criterion results with a baseline: 0 within tolerance, 1 regression, 2 bad input, 3 unverifiable."""
-    from runbook.benchstats import BenchmarkInputError, compare
-    from runbook.instructions import compare_counts
-    from tasks.bench_files import chart, markdown_report, read_baseline, read_criterion, summary, write_export
+    from actor_rollback.runbook.benchstats import BenchmarkInputError, compare
+    from actor_rollback.runbook.instructions import compare_counts
+    from actor_rollback.tasks.bench_files import chart, markdown_report, read_baseline, read_criterion, summary, write_export
 
     try:
         if not 0 < tolerance < 100:

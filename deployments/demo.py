@@ -14,12 +14,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.config import SHIPPED_CONFIG, load_config, parse_config
-from runbook.model import StepResult
-from tasks.commands import run_bounded
-from tasks.context import StepContext
-from tasks.metrics import watch_metrics
-from deployments.sample import SampleWorkspace, create_sample_workspace
+from actor_rollback.runbook.config import SHIPPED_CONFIG, load_config, parse_config
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.commands import run_bounded
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.metrics import watch_metrics
+from actor_rollback.deployments.sample import SampleWorkspace, create_sample_workspace
 
 
 @dataclass

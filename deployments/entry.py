@@ -19,11 +19,11 @@ def main() -> None:
     atexit.register(_end_without_teardown)  # registered before anything else: it runs after every other handler
     try:
         if sys.argv[1:2] == ["compare-benchmarks"]:
-            from deployments.compare_cli import app
+            from actor_rollback.deployments.compare_cli import app
 
             app()
         else:
-            from deployments.cli import main as cli
+            from actor_rollback.deployments.cli import main as cli
 
             cli()
     except SystemExit as exc:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tasks.pids import pid_alive
+from actor_rollback.tasks.pids import pid_alive
 
 IDLE_MINUTES_ENV = "ACTOR_ROLLBACK_SERVER_IDLE_MINUTES"
 SWITCH_ENV = "ACTOR_ROLLBACK_LOCAL_SERVER"
@@ -127,7 +127,7 @@ def _start(say) -> dict | None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with open(log, "ab") as out:
-        keeper = subprocess.Popen([sys.executable, "-m", "deployments.local_server", "keep", str(port), str(minutes)],
+        keeper = subprocess.Popen([sys.executable, "-m", "actor_rollback.deployments.local_server", "keep", str(port), str(minutes)],
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True)  # its own session: a Ctrl-C of this command leaves it be
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

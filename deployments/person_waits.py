@@ -31,8 +31,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from deployments.lost_runs import EveryFewSeconds, cancelled_by_shutdown
-from runbook.config import RollbackConfig, parse_duration
+from actor_rollback.deployments.lost_runs import EveryFewSeconds, cancelled_by_shutdown
+from actor_rollback.runbook.config import RollbackConfig, parse_duration
 
 log = logging.getLogger("actor_rollback.receiver")
 REMINDED = "f3:reminded"
@@ -55,7 +55,7 @@ class PersonWaits(EveryFewSeconds):
         from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
                                                     FlowRunFilterTags)
 
-        from flows.outcome import close_acknowledged
+        from actor_rollback.flows.outcome import close_acknowledged
 
         done = {}
         with get_client(sync_client=True) as client:
@@ -109,8 +109,8 @@ class PersonWaits(EveryFewSeconds):
         from prefect.flow_runs import resume_flow_run
         from prefect.input import read_flow_run_input
 
-        from flows.outcome import pause_key
-        from flows.triage import AWAITING_OWNER, remind_owner
+        from actor_rollback.flows.outcome import pause_key
+        from actor_rollback.flows.triage import AWAITING_OWNER, remind_owner
 
         now = now or datetime.now(timezone.utc)
         remind_before = parse_duration(self.cfg.triage.reminder_before)

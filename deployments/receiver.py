@@ -47,13 +47,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from deployments.intake import IntakeSpool
-from runbook.alerts import AlertError, ReceivedAlert, alerts_to_incidents, generic_incident
-from runbook.config import ReceiverConfig, SeverityConfig
-from runbook.errors import BadInputError
-from runbook.model import Incident
-from runbook.secrets import SecretError, secret
-from runbook.severity import decide
+from actor_rollback.deployments.intake import IntakeSpool
+from actor_rollback.runbook.alerts import AlertError, ReceivedAlert, alerts_to_incidents, generic_incident
+from actor_rollback.runbook.config import ReceiverConfig, SeverityConfig
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import Incident
+from actor_rollback.runbook.secrets import SecretError, secret
+from actor_rollback.runbook.severity import decide
 
 log = logging.getLogger("actor_rollback.receiver")
 Starter = Callable[[Incident, str], str]  # (incident, idempotency key) -> flow run id
@@ -99,7 +99,7 @@ class WarmTriage:
             if flag_off_first else None
         self.first: dict[str, Any] = {}  # incident id → the future of its flag-off-first
         if flag_off_first:  # loaded here, once (no Prefect in it): never imported by two threads at once
-            from tasks.flag_off_first import flag_off_first as first
+            from actor_rollback.tasks.flag_off_first import flag_off_first as first
 
             self._flag_off_first = first
 
@@ -127,7 +127,7 @@ class WarmTriage:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-        from flows.triage import triage
+        from actor_rollback.flows.triage import triage
 
         with get_client(sync_client=True) as client:
             existing = client.read_flow_runs(
@@ -313,7 +313,7 @@ class AlertReceiver:
             raise ReceiverSetupError(f"receiver.hmac_secret_env names {cfg.hmac_secret_env}, which is not set; set "
                                      f"{cfg.hmac_secret_env}_FILE to a file holding it (or export it)")
         if severity is None:
-            from runbook.config import load_config
+            from actor_rollback.runbook.config import load_config
 
             severity = load_config().severity
         self.cfg, self.starter = cfg, starter

@@ -31,16 +31,16 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
                       module_entrypoints: bool = False):
     """The deployments of one target. `name` replaces every deployment's name (one set per target on a shared
     server: `triage/<name>`, `rollback-phase-1/<name>`, …); `module_entrypoints` makes each entrypoint the
-    flow's module path (`flows.triage.triage`), which a worker imports from the installed package."""
+    flow's module path (`actor_rollback.flows.triage.triage`), which a worker imports from the installed package."""
     from prefect.deployments.runner import EntrypointType
 
-    from flows.phases import PHASE_FLOWS
-    from runbook.config import config_parameter, effective_config
+    from actor_rollback.flows.phases import PHASE_FLOWS
+    from actor_rollback.runbook.config import config_parameter, effective_config
 
-    from flows.postmortem import postmortem, postmortem_deadlines
-    from flows.reintroduce import reintroduce
-    from flows.triage import triage
-    from flows.verify import verify
+    from actor_rollback.flows.postmortem import postmortem, postmortem_deadlines
+    from actor_rollback.flows.reintroduce import reintroduce
+    from actor_rollback.flows.triage import triage
+    from actor_rollback.flows.verify import verify
 
     cfg = cfg or effective_config(config, repo)
     common = {"repo": str(repo.resolve()), "config": config_parameter(config)}
@@ -75,8 +75,8 @@ def build_deployments(repo: Path, config: Path | None = None, cfg=None, name: st
             description=f"Phase {phase} rollback — {cfg.phase(phase).title}. Fill in the reason; "
                         "a dry run shows the plan without changing anything.",
         ))
-    from flows.drill import drill
-    from flows.outcome import DRILL_TAG
+    from actor_rollback.flows.drill import drill
+    from actor_rollback.flows.outcome import DRILL_TAG
 
     for phase in cfg.drill.phases:  # drill/weekly-<P>: on [drill] cron, or no schedule (off) until one is set
         deployments.append(drill.to_deployment(
@@ -95,8 +95,8 @@ def start_receiver(repo: Path, config: Path | None = None, port: int | None = No
     when `receiver.high_in_process`."""
     import logging
 
-    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
-    from runbook.config import config_parameter, effective_config
+    from actor_rollback.deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
+    from actor_rollback.runbook.config import config_parameter, effective_config
 
     full = full or effective_config(config, repo)
     cfg = full.receiver
@@ -119,8 +119,8 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop_now)
-    from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
-    from runbook.config import effective_config
+    from actor_rollback.deployments.automations import ensure_outcome_automation, ensure_zombie_automation
+    from actor_rollback.runbook.config import effective_config
 
     cfg = effective_config(config, repo)  # once, here at the edge; the runs resolve theirs by the same rule
     triage_deployment = f"triage/{name}" if name else cfg.receiver.deployment
@@ -140,15 +140,15 @@ def serve_rollbacks(repo: Path, config: Path | None = None, limit: int = 4, rece
         raise
     if pool:
         register_on_pool(deployments, pool)
-    from deployments.lost_runs import LostRunRetrier
+    from actor_rollback.deployments.lost_runs import LostRunRetrier
 
     retrier = LostRunRetrier(triage_deployment, cfg.runner.retry_lost_every_seconds, cfg.runner.lost_run_retries,
                              cfg.runner.pending_lost_after_seconds,
                              cfg.runner.lost_run_max_age_minutes * 60,
                              spool=receiver.spool if receiver is not None else None).start()  # lost runs run again
-    from deployments.person_waits import PersonWaits
+    from actor_rollback.deployments.person_waits import PersonWaits
 
-    from tasks.host_lock import target_name
+    from actor_rollback.tasks.host_lock import target_name
 
     watch = PersonWaits(cfg, target=target_name(repo, cfg)).start()  # runs waiting for people have no process: their clocks and buttons are kept here
     # runs of a runner (or worker) killed with them end Crashed, not Running

@@ -5,6 +5,6 @@ Importing the package makes this process's Prefect client retry a busy server's 
 run, the tests — has it.
 """
 
-from flows.busy_retry import install as _install_busy_retry
+from actor_rollback.flows.busy_retry import install as _install_busy_retry
 
 _install_busy_retry()

@@ -16,10 +16,10 @@ from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
-from flows.outcome import pause_key
-from runbook.config import ROLES, RollbackConfig
-from tasks.context import Approval
-from tasks.notify import notify_roles
+from actor_rollback.flows.outcome import pause_key
+from actor_rollback.runbook.config import ROLES, RollbackConfig
+from actor_rollback.tasks.context import Approval
+from actor_rollback.tasks.notify import notify_roles
 
 
 class LastResortApproval(RunInput):

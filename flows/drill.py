@@ -28,17 +28,17 @@ from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.outcome import DRILL_TAG, add_tags, bad_input_state, outcome_state, run_flow
-from flows.phases import PHASE_FLOWS
-from runbook.config import (RUNBOOK_BUDGETS, RollbackConfig, config_data, effective_config, load_config,
+from actor_rollback.flows.outcome import DRILL_TAG, add_tags, bad_input_state, outcome_state, run_flow
+from actor_rollback.flows.phases import PHASE_FLOWS
+from actor_rollback.runbook.config import (RUNBOOK_BUDGETS, RollbackConfig, config_data, effective_config, load_config,
                             normalize_phase, overlay, toml_text)
-from runbook.errors import BadInputError
-from runbook.ids import check_incident_id
-from runbook.model import EXIT_CODES, RollbackReport, StepResult
-from runbook.phases import phase_steps
-from tasks.context import artifact_key
-from tasks.host_lock import target_key, target_name
-from tasks.sandbox import Sandbox, drills_dir, fingerprint, make_sandbox, sweep_stale
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import check_incident_id
+from actor_rollback.runbook.model import EXIT_CODES, RollbackReport, StepResult
+from actor_rollback.runbook.phases import phase_steps
+from actor_rollback.tasks.context import artifact_key
+from actor_rollback.tasks.host_lock import target_key, target_name
+from actor_rollback.tasks.sandbox import Sandbox, drills_dir, fingerprint, make_sandbox, sweep_stale
 
 # A drill never deploys to production nor judges production: these come from [drill] or are skipped, with the fix.
 FROM_DRILL_TABLE = {
@@ -298,7 +298,7 @@ def _run_id() -> str | None:
 
 def _notify(cfg: RollbackConfig, summary: str, result: dict) -> list[str]:
     """X.1: the tech lead hears of a failed drill now, days before an incident would have found it."""
-    from tasks.notify import notify_roles
+    from actor_rollback.tasks.notify import notify_roles
 
     body = "\n".join([summary, "", "Steps:", *[f"- {r['id']} {r['step']}: {r['status']} ({r['verdict']}) {r['note']}"
                                               for r in result["steps"]]])

@@ -20,12 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from flows.plan import plan_phase
-from flows.report_text import checklist_markdown, run_tags, state_message, steps_table
-from runbook.config import RollbackConfig
-from runbook.model import RollbackReport
-from tasks.context import artifact_key
-from tasks.host_lock import target_name
+from actor_rollback.flows.plan import plan_phase
+from actor_rollback.flows.report_text import checklist_markdown, run_tags, state_message, steps_table
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.model import RollbackReport
+from actor_rollback.tasks.context import artifact_key
+from actor_rollback.tasks.host_lock import target_name
 
 def recorded_dry_run(cfg: RollbackConfig, phase: str, repo: Path, reason: str, incident: str, only: list[str],
                      skip: list[str], merge: str, parameters: dict) -> RollbackReport:

@@ -16,9 +16,9 @@ from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRu
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.utilities.urls import url_for
 
-from runbook.config import RollbackConfig
-from runbook.errors import BadInputError
-from runbook.postmortem import IncidentHistory, TimelineEntry
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.postmortem import IncidentHistory, TimelineEntry
 
 
 def _artifacts(client, run_id) -> dict:
@@ -103,7 +103,7 @@ def incident_history(ref: str, cfg: RollbackConfig) -> IncidentHistory:
 
 
 def _key(text: str) -> str:
-    from tasks.context import artifact_key
+    from actor_rollback.tasks.context import artifact_key
 
     return artifact_key(text)
 

@@ -44,10 +44,10 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, Paused, State
 from pydantic import Field
 
-from flows.report_text import state_message
-from runbook.errors import BadInputError
-from runbook.model import EXIT_CODES, Outcome, StepResult
-from tasks.context import artifact_key
+from actor_rollback.flows.report_text import state_message
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import EXIT_CODES, Outcome, StepResult
+from actor_rollback.tasks.context import artifact_key
 
 NEEDS_HUMAN_KEY = "needs-human"  # the pause key of a run that ended waiting for a person
 
@@ -109,8 +109,7 @@ def pause_for_a_person(flow, flow_run, state: State) -> None:
     """on_completion hook: a run whose outcome is needs-human (its `outcome:` tag) rests Paused, its message
     saying what to do, with the acknowledgement form on its Resume button."""
     with get_client(sync_client=True) as client:
-        tags = client.read_flow_run(flow_run.id).tags
-        if "outcome:needs-human" not in tags or "dry-run" in tags or DRILL_TAG in tags:
+        if not _rests_paused(client.read_flow_run(flow_run.id).tags):
             return  # a dry run or a drill is nobody's to-do: it stays Completed (the drill reports it)
         Acknowledgement.save(ACK_KEYSET, flow_run_id=flow_run.id)  # the form's schema: Resume asks for it
         paused = Paused(message=state.message, pause_key=NEEDS_HUMAN_KEY, reschedule=False, timeout_seconds=None)
@@ -147,13 +146,19 @@ def close_acknowledged(client, run) -> State | None:
 
 def has_ended(run) -> bool:
     """A flow run that will not change by itself any more: final, or paused for a person after its work (a
-    needs-human run is Completed for a moment before its hook pauses it: not ended yet)."""
+    needs-human run is Completed for a moment before its hook pauses it: not ended yet — unless it is a dry run or
+    a drill, which its hook leaves Completed)."""
     state = run.state
     if state is None:
         return False
     if state.is_paused():
         return state.state_details.pause_key == NEEDS_HUMAN_KEY
-    return state.is_final() and not (state.is_completed() and "outcome:needs-human" in run.tags)
+    return state.is_final() and not (state.is_completed() and _rests_paused(run.tags))
+
+
+def _rests_paused(tags) -> bool:
+    """Whether pause_for_a_person pauses a completed run with these tags."""
+    return "outcome:needs-human" in tags and "dry-run" not in tags and DRILL_TAG not in tags
 
 
 def data_of(state: State) -> Any:

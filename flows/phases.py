@@ -14,11 +14,11 @@ from typing import Literal, Optional
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.outcome import bad_input_state, pause_for_a_person
-from flows.runner import PhaseRun, default_incident_id
-from runbook.errors import BadInputError
-from runbook.ids import MAX_LENGTH
-from runbook.phases import step_choices
+from actor_rollback.flows.outcome import bad_input_state, pause_for_a_person
+from actor_rollback.flows.runner import PhaseRun, default_incident_id
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import MAX_LENGTH
+from actor_rollback.runbook.phases import step_choices
 
 
 def _run_name() -> str:
@@ -66,9 +66,9 @@ def _emit_refused(phase: str, parameters: dict, message: str) -> None:
     """`rollback.finished` with outcome bad-input for a run refused at its entry (no PhaseRun was made)."""
     from pathlib import Path
 
-    from flows.outcome import emit, rollback_resource
-    from tasks.host_lock import target_name
-    from runbook.config import effective_config
+    from actor_rollback.flows.outcome import emit, rollback_resource
+    from actor_rollback.tasks.host_lock import target_name
+    from actor_rollback.runbook.config import effective_config
 
     try:
         target = target_name(Path(parameters.get("repo") or "."), effective_config(parameters.get("config"), parameters.get("repo")))

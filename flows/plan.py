@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runbook.checklist import judge_checklist
-from runbook.config import RollbackConfig, normalize_phase
-from runbook.model import RollbackReport, StepResult
-from runbook.phases import LAST_RESORT, NEEDS, PRECONDITIONS, describe, select_steps
-from tasks.context import StepContext
-from tasks.git_repo import open_workspace
-from tasks.preconditions import check_precondition
-from tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.runbook.checklist import judge_checklist
+from actor_rollback.runbook.config import RollbackConfig, normalize_phase
+from actor_rollback.runbook.model import RollbackReport, StepResult
+from actor_rollback.runbook.phases import LAST_RESORT, NEEDS, PRECONDITIONS, describe, select_steps
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import open_workspace
+from actor_rollback.tasks.preconditions import check_precondition
+from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
 
 
 def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: list[str] | None = None,

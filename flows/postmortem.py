@@ -17,15 +17,15 @@ from typing import Optional
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.history import incident_history
-from flows.target_lock import holding_target
-from flows.outcome import add_tags, outcome_state, pause_for_a_person
-from runbook.config import effective_config, parse_duration
-from runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
-from tasks.adr import adr_stub
-from tasks.context import StepContext, artifact_key
-from tasks.git_repo import files_at, open_workspace, publish_new_files, run_git
-from tasks.notify import notify_roles
+from actor_rollback.flows.history import incident_history
+from actor_rollback.flows.target_lock import holding_target
+from actor_rollback.flows.outcome import add_tags, outcome_state, pause_for_a_person
+from actor_rollback.runbook.config import effective_config, parse_duration
+from actor_rollback.runbook.postmortem import deadline_of, postmortem_path, render_postmortem, unfilled_sections
+from actor_rollback.tasks.adr import adr_stub
+from actor_rollback.tasks.context import StepContext, artifact_key
+from actor_rollback.tasks.git_repo import files_at, open_workspace, publish_new_files, run_git
+from actor_rollback.tasks.notify import notify_roles
 
 
 @flow(name="postmortem", flow_run_name="postmortem-{ref}", log_prints=True, persist_result=False,

@@ -23,20 +23,20 @@ from typing import Optional
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
-from flows.retry_lock import read_retry_lock
-from tasks.host_lock import TargetBusy
-from flows.target_lock import holding_target
-from runbook.config import effective_config, normalize_phase
-from runbook.errors import BadInputError, StepError
-from runbook.ids import check_incident_id, derived_id
-from runbook.model import RollbackReport, StepResult
-from runbook.phases import StepSpec
-from tasks.cargo_manifest import disable_feature_flag
-from tasks.context import StepContext, artifact_key
-from tasks.git_repo import push_rollback
-from tasks.reintroduce import check_adr, deploy_canary, promote, reapply_phase, stop_canary, watch_canary
-from tasks.registry import execute_step
+from actor_rollback.flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
+from actor_rollback.flows.retry_lock import read_retry_lock
+from actor_rollback.tasks.host_lock import TargetBusy
+from actor_rollback.flows.target_lock import holding_target
+from actor_rollback.runbook.config import effective_config, normalize_phase
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.ids import check_incident_id, derived_id
+from actor_rollback.runbook.model import RollbackReport, StepResult
+from actor_rollback.runbook.phases import StepSpec
+from actor_rollback.tasks.cargo_manifest import disable_feature_flag
+from actor_rollback.tasks.context import StepContext, artifact_key
+from actor_rollback.tasks.git_repo import push_rollback
+from actor_rollback.tasks.reintroduce import check_adr, deploy_canary, promote, reapply_phase, stop_canary, watch_canary
+from actor_rollback.tasks.registry import execute_step
 
 
 @flow(name="reintroduce-phase", flow_run_name="reintroduce-phase-{phase}-{incident_id}", log_prints=True,
@@ -111,7 +111,7 @@ def reintroduce(phase: str, repo: str, reason: str, incident_id: str, config: st
 def _roll_back(phase: str, repo: str, config: str, incident_id: str, watched: StepResult,
                skip: list[str] | None) -> StepResult:
     """The canary regressed: the phase's own rollback, as a new incident."""
-    from flows.phases import PHASE_FLOWS
+    from actor_rollback.flows.phases import PHASE_FLOWS
 
     new = derived_id(incident_id, "-canary")  # a 90-character id still gets its rollback
     size = watched.data.get("regression_pct") or "?"

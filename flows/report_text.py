@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from runbook.config import RollbackConfig
-from runbook.model import RollbackReport
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.model import RollbackReport
 
 
 MESSAGE_LIMIT = 2000  # a state message is for people scanning a list; the artifacts hold the rest

@@ -16,9 +16,9 @@ from pathlib import Path
 from prefect.variables import Variable
 from pydantic import BaseModel
 
-from tasks.host_lock import target_key
-from flows.variables import put_variable
-from runbook.config import RollbackConfig, normalize_phase
+from actor_rollback.tasks.host_lock import target_key
+from actor_rollback.flows.variables import put_variable
+from actor_rollback.runbook.config import RollbackConfig, normalize_phase
 
 
 class RetryLock(BaseModel):

@@ -19,21 +19,21 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.report_text import checklist_markdown, run_tags, steps_table
-from flows.outcome import add_tags, emit, emit_step, is_drill, outcome_state, rollback_resource
-from flows.target_lock import one_rollback_per_target
-from runbook.checklist import judge_checklist
-from runbook.config import RollbackConfig, effective_config, normalize_phase
-from runbook.errors import BadInputError
-from runbook.ids import check_incident_id, new_incident_id
-from runbook.model import RollbackReport, StepResult
-from runbook.phases import NEEDS, StepSpec, select_steps
-from tasks.commands import end_commands_on_sigterm
-from tasks.context import StepContext, artifact_key
-from tasks.host_lock import TargetBusy, target_name
-from tasks.registry import execute_step
-from tasks.steps import STEP_TASKS, step_call, step_result
-from tasks.work_tree import WorkTree, leftover_note, unpublished, working_in_own_tree
+from actor_rollback.flows.report_text import checklist_markdown, run_tags, steps_table
+from actor_rollback.flows.outcome import add_tags, emit, emit_step, is_drill, outcome_state, rollback_resource
+from actor_rollback.flows.target_lock import one_rollback_per_target
+from actor_rollback.runbook.checklist import judge_checklist
+from actor_rollback.runbook.config import RollbackConfig, effective_config, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import check_incident_id, new_incident_id
+from actor_rollback.runbook.model import RollbackReport, StepResult
+from actor_rollback.runbook.phases import NEEDS, StepSpec, select_steps
+from actor_rollback.tasks.commands import end_commands_on_sigterm
+from actor_rollback.tasks.context import StepContext, artifact_key
+from actor_rollback.tasks.host_lock import TargetBusy, target_name
+from actor_rollback.tasks.registry import execute_step
+from actor_rollback.tasks.steps import STEP_TASKS, step_call, step_result
+from actor_rollback.tasks.work_tree import WorkTree, leftover_note, unpublished, working_in_own_tree
 
 # Time to mitigation: when these steps finish, the mitigation has reached that point.
 MILESTONES = {"flag": "flag off committed", "push": "pushed", "deploy": "deploy done"}
@@ -217,7 +217,7 @@ class PhaseRun:
 
     def approve_last_resort(self, given: dict | None) -> None:
         """P4.3 asks a person first; the answer (or its absence) goes into the reset step's evidence."""
-        from flows.approval import ask_for_approval
+        from actor_rollback.flows.approval import ask_for_approval
 
         if self.ctx.dry_run or self.stopped_by is not None or not any(
                 spec.name == "reset" and runs for spec, runs in self._queue):
@@ -256,8 +256,8 @@ class PhaseRun:
 
     def _lock_reintroduction(self, report: RollbackReport):
         """A.4: a phase rolled back is not reintroduced for a week; every trigger sees the lock."""
-        from flows.retry_lock import set_retry_lock
-        from tasks.git_repo import first_change_of_incident, open_workspace
+        from actor_rollback.flows.retry_lock import set_retry_lock
+        from actor_rollback.tasks.git_repo import first_change_of_incident, open_workspace
 
         if report.dry_run or is_drill():  # a drill's sandbox is not the target: nothing to lock
             return None

@@ -35,13 +35,13 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.variables import Variable
 
-from tasks.host_lock import HostLock, TargetBusy, target_key
-from tasks.pids import pid_alive
-from flows.outcome import has_ended
-from flows.variables import put_variable
-from runbook.config import RollbackConfig
-from runbook.errors import StepError
-from tasks.work_tree import working_in_own_tree
+from actor_rollback.tasks.host_lock import HostLock, TargetBusy, target_key
+from actor_rollback.tasks.pids import pid_alive
+from actor_rollback.flows.outcome import has_ended
+from actor_rollback.flows.variables import put_variable
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.tasks.work_tree import working_in_own_tree
 
 
 def _take_host_lock(lock: HostLock, holder: dict, repo: Path, cfg: RollbackConfig, deadline: float, log) -> None:

@@ -27,22 +27,22 @@ from prefect.input import RunInput, create_flow_run_input, read_flow_run_input
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
-from flows.approval import running_again, server_reachable_by_others
-from flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
-from flows.phases import PHASE_FLOWS
-from flows.target_lock import holding_target
-from runbook.config import RollbackConfig, effective_config, normalize_phase, parse_duration
-from runbook.errors import StepError
-from runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
-from runbook.phases import PHASE_STEPS
-from runbook.severity import decide
-from tasks.commands import redact, secret_names
-from tasks.context import StepContext, artifact_key
-from tasks.flag_off_first import recorded_first, rollback_reason
-from tasks.host_lock import TargetBusy, target_name
-from tasks.issues import register_issue
-from tasks.notify import notify_roles
-from tasks.steps import retry_only_transient
+from actor_rollback.flows.approval import running_again, server_reachable_by_others
+from actor_rollback.flows.outcome import add_tags, outcome_state, pause_for_a_person, pause_key, run_flow
+from actor_rollback.flows.phases import PHASE_FLOWS
+from actor_rollback.flows.target_lock import holding_target
+from actor_rollback.runbook.config import RollbackConfig, effective_config, normalize_phase, parse_duration
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.runbook.model import Decision, Incident, RollbackReport, StepResult, TriageReport
+from actor_rollback.runbook.phases import PHASE_STEPS
+from actor_rollback.runbook.severity import decide
+from actor_rollback.tasks.commands import redact, secret_names
+from actor_rollback.tasks.context import StepContext, artifact_key
+from actor_rollback.tasks.flag_off_first import recorded_first, rollback_reason
+from actor_rollback.tasks.host_lock import TargetBusy, target_name
+from actor_rollback.tasks.issues import register_issue
+from actor_rollback.tasks.notify import notify_roles
+from actor_rollback.tasks.steps import retry_only_transient
 
 
 class OwnerDecision(RunInput):

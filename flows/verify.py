@@ -14,14 +14,14 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
-from flows.triage import triage
-from runbook.config import effective_config, normalize_phase
-from runbook.model import LEADS, Incident, StepResult, worst
-from runbook.phases import PHASE_STEPS
-from tasks.context import StepContext, artifact_key
-from tasks.registry import execute_step
-from tasks.steps import step_call
+from actor_rollback.flows.outcome import add_tags, outcome_state, pause_for_a_person, run_flow
+from actor_rollback.flows.triage import triage
+from actor_rollback.runbook.config import effective_config, normalize_phase
+from actor_rollback.runbook.model import LEADS, Incident, StepResult, worst
+from actor_rollback.runbook.phases import PHASE_STEPS
+from actor_rollback.tasks.context import StepContext, artifact_key
+from actor_rollback.tasks.registry import execute_step
+from actor_rollback.tasks.steps import step_call
 
 
 def _run_name() -> str:

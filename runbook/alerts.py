@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from runbook.config import INCIDENT_KINDS, ConfigError, ReceiverConfig, normalize_phase
-from runbook.errors import BadInputError
-from runbook.model import Incident, check_started_at
+from actor_rollback.runbook.config import INCIDENT_KINDS, ConfigError, ReceiverConfig, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import Incident, check_started_at
 
 Source = Literal["alertmanager", "grafana"]
 PREFIX = {"alertmanager": "am", "grafana": "gf", "generic": "in"}

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from runbook.errors import BadInputError
+from actor_rollback.runbook.errors import BadInputError
 
 Verdict = Literal["within-tolerance", "regression", "improvement", "unverifiable", "missing", "undecided"]
 Z95 = 1.959964  # two-sided 95 %

@@ -6,8 +6,8 @@ automated yet, leaves it `unverified` with the reason — never `pass`.
 
 from __future__ import annotations
 
-from runbook.config import ChecklistSpec
-from runbook.model import ChecklistItem, StepResult
+from actor_rollback.runbook.config import ChecklistSpec
+from actor_rollback.runbook.model import ChecklistItem, StepResult
 
 # Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed).
 EVIDENCE_SOURCES: dict[str, tuple[str, str | None]] = {

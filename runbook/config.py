@@ -19,9 +19,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 PHASES = ("0", "1", "2A", "2B", "3", "4")
 ROLES = ("tech-lead", "sre-oncall", "project-manager", "architect", "development-team")
 SEVERITIES = ("critical", "high", "medium", "low")
-from runbook.errors import BadInputError  # noqa: E402
-from runbook import SHIPPED_CONFIG  # noqa: E402  (re-exported: callers import it from here)
-from runbook.model import INCIDENT_KINDS  # noqa: E402  (re-exported for the receiver's alert names)
+from actor_rollback.runbook.errors import BadInputError  # noqa: E402
+from actor_rollback.runbook import SHIPPED_CONFIG  # noqa: E402  (re-exported: callers import it from here)
+from actor_rollback.runbook.model import INCIDENT_KINDS  # noqa: E402  (re-exported for the receiver's alert names)
 
 
 class ConfigError(BadInputError, ValueError):

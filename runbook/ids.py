@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from runbook.errors import BadInputError
+from actor_rollback.runbook.errors import BadInputError
 
 MAX_LENGTH = 96
 ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

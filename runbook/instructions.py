@@ -10,8 +10,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.benchstats import BenchmarkInputError, Comparison, decide_interval
-from runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.benchstats import BenchmarkInputError, Comparison, decide_interval
+from actor_rollback.runbook.errors import BadInputError, StepError
 
 
 @dataclass(frozen=True)

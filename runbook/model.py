@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from runbook.ids import check_incident_id
+from actor_rollback.runbook.ids import check_incident_id
 
 # A plan (or --dry-run) says "would-fail" for a step whose read-only preconditions fail, and "blocked" for a
 # later step that needs what that one would have established.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runbook.config import PhaseConfig, RollbackConfig, normalize_phase
-from runbook.errors import BadInputError
+from actor_rollback.runbook.config import PhaseConfig, RollbackConfig, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
 
 
 @dataclass(frozen=True)

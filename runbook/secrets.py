@@ -12,7 +12,7 @@ import base64
 import os
 import urllib.parse
 
-from runbook.errors import BadInputError
+from actor_rollback.runbook.errors import BadInputError
 
 
 class SecretError(BadInputError, ValueError):

@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from runbook.config import SeverityConfig
-from runbook.errors import BadInputError
-from runbook.model import INCIDENT_KINDS, Decision, Incident
+from actor_rollback.runbook.config import SeverityConfig
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import INCIDENT_KINDS, Decision, Incident
 
 # F.x: what each severity does
 ACTIONS = {

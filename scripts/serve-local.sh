@@ -17,7 +17,7 @@ fi
 repo="${REPO:-}"
 if [ -z "$repo" ]; then
   dir="$(mktemp -d -t actor-rollback-serve-XXXX)"
-  "$here/.venv/bin/python" -c "import sys; from deployments.sample import create_sample_workspace; print(create_sample_workspace(sys.argv[1]).repo)" "$dir" > "$dir/.repo"
+  "$here/.venv/bin/python" -c "import sys; from actor_rollback.deployments.sample import create_sample_workspace; print(create_sample_workspace(sys.argv[1]).repo)" "$dir" > "$dir/.repo"
   repo="$(cat "$dir/.repo")"
   echo "no REPO given: serving against a sample workspace at $repo"
 fi

@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 
 from git import GitCommandError
 
-from runbook.model import StepResult
-from runbook.postmortem import DATED_ADR, adr_file_slug, next_adr, render_adr
-from tasks.context import StepContext
-from tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.postmortem import DATED_ADR, adr_file_slug, next_adr, render_adr
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
 
 
 def adr_slug(phase: str, incident: str = "") -> str:

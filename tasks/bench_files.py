@@ -18,7 +18,7 @@ import math
 import os
 from pathlib import Path
 
-from runbook.benchstats import BenchmarkInputError, Comparison, Estimate, checked_estimate, parse_markdown_baseline
+from actor_rollback.runbook.benchstats import BenchmarkInputError, Comparison, Estimate, checked_estimate, parse_markdown_baseline
 
 SKIPPED = {"report"}  # criterion's HTML reports: thousands of files, nothing to compare
 _DECODER = json.JSONDecoder()

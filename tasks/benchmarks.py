@@ -23,16 +23,16 @@ from pathlib import Path
 
 from git import GitCommandError
 
-from runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges, judge_paired, log_change_pct,
+from actor_rollback.runbook.benchstats import (FIRST_LOOK, Comparison, Estimate, PairedChanges, judge_paired, log_change_pct,
                                 look_rounds, median)
-from runbook.errors import BadInputError, StepError
-from runbook.model import StepResult
-from tasks.bench_files import markdown_report, note, read_baseline, read_criterion_stamped
-from tasks.cargo_resolve import cargo_resolves
-from tasks.commands import command_record, require_program, run_bounded, secret_names
-from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
-from tasks.git_repo import open_workspace, run_git
-from tasks.progress import StepProgress, table_in_place
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.bench_files import markdown_report, note, read_baseline, read_criterion_stamped
+from actor_rollback.tasks.cargo_resolve import cargo_resolves
+from actor_rollback.tasks.commands import command_record, require_program, run_bounded, secret_names
+from actor_rollback.tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
+from actor_rollback.tasks.git_repo import open_workspace, run_git
+from actor_rollback.tasks.progress import StepProgress, table_in_place
 
 
 # ---------------------------------------------------------------- running them (P1.C3 / A.3)
@@ -381,8 +381,8 @@ NOT_TIME = ("Instruction counts are not time: I/O, lock contention, cache misses
 def verify_by_instructions(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3 by Callgrind's instructions per iteration (tasks/instructions.py): the baseline ref and the current
     tree built in the same run, each benchmark counted `instruction_repeats` times per side, one verdict each."""
-    from runbook.instructions import judge
-    from tasks.instructions import build_targets, count
+    from actor_rollback.runbook.instructions import judge
+    from actor_rollback.tasks.instructions import build_targets, count
 
     b, sev = ctx.cfg.benchmarks, ctx.cfg.severity
     if not b.baseline_ref:

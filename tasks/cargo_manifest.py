@@ -18,11 +18,11 @@ from pathlib import Path
 
 import tomlkit
 
-from runbook.errors import BadInputError
-from runbook.model import StepResult
-from tasks.context import StepContext
-from tasks.git_repo import commit_files, head_text, open_workspace, run_git, sync_with_remote
-from tasks.paths import writable
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, run_git, sync_with_remote
+from actor_rollback.tasks.paths import writable
 
 
 @dataclass

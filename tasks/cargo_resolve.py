@@ -15,8 +15,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from runbook.errors import BadInputError
-from tasks.commands import run_bounded
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.tasks.commands import run_bounded
 
 TIMEOUT_SECONDS = 60
 

@@ -29,11 +29,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
-from runbook.errors import BadInputError
-from runbook.model import StepResult
-from tasks.context import StepContext
-from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
-from tasks.paths import writable
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
+from actor_rollback.tasks.paths import writable
 
 DISABLED = "${{ false }}"
 MARKER = "by actor-rollback"  # every comment the edit leaves says this; a rerun finds them

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from runbook.errors import BadInputError, StepError
-from runbook.model import StepResult
-from runbook.phases import deploy_version
-from runbook.secrets import redact_text, secret, secret_values
-from tasks.context import StepContext
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.phases import deploy_version
+from actor_rollback.runbook.secrets import redact_text, secret, secret_values
+from actor_rollback.tasks.context import StepContext
 
 TAIL_LINES = 15
 
@@ -154,7 +154,7 @@ def run_bounded(command: str, cwd: Path, timeout: float, env: dict[str, str] | N
 
 def command_record(ctx: StepContext, kind: str, command: str) -> Path:
     """Where a target's running `command` is named (one file per target and command, shared by its work trees)."""
-    from tasks.work_tree import git_common_dir
+    from actor_rollback.tasks.work_tree import git_common_dir
 
     digest = hashlib.sha256(command.encode()).hexdigest()[:12]
     return git_common_dir(ctx.clone or ctx.repo) / "actor-rollback" / "running" / f"{kind}-{digest}.json"
@@ -280,7 +280,7 @@ def check_ci(ctx: StepContext) -> StepResult:
         return wait_for_commit_status(ctx)
     if ctx.dry_run:
         require_program(ci.command, ctx.repo, "ci.command")
-        from tasks.cargo_resolve import cargo_resolves
+        from actor_rollback.tasks.cargo_resolve import cargo_resolves
 
         return StepResult(id=ctx.step_id, name="ci", status="planned",
                           evidence=[ci.command, cargo_resolves(ctx.repo, "ci.command")])
@@ -385,13 +385,13 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
     if not command:
         raise BadInputError(f"phase {ctx.phase} has no tokio_build command in the config")
     if ctx.dry_run:
-        from tasks.cargo_manifest import undeclared_features
+        from actor_rollback.tasks.cargo_manifest import undeclared_features
 
         require_program(command, ctx.repo, f"phases.{ctx.phase}.tokio_build")
         missing = undeclared_features(ctx.repo, command)
         if missing:
             raise BadInputError(f"{command}: {'; '.join(missing)}; fix phases.{ctx.phase}.tokio_build")
-        from tasks.cargo_resolve import cargo_resolves
+        from actor_rollback.tasks.cargo_resolve import cargo_resolves
 
         return StepResult(id=ctx.step_id, name="build", status="planned",
                           evidence=[command, cargo_resolves(ctx.repo, f"phases.{ctx.phase}.tokio_build")])
@@ -408,7 +408,7 @@ def deploy_with_command(ctx: StepContext) -> StepResult:
         require_program(command, ctx.repo, "deploy.command")
         return StepResult(id=ctx.step_id, name="deploy", status="planned", evidence=[command])
     if deploy.backend == "kubernetes":
-        from tasks.kubernetes_deploy import deploy_to_kubernetes
+        from actor_rollback.tasks.kubernetes_deploy import deploy_to_kubernetes
 
         return deploy_to_kubernetes(ctx)
     require_program(command, ctx.repo, "deploy.command")  # the plan's check: an empty or missing one is bad input

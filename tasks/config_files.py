@@ -6,11 +6,11 @@ import tomllib
 
 import tomlkit
 
-from runbook.errors import BadInputError, StepError
-from runbook.model import StepResult
-from tasks.context import StepContext
-from tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
-from tasks.paths import writable
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
+from actor_rollback.tasks.paths import writable
 
 
 def restored_text(text: str, table: str, values: dict) -> str:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbook.config import PhaseConfig, RollbackConfig
+from actor_rollback.runbook.config import PhaseConfig, RollbackConfig
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runbook.config import effective_config, normalize_phase
-from runbook.model import Decision, Incident, StepResult
-from runbook.phases import PHASE_STEPS
-from runbook.severity import decide
-from tasks.cargo_manifest import flag_off_on_remote
-from tasks.context import StepContext
-from tasks.host_lock import TargetBusy, holding_host_lock
-from tasks.registry import STEP_FUNCTIONS, execute_step
-from tasks.work_tree import git_common_dir, working_in_own_tree
+from actor_rollback.runbook.config import effective_config, normalize_phase
+from actor_rollback.runbook.model import Decision, Incident, StepResult
+from actor_rollback.runbook.phases import PHASE_STEPS
+from actor_rollback.runbook.severity import decide
+from actor_rollback.tasks.cargo_manifest import flag_off_on_remote
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.host_lock import TargetBusy, holding_host_lock
+from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.tasks.work_tree import git_common_dir, working_in_own_tree
 
 
 # a Low incident's issue file or a postmortem draft holds the target for a second or two: wait that long; a

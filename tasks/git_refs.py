@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from git import GitCommandError
 
-from runbook.errors import BadInputError, StepError, TransientError
-from runbook.model import StepResult
-from tasks.context import Approval, StepContext
-from tasks.git_repo import ensure_safe_to_change, fetch, open_workspace, remote_ref, run_git, unpushed_commits
+from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import Approval, StepContext
+from actor_rollback.tasks.git_repo import ensure_safe_to_change, fetch, open_workspace, remote_ref, run_git, unpushed_commits
 
 
 def _resolve(repo, ref: str) -> str | None:

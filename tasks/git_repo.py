@@ -15,10 +15,10 @@ from pathlib import Path
 import git
 from git import GitCommandError, Repo
 
-from runbook.errors import BadInputError, ConflictError, StepError, TransientError
-from runbook.model import StepResult
-from tasks.context import StepContext
-from tasks.paths import writable
+from actor_rollback.runbook.errors import BadInputError, ConflictError, StepError, TransientError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.paths import writable
 
 
 

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from runbook.config import RollbackConfig
-from runbook.errors import BadInputError, StepError
-from tasks.git_repo import open_workspace, run_git
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.tasks.git_repo import open_workspace, run_git
 
 
 class TargetBusy(StepError):

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from git import GitCommandError
 
-from runbook.config import PHASES, RollbackConfig
-from runbook.phases import phase_steps
-from runbook.benchstats import BenchmarkInputError, parse_markdown_baseline
-from tasks.cargo_manifest import (_read, cargo_features, flag_removal, inspect_manifests, member_packages,
+from actor_rollback.runbook.config import PHASES, RollbackConfig
+from actor_rollback.runbook.phases import phase_steps
+from actor_rollback.runbook.benchstats import BenchmarkInputError, parse_markdown_baseline
+from actor_rollback.tasks.cargo_manifest import (_read, cargo_features, flag_removal, inspect_manifests, member_packages,
                                   undeclared_features)
-from tasks.ci_workflow import NO_STD_WORDS, bare_metal_targets, plan_ci_edit
-from tasks.git_repo import _log, open_workspace, run_git
+from actor_rollback.tasks.ci_workflow import NO_STD_WORDS, bare_metal_targets, plan_ci_edit
+from actor_rollback.tasks.git_repo import _log, open_workspace, run_git
 
 BASELINE_HEADER = re.compile(r"^\|\s*Benchmark\s*\|\s*Mean\s*\|\s*Std Dev\s*\|", re.I | re.M)
 
@@ -304,15 +304,15 @@ def _scan_phase_files(scan: Scan, root: Path, defaults: RollbackConfig) -> None:
 
 def check_starter_config(text: str, source: str) -> RollbackConfig:
     """What init writes must load over the shipped defaults: checked before anything is written."""
-    from runbook.config import config_over_defaults
+    from actor_rollback.runbook.config import config_over_defaults
 
     return config_over_defaults(tomllib.loads(text), source)
 
 
 def _scan_cargo(scan: Scan, root: Path) -> None:
     """CI, the benchmarks and the Tokio build compile the workspace: cargo must resolve it where the run runs."""
-    from runbook.errors import BadInputError
-    from tasks.cargo_resolve import cargo_resolves
+    from actor_rollback.runbook.errors import BadInputError
+    from actor_rollback.tasks.cargo_resolve import cargo_resolves
 
     try:
         scan.summary.append(cargo_resolves(root, "CI, the benchmarks and the Tokio build"))

@@ -23,10 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.errors import BadInputError, StepError
-from runbook.instructions import parse_callgrind, per_iteration
-from tasks.commands import run_bounded, secret_names
-from tasks.context import StepContext
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.runbook.instructions import parse_callgrind, per_iteration
+from actor_rollback.tasks.commands import run_bounded, secret_names
+from actor_rollback.tasks.context import StepContext
 
 # The functions whose return ends one warm-up call (criterion 0.3–0.5; legacy and v0 symbol names).
 DUMP_AFTER = ("criterion::bencher::Bencher<M>::iter*", "criterion::bencher::Bencher<*>::iter*")
@@ -43,7 +43,7 @@ class BenchTarget:
 
 
 def _bench_argv(command: str) -> list[str]:
-    from tasks.benchmarks import _cargo_bench
+    from actor_rollback.tasks.benchmarks import _cargo_bench
 
     argv = shlex.split(command)
     if not _cargo_bench(argv):

@@ -12,11 +12,11 @@ import json
 import urllib.error
 import urllib.request
 
-from runbook.errors import BadInputError, StepError, TransientError
-from runbook.model import Decision, Incident, StepResult
-from runbook.secrets import secret
-from tasks.context import StepContext
-from tasks.git_repo import publish_new_files
+from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
+from actor_rollback.runbook.model import Decision, Incident, StepResult
+from actor_rollback.runbook.secrets import secret
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import publish_new_files
 
 
 def issue_markdown(incident: Incident, decision: Decision, run_url: str | None) -> str:

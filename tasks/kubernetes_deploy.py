@@ -18,10 +18,10 @@ import os
 import time
 from datetime import datetime, timezone
 
-from runbook.errors import BadInputError, StepError, TransientError
-from runbook.model import StepResult
-from runbook.phases import deploy_version
-from tasks.context import StepContext
+from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.phases import deploy_version
+from actor_rollback.tasks.context import StepContext
 
 CONFLICT_RETRIES = 5
 

@@ -12,12 +12,12 @@ import re
 from collections import deque
 from pathlib import Path
 
-from runbook.errors import BadInputError, TransientError
-from runbook.model import StepResult
-from tasks.attempts import with_attempts
-from tasks.commands import require_program, run_bounded, secret_names
-from tasks.context import StepContext
-from tasks.kubernetes_deploy import kubernetes_clients
+from actor_rollback.runbook.errors import BadInputError, TransientError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.attempts import with_attempts
+from actor_rollback.tasks.commands import require_program, run_bounded, secret_names
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.kubernetes_deploy import kubernetes_clients
 
 SHOWN_LINES = 5
 

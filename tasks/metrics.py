@@ -19,11 +19,11 @@ from datetime import datetime, timedelta, timezone
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from runbook.errors import BadInputError
-from runbook.model import StepResult
-from tasks.attempts import with_attempts
-from tasks.context import StepContext
-from tasks.progress import StepProgress, wait_with_progress
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.attempts import with_attempts
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.progress import StepProgress, wait_with_progress
 
 Verdict = str  # "pass" | "fail" | "unverified"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prefect.blocks.core import Block
 
-from runbook.config import RollbackConfig
+from actor_rollback.runbook.config import RollbackConfig
 
 
 def links(cfg: RollbackConfig, flow_run_url: str | None = None) -> list[str]:

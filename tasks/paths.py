@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from runbook.errors import BadInputError
+from actor_rollback.runbook.errors import BadInputError
 
 
 def inside(rel: str) -> PurePosixPath:

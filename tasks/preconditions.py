@@ -6,10 +6,10 @@ when it does not — a precondition that fails is a finding for a person, not a 
 
 from __future__ import annotations
 
-from runbook.model import StepResult
-from runbook.phases import StepSpec
-from tasks.cargo_manifest import old_path_active, find_gates, inspect_manifests
-from tasks.context import StepContext
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.phases import StepSpec
+from actor_rollback.tasks.cargo_manifest import old_path_active, find_gates, inspect_manifests
+from actor_rollback.tasks.context import StepContext
 
 
 def _verdict(spec: StepSpec, holds: bool, evidence: list[str]) -> StepResult:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
+from actor_rollback.tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
 
 
 @dataclass(frozen=True)

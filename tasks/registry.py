@@ -7,20 +7,20 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from runbook.errors import StepError
-from runbook.model import StepResult
-from runbook.phases import StepSpec, describe
-from tasks.adr import record_design_change
-from tasks.benchmarks import verify_benchmarks
-from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
-from tasks.ci_workflow import disable_no_std_ci
-from tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command, redact, secret_names
-from tasks.config_files import check_phase_code, restore_scheduler_config
-from tasks.context import StepContext
-from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
-from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
-from tasks.logs import check_logs
-from tasks.metrics import watch_metrics
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.phases import StepSpec, describe
+from actor_rollback.tasks.adr import record_design_change
+from actor_rollback.tasks.benchmarks import verify_benchmarks
+from actor_rollback.tasks.cargo_manifest import check_flag_gating, disable_feature_flag
+from actor_rollback.tasks.ci_workflow import disable_no_std_ci
+from actor_rollback.tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command, redact, secret_names
+from actor_rollback.tasks.config_files import check_phase_code, restore_scheduler_config
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_refs import archive_branch, reset_to_phase_0_baseline
+from actor_rollback.tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+from actor_rollback.tasks.logs import check_logs
+from actor_rollback.tasks.metrics import watch_metrics
 
 StepFunction = Callable[[StepContext], StepResult]
 

@@ -7,15 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from git import GitCommandError
 
-from runbook.errors import BadInputError, ConflictError, StepError
-from runbook.model import StepResult
-from runbook.postmortem import TO_FILL
-from tasks.adr import adr_files, adr_slug
-from tasks.commands import command_record, run_bounded, secret_names
-from tasks.context import StepContext
-from tasks.git_repo import (_abort_revert, _commit, find_phase_merge, find_revert_of, head_text, open_workspace,
+from actor_rollback.runbook.errors import BadInputError, ConflictError, StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.runbook.postmortem import TO_FILL
+from actor_rollback.tasks.adr import adr_files, adr_slug
+from actor_rollback.tasks.commands import command_record, run_bounded, secret_names
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import (_abort_revert, _commit, find_phase_merge, find_revert_of, head_text, open_workspace,
                             run_git, sync_with_remote)
-from tasks.metrics import SourceUnreachable, judge, rates_between, regression_pct, scrape
+from actor_rollback.tasks.metrics import SourceUnreachable, judge, rates_between, regression_pct, scrape
 
 
 def check_adr(ctx: StepContext) -> StepResult:
@@ -80,7 +80,7 @@ def _on_kubernetes(ctx: StepContext) -> bool:
 
 def deploy_canary(ctx: StepContext) -> StepResult:
     if _on_kubernetes(ctx):
-        from tasks.kubernetes_deploy import deploy_canary_to_kubernetes
+        from actor_rollback.tasks.kubernetes_deploy import deploy_canary_to_kubernetes
 
         return deploy_canary_to_kubernetes(ctx, _version(ctx))
     return _command(ctx, ctx.cfg.reintroduce.canary_command, "canary", ctx.cfg.reintroduce.canary_env)
@@ -88,7 +88,7 @@ def deploy_canary(ctx: StepContext) -> StepResult:
 
 def stop_canary(ctx: StepContext) -> StepResult:
     if _on_kubernetes(ctx):
-        from tasks.kubernetes_deploy import stop_canary_on_kubernetes
+        from actor_rollback.tasks.kubernetes_deploy import stop_canary_on_kubernetes
 
         return stop_canary_on_kubernetes(ctx)
     return _command(ctx, ctx.cfg.reintroduce.canary_stop_command, "stop-canary", ctx.cfg.reintroduce.canary_env)
@@ -98,7 +98,7 @@ def promote(ctx: StepContext) -> StepResult:
     """The re-applied code everywhere (the production deploy, the reintroduction's version);
     the flag stays off by default: turning it on is a reviewed change, not this flow's."""
     if _on_kubernetes(ctx):
-        from tasks.kubernetes_deploy import deploy_to_kubernetes
+        from actor_rollback.tasks.kubernetes_deploy import deploy_to_kubernetes
 
         result = deploy_to_kubernetes(ctx.for_step("A.6"), version=_version(ctx), name="promote")
     else:

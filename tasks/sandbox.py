@@ -21,11 +21,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.config import RollbackConfig
-from runbook.errors import BadInputError
-from tasks.commands import run_bounded
-from tasks.pids import pid_alive
-from tasks.supervise import start_ticks
+from actor_rollback.runbook.config import RollbackConfig
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.tasks.commands import run_bounded
+from actor_rollback.tasks.pids import pid_alive
+from actor_rollback.tasks.supervise import start_ticks
 
 OWNER = "owner.json"
 GIT_TIMEOUT = 600

@@ -15,10 +15,10 @@ from typing import Any, Callable
 from prefect import Task, task
 from prefect.states import Completed, Failed, State
 
-from runbook.errors import StepError
-from runbook.model import StepResult
-from tasks.context import StepContext
-from tasks.registry import STEP_FUNCTIONS
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.registry import STEP_FUNCTIONS
 
 
 def retry_only_transient(task: Task, task_run, state) -> bool:

@@ -16,9 +16,9 @@ from typing import Iterator
 
 from git import GitCommandError
 
-from runbook.errors import BadInputError
-from tasks.context import StepContext
-from tasks.git_repo import _has_ref, _stderr, dirty_paths, fetch, open_workspace, remote_ref, run_git
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.git_repo import _has_ref, _stderr, dirty_paths, fetch, open_workspace, remote_ref, run_git
 
 WORK_FOLDER = ("actor-rollback", "work")
 

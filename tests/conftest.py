@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from runbook import SHIPPED_CONFIG  # noqa: E402  (the installed package: `make test` installs it)
-from deployments.sample import DEBIAN_CARGO_REGISTRY, SampleWorkspace, create_sample_workspace  # noqa: E402
+from actor_rollback.runbook import SHIPPED_CONFIG  # noqa: E402  (the installed package: `make test` installs it)
+from actor_rollback.deployments.sample import DEBIAN_CARGO_REGISTRY, SampleWorkspace, create_sample_workspace  # noqa: E402
 
 CARGO_BIN = Path.home() / ".cargo" / "bin"
 os.environ["PATH"] = f"{CARGO_BIN}{os.pathsep}{os.environ['PATH']}"

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import tomllib
 from pathlib import Path
 
-from runbook.config import SHIPPED_CONFIG, RollbackConfig, parse_config
-from tasks.context import StepContext
+from actor_rollback.runbook.config import SHIPPED_CONFIG, RollbackConfig, parse_config
+from actor_rollback.tasks.context import StepContext
 
 
 def config(**changes) -> RollbackConfig:

@@ -14,8 +14,8 @@ import resource
 import signal
 import threading
 
-from deployments.receiver import AlertReceiver, deployment_starter
-from runbook.config import load_config
+from actor_rollback.deployments.receiver import AlertReceiver, deployment_starter
+from actor_rollback.runbook.config import load_config
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import config_variant, paged_config_text, pager_block, run_git
 
-from runbook.postmortem import TO_FILL, next_adr, render_adr, unfilled_sections
+from actor_rollback.runbook.postmortem import TO_FILL, next_adr, render_adr, unfilled_sections
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -26,8 +26,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def rolled_back(tmp_path_factory, prefect_server, test_config):
     """One real Phase 1 rollback (CI and benchmarks skipped) shared by the module's tests."""
-    from deployments.cli import run_phase_flow
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.cli import run_phase_flow
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     root = tmp_path_factory.mktemp("after")
     sample = create_sample_workspace(root / "sample")
@@ -56,10 +56,10 @@ def test_a4_the_rollback_locks_reintroduction_refused_on_day_6_allowed_on_day_8(
 
 def test_a4_the_lock_counts_from_the_incidents_first_change_a_rerun_keeps_it_and_a_run_that_changed_nothing_takes_none(
         tmp_path, prefect_server, test_config):
-    from deployments.cli import run_phase_flow
-    from deployments.sample import create_sample_workspace
-    from flows.retry_lock import read_retry_lock
-    from runbook.config import load_config
+    from actor_rollback.deployments.cli import run_phase_flow
+    from actor_rollback.deployments.sample import create_sample_workspace
+    from actor_rollback.flows.retry_lock import read_retry_lock
+    from actor_rollback.runbook.config import load_config
 
     sample, cfg = create_sample_workspace(tmp_path / "sample"), load_config(test_config)
     skip = ["ci", "deploy", "monitor", "logs", "benchmarks"]
@@ -79,8 +79,8 @@ def test_a4_the_lock_counts_from_the_incidents_first_change_a_rerun_keeps_it_and
 
 
 def test_a4_lifting_early_needs_a_named_approver_and_a_reason_and_is_recorded(rolled_back, tmp_path):
-    from flows.retry_lock import read_retry_lock, set_retry_lock
-    from runbook.config import load_config
+    from actor_rollback.flows.retry_lock import read_retry_lock, set_retry_lock
+    from actor_rollback.runbook.config import load_config
 
     sample, config, *_ = rolled_back
     cfg = load_config(config)
@@ -124,7 +124,7 @@ def test_a1_a2_postmortem_draft_from_the_real_run_with_revert_sha_timings_and_ch
 
 
 def test_a1_unfilled_drafts_near_their_deadline_are_sent_to_the_owners(rolled_back):
-    from flows.postmortem import postmortem_deadlines
+    from actor_rollback.flows.postmortem import postmortem_deadlines
 
     sample, config, _, before, pager = rolled_back
     if cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config)).returncode not in (0,):
@@ -226,7 +226,7 @@ def test_a_filled_section_is_no_longer_reported():
 def test_p0_3_a_rerun_finds_its_own_adr_even_when_the_incident_id_is_not_a_slug(sample):
     from helpers import context
 
-    from tasks.adr import record_design_change
+    from actor_rollback.tasks.adr import record_design_change
 
     ctx = context(sample.repo, phase="0", step_id="P0.3", incident="INC-7.a")
     first, again = record_design_change(ctx), record_design_change(ctx)
@@ -246,7 +246,7 @@ def test_p0_3_a_rerun_finds_its_own_adr_even_when_the_incident_id_is_not_a_slug(
 
 def test_a2_a_second_rollback_of_the_phase_the_same_day_gets_a_draft_of_its_own(rolled_back):
     """Last in the module: the second rollback takes the phase's retry lock over."""
-    from deployments.cli import run_phase_flow
+    from actor_rollback.deployments.cli import run_phase_flow
 
     sample, config, *_ = rolled_back
     first = json.loads(cli("postmortem", "INC-after", "--repo", str(sample.repo), "--config", str(config),

@@ -51,7 +51,7 @@ def test_service_down_alert_to_flag_off_on_the_remote_and_the_on_call_paged(tmp_
                                                                              test_config):
     require(shutil.which("prometheus") is not None and shutil.which("prometheus-alertmanager") is not None,
             "Prometheus and Alertmanager (Debian packages prometheus, prometheus-alertmanager)")
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     pager = pager_block("test-e2e-pager")
     sample = create_sample_workspace(tmp_path / "sample")

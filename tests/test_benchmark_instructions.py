@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook.config import SHIPPED_CONFIG, parse_config
-from runbook.errors import StepError
-from runbook.instructions import compare_counts, judge, parse_callgrind, per_iteration
+from actor_rollback.runbook.config import SHIPPED_CONFIG, parse_config
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.runbook.instructions import compare_counts, judge, parse_callgrind, per_iteration
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
@@ -94,9 +94,9 @@ def test_p1_c3_by_instruction_counts_on_the_sample_identical_passes_and_more_wor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from benchmark_verdicts import commit_work, git
 
-    from deployments.sample import create_sample_workspace
-    from tasks.benchmarks import verify_benchmarks
-    from tasks.context import StepContext
+    from actor_rollback.deployments.sample import create_sample_workspace
+    from actor_rollback.tasks.benchmarks import verify_benchmarks
+    from actor_rollback.tasks.context import StepContext
 
     assert shutil.which("valgrind"), "valgrind is installed by `make test` (Debian package valgrind)"
     for name, value in cargo_env.items():

@@ -9,8 +9,8 @@ import tomllib
 import pytest
 from helpers import context, replaced, run_git
 
-from runbook.config import parse_config
-from tasks.benchmarks import command_for, verify_benchmarks
+from actor_rollback.runbook.config import parse_config
+from actor_rollback.tasks.benchmarks import command_for, verify_benchmarks
 
 pytestmark = pytest.mark.cargo
 
@@ -39,7 +39,7 @@ def test_p1_c3_flag_on_against_a_flag_off_baseline_is_never_passed(sample, cargo
 
 
 def test_p1_c3_a_missing_baseline_ref_is_bad_input(sample, test_config):
-    from runbook.errors import BadInputError
+    from actor_rollback.runbook.errors import BadInputError
 
     cfg = bench_cfg(test_config, **{'baseline_ref = ""  ': 'baseline_ref = "no-such-ref"  '})
     with pytest.raises(BadInputError, match="'no-such-ref' is not a commit"):
@@ -75,7 +75,7 @@ def test_p1_c3_a_budget_too_short_for_unchanged_code_is_unverifiable_and_its_ver
 
         return verify_benchmarks(context(sample.repo, step_id="P1.C3", cfg=cfg, incident="inc-short")), flow_run.get_id()
 
-    from tasks.progress import listening
+    from actor_rollback.tasks.progress import listening
 
     heard = []
     with listening(heard.append):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from runbook.benchstats import BenchmarkInputError, Estimate, compare, compare_one, duration_ns, parse_markdown_baseline
+from actor_rollback.runbook.benchstats import BenchmarkInputError, Estimate, compare, compare_one, duration_ns, parse_markdown_baseline
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
@@ -72,7 +72,7 @@ def test_improvement_and_missing():
 
 # ---------------------------------------------------------------- the sequential verdict (P1.C3 rounds)
 
-from runbook.benchstats import (ALPHA, FIRST_LOOK, PairedChanges, judge_paired, look_alpha,  # noqa: E402
+from actor_rollback.runbook.benchstats import (ALPHA, FIRST_LOOK, PairedChanges, judge_paired, look_alpha,  # noqa: E402
                                 look_rounds, median_interval)
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from helpers import serve_on_loopback
 
-import flows  # noqa: F401  (installs the quick retry, as every process running the flows does)
+import actor_rollback.flows  # noqa: F401  (installs the quick retry, as every process running the flows does)
 from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
 
 
@@ -125,7 +125,7 @@ def test_serve_registers_a_deployment_again_when_prefect_stays_busy_past_its_cli
     refusal (4xx) is raised at once."""
     from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
-    from deployments.serve import until_prefect_takes
+    from actor_rollback.deployments.serve import until_prefect_takes
 
     server = busy_server(busy=4)
     with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 1}):
@@ -137,7 +137,7 @@ def test_serve_registers_a_deployment_again_when_prefect_stays_busy_past_its_cli
 def test_serve_setup_does_not_wait_out_a_refusal(busy_server):
     from prefect.exceptions import PrefectHTTPStatusError
 
-    from deployments.serve import until_prefect_takes
+    from actor_rollback.deployments.serve import until_prefect_takes
 
     server = busy_server(busy=0)
 

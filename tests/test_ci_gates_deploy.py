@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from helpers import config_variant
 
-from deployments.cli import run_phase_flow
-from runbook.config import load_config
-from runbook.phases import PHASE_STEPS, describe
+from actor_rollback.deployments.cli import run_phase_flow
+from actor_rollback.runbook.config import load_config
+from actor_rollback.runbook.phases import PHASE_STEPS, describe
 
 pytestmark = pytest.mark.prefect
 CI_LINE = 'command = "cargo test --workspace"'
@@ -67,7 +67,7 @@ def test_p1_2c_a_rerun_does_not_test_again_a_commit_whose_ci_passed(sample, tmp_
 
 
 def test_the_plan_says_the_deploy_waits_for_ci_or_names_the_risk_of_not_waiting(tmp_path):
-    from runbook import SHIPPED_CONFIG
+    from actor_rollback.runbook import SHIPPED_CONFIG
 
     deploy = next(s for s in PHASE_STEPS["1"] if s.name == "deploy")
     assert "only after CI is green (P1.2c)" in describe(deploy, load_config(None), "1")[-1]

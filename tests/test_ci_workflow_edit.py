@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from runbook.errors import BadInputError
-from tasks.ci_workflow import changed_lines, plan_ci_edit
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.tasks.ci_workflow import changed_lines, plan_ci_edit
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import tree_digest
 from helpers import run_git
 
-from runbook import SHIPPED_CONFIG
+from actor_rollback.runbook import SHIPPED_CONFIG
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 STEP_KEYS = {"id", "name", "status", "evidence", "seconds"}
@@ -190,10 +190,10 @@ def test_one_config_whatever_starts_the_run_the_repositorys_own_file(sample, tes
     receiver's triage of one repository all read the repository's rollback.toml."""
     import yaml
 
-    from flows.outcome import run_flow
-    from flows.phases import rollback_phase_3
-    from flows.triage import triage
-    from runbook.model import Incident
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.phases import rollback_phase_3
+    from actor_rollback.flows.triage import triage
+    from actor_rollback.runbook.model import Incident
 
     own = sample.repo / "rollback.toml"
     own.write_text(test_config.read_text().replace("high_regression_pct = 10.0", "high_regression_pct = 20.0"))
@@ -244,9 +244,9 @@ def test_a_cli_dry_run_is_the_plan_recorded_as_the_phases_flow_run_with_the_step
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
 
-    from flows.outcome import run_flow
-    from flows.phases import PHASE_FLOWS
-    from runbook.model import RollbackReport
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.phases import PHASE_FLOWS
+    from actor_rollback.runbook.model import RollbackReport
 
     for phase in ("0", "1", "2A", "2B", "3", "4"):
         run = cli("run", phase, "--repo", str(sample.repo), "--reason", "what would it do", "--incident",

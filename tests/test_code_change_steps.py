@@ -10,14 +10,14 @@ import pytest
 import yaml as pyyaml
 from helpers import config, context, refs, run_git
 
-from runbook.errors import BadInputError, StepError
-from tasks.ci_workflow import disable_no_std_ci
-from tasks.commands import build_pinned_to_tokio, check_ci
-from tasks.config_files import check_phase_code, restore_scheduler_config
-from tasks.context import Approval
-from tasks.git_refs import archive_branch, reset_to_phase_0_baseline
-from tasks.git_repo import find_phase_merge, revert_merge
-from deployments.sample import POC_BRANCH
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.tasks.ci_workflow import disable_no_std_ci
+from actor_rollback.tasks.commands import build_pinned_to_tokio, check_ci
+from actor_rollback.tasks.config_files import check_phase_code, restore_scheduler_config
+from actor_rollback.tasks.context import Approval
+from actor_rollback.tasks.git_refs import archive_branch, reset_to_phase_0_baseline
+from actor_rollback.tasks.git_repo import find_phase_merge, revert_merge
+from actor_rollback.deployments.sample import POC_BRANCH
 
 SCHEDULER_TOML = "config/actor_system.toml"
 CI_FILE = ".github/workflows/ci.yml"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from helpers import commit_change, config, context
 
-from runbook.errors import BadInputError, StepError
-from tasks.commands import check_ci, deploy_with_command, live_record, run_bounded
+from actor_rollback.runbook.errors import BadInputError, StepError
+from actor_rollback.tasks.commands import check_ci, deploy_with_command, live_record, run_bounded
 
 
 def test_p1_2c_failing_ci_command_fails_the_step_with_its_output(sample):
@@ -93,7 +93,7 @@ def test_a_timeout_kills_setsid_descendants_too(tmp_path, marker):
 def test_a_sigkilled_runner_takes_its_commands_along(tmp_path, marker):
     command = script(tmp_path, f"setsid {sleeper(marker)} &\n{sleeper(marker)}\n")
     runner = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
-                               "from tasks.commands import run_bounded; "
+                               "from actor_rollback.tasks.commands import run_bounded; "
                                f"run_bounded({command!r}, Path({str(tmp_path)!r}), 600)"],
                               cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 20

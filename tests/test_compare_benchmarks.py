@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.benchstats import BenchmarkInputError
-from tasks.bench_files import read_baseline, read_criterion, write_export
+from actor_rollback.runbook.benchstats import BenchmarkInputError
+from actor_rollback.tasks.bench_files import read_baseline, read_criterion, write_export
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
@@ -207,12 +207,12 @@ def test_a3_compare_benchmarks_starts_without_prefect_git_rich_or_the_config_mod
     pydantic itself; the configuration's models are not built without --config)."""
     current = criterion_tree(tmp_path / "criterion", {"g/x": 1000.0})
     baseline = table(tmp_path, {"g/x": 1000.0})
-    probe = ("import sys\nfrom deployments.entry import main\n"
+    probe = ("import sys\nfrom actor_rollback.deployments.entry import main\n"
              f"sys.argv = ['actor-rollback', 'compare-benchmarks', '--baseline', {str(baseline)!r}, '--current', "
              f"{str(current)!r}]\n"
              "try:\n    main()\nexcept SystemExit as end:\n    code = end.code\n"
              "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'git', 'rich', 'pandas', 'matplotlib'}"
-             " | ({'runbook.config'} & set(sys.modules)))\n"
+             " | ({'actor_rollback.runbook.config'} & set(sys.modules)))\n"
              "print(code, heavy)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from runbook.config import PHASES, SHIPPED_CONFIG, ConfigError, load_config, normalize_phase, parse_config
+from actor_rollback.runbook.config import PHASES, SHIPPED_CONFIG, ConfigError, load_config, normalize_phase, parse_config
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
@@ -139,13 +139,13 @@ def test_the_per_address_cap_must_leave_slots_to_other_senders():
 def test_bad_input_is_one_family_caught_in_one_place():
     """#29 §3: a config that does not validate, an unknown step, a malformed incident id or alert, an unreadable
     secret, a benchmark table that is not one: all BadInputError, which every entry catches alone."""
-    from deployments.cli.common import BAD_INPUT
-    from runbook.alerts import AlertError
-    from runbook.benchstats import BenchmarkInputError
-    from runbook.errors import BadInputError
-    from runbook.ids import IncidentIdError
-    from runbook.phases import StepSelectionError
-    from runbook.secrets import SecretError
+    from actor_rollback.deployments.cli.common import BAD_INPUT
+    from actor_rollback.runbook.alerts import AlertError
+    from actor_rollback.runbook.benchstats import BenchmarkInputError
+    from actor_rollback.runbook.errors import BadInputError
+    from actor_rollback.runbook.ids import IncidentIdError
+    from actor_rollback.runbook.phases import StepSelectionError
+    from actor_rollback.runbook.secrets import SecretError
 
     for family in (ConfigError, StepSelectionError, IncidentIdError, AlertError, SecretError, BenchmarkInputError):
         assert issubclass(family, BadInputError), family

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from conftest import require
 
-from tasks.ci_workflow import bare_metal_targets, changed_lines, plan_ci_edit
-from tasks.cargo_manifest import remove_from_default
+from actor_rollback.tasks.ci_workflow import bare_metal_targets, changed_lines, plan_ci_edit
+from actor_rollback.tasks.cargo_manifest import remove_from_default
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 

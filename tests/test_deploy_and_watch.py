@@ -13,13 +13,13 @@ import pytest
 from conftest import config_text, free_port, git
 from helpers import context, private_ca_certificate, replaced
 
-from runbook.config import parse_config
-from runbook.errors import StepError
-from tasks.cargo_manifest import disable_feature_flag
-from tasks.commands import deploy_with_command
-from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
-from tasks.logs import check_logs
-from tasks.metrics import histogram_quantile, watch_metrics
+from actor_rollback.runbook.config import parse_config
+from actor_rollback.runbook.errors import StepError
+from actor_rollback.tasks.cargo_manifest import disable_feature_flag
+from actor_rollback.tasks.commands import deploy_with_command
+from actor_rollback.tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+from actor_rollback.tasks.logs import check_logs
+from actor_rollback.tasks.metrics import histogram_quantile, watch_metrics
 
 CORE = "modules/actor-core/Cargo.toml"
 

@@ -47,14 +47,20 @@ def read_progress_artifact(key: str):
 
 
 def wait_for_run(predicate, timeout: float = 120):
-    from flows.outcome import has_ended
+    from actor_rollback.flows.outcome import has_ended
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 
+    # the newest runs that are not merely scheduled: other tests (a storm) may have made hundreds, and serve's
+    # schedules (verify every 6 h, the weekly drill, …) put runs in the future, newest by expected start
+    started = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])))
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:  # the newest runs: other tests (a storm) may have made hundreds
-            for run in client.read_flow_runs(limit=50, sort=FlowRunSort.EXPECTED_START_TIME_DESC):
+        while time.monotonic() < deadline:
+            for run in client.read_flow_runs(flow_run_filter=started, limit=50,
+                                             sort=FlowRunSort.EXPECTED_START_TIME_DESC):
                 if predicate(run) and has_ended(run):
                     return run
             time.sleep(0.5)
@@ -64,7 +70,7 @@ def wait_for_run(predicate, timeout: float = 120):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, prefect_server, cargo_env, test_config):
     """`actor-rollback serve` against the session's server, for a sample workspace."""
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     sample = create_sample_workspace(tmp_path_factory.mktemp("served") / "sample")
     log = open(sample.root / "serve.log", "w")

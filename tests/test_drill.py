@@ -21,7 +21,7 @@ SKIP_BUILDS = ("--skip", "ci", "--skip", "benchmarks")
 
 def skip_builds(phase: str) -> list[str]:
     """--skip for the phase's cargo steps (CI, benchmarks) that it has: the code path's git steps stay."""
-    from runbook.phases import phase_steps
+    from actor_rollback.runbook.phases import phase_steps
 
     names = {spec.name for spec in phase_steps(phase)}
     return [arg for name in ("ci", "benchmarks") if name in names for arg in ("--skip", name)]
@@ -188,7 +188,7 @@ def test_a_drill_refuses_bad_input_before_any_sandbox(sample, tmp_path):
 
 
 def test_serve_has_a_weekly_drill_per_configured_phase_off_until_its_cron_is_set(sample, tmp_path):
-    from deployments.serve import build_deployments
+    from actor_rollback.deployments.serve import build_deployments
 
     off, _ = drill_config(tmp_path)
     weekly = {d.name: d for d in build_deployments(sample.repo, off) if d.name.startswith("weekly-")}
@@ -214,7 +214,7 @@ def test_a_drill_that_cannot_read_the_remote_fails_saying_so_and_leaves_nothing(
 
 
 def test_the_drill_trend_shows_the_whole_run_and_each_steps_median_by_week():
-    from flows.drill import _weekly_chart, _weekly_steps, step_seconds
+    from actor_rollback.flows.drill import _weekly_chart, _weekly_steps, step_seconds
 
     rows = [{"step": "flag", "seconds": 0.4, "verdict": "ok"}, {"step": "ci", "seconds": 0.0, "verdict": "skipped"},
             {"step": "push", "seconds": 9.0, "verdict": "over budget"}]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import commit_change, config, context, refs, run_git
 
-from runbook.errors import BadInputError
-from tasks.cargo_manifest import check_flag_gating, disable_feature_flag
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.tasks.cargo_manifest import check_flag_gating, disable_feature_flag
 
 CORE = "modules/actor-core/Cargo.toml"
 UTILS = "modules/actor-utils/Cargo.toml"

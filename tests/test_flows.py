@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import run_git
 
-from deployments.cli import run_phase_flow
+from actor_rollback.deployments.cli import run_phase_flow
 
 pytestmark = pytest.mark.prefect
 

@@ -12,13 +12,13 @@ import pytest
 from git import GitCommandError
 from helpers import commit_change, config, context, refs, run_git
 
-from runbook.errors import BadInputError
-from runbook.ids import IncidentIdError, check_incident_id
-from tasks.cargo_manifest import disable_feature_flag
-from tasks.commands import check_ci
-from tasks.git_repo import find_phase_merge, publish_new_files, push_rollback, revert_merge
-from tasks.registry import STEP_FUNCTIONS, execute_step
-from runbook.phases import phase_steps
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import IncidentIdError, check_incident_id
+from actor_rollback.tasks.cargo_manifest import disable_feature_flag
+from actor_rollback.tasks.commands import check_ci
+from actor_rollback.tasks.git_repo import find_phase_merge, publish_new_files, push_rollback, revert_merge
+from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.runbook.phases import phase_steps
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 ISSUE = "docs/issues/inc-test.md"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import commit_change, config, context, other_clone, refs, run_git
 
-from runbook.errors import BadInputError, ConflictError, StepError
-from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+from actor_rollback.runbook.errors import BadInputError, ConflictError, StepError
+from actor_rollback.tasks.git_repo import find_phase_merge, push_rollback, revert_merge
 
 
 def merge_of(sample, phase="1") -> str:

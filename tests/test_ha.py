@@ -54,8 +54,8 @@ def test_a_crashed_triage_run_and_one_left_pending_are_put_back_as_often_as_allo
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Crashed, Pending
 
-    from deployments.lost_runs import LostRunRetrier
-    from deployments.serve import build_deployments
+    from actor_rollback.deployments.lost_runs import LostRunRetrier
+    from actor_rollback.deployments.serve import build_deployments
 
     triage = next(d for d in build_deployments(sample.repo, test_config, name="lost-runs") if d.flow_name == "triage")
     deployment_id = triage.apply()
@@ -97,10 +97,10 @@ def test_a_triage_run_its_runner_cancelled_on_shutdown_is_put_back_and_an_operat
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
-    from deployments.lost_runs import LostRunRetrier
-    from deployments.person_waits import PersonWaits
-    from deployments.serve import build_deployments
-    from runbook.config import load_config
+    from actor_rollback.deployments.lost_runs import LostRunRetrier
+    from actor_rollback.deployments.person_waits import PersonWaits
+    from actor_rollback.deployments.serve import build_deployments
+    from actor_rollback.runbook.config import load_config
 
     triage = next(d for d in build_deployments(sample.repo, test_config, name="shutdown-runs") if d.flow_name == "triage")
     deployment_id = triage.apply()
@@ -143,9 +143,9 @@ def test_a_warm_triage_lost_with_its_receiver_is_reopened_in_the_intake_spool_un
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed, Running
 
-    from deployments.intake import IntakeSpool
-    from deployments.lost_runs import LostRunRetrier
-    from flows.triage import triage
+    from actor_rollback.deployments.intake import IntakeSpool
+    from actor_rollback.deployments.lost_runs import LostRunRetrier
+    from actor_rollback.flows.triage import triage
 
     spool = IntakeSpool(tmp_path / "intake.sqlite3")
     incidents = {"lost": "INC-WARM-LOST", "alive": "INC-WARM-ALIVE"}

@@ -16,7 +16,7 @@ import pytest
 from conftest import tree_digest
 from realistic_workspace import create_realistic_workspace
 
-from runbook.config import ConfigError, load_config
+from actor_rollback.runbook.config import ConfigError, load_config
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
 CRITERION = Path(__file__).resolve().parent / "data" / "criterion-0.3.6"

@@ -11,10 +11,10 @@ from conftest import config_text
 from helpers import context
 from k8s_api import ClusterState, KubernetesApi
 
-from runbook.config import parse_config
-from runbook.errors import BadInputError, StepError, TransientError
-from tasks.kubernetes_deploy import deploy_to_kubernetes
-from tasks.logs import check_logs
+from actor_rollback.runbook.config import parse_config
+from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
+from actor_rollback.tasks.kubernetes_deploy import deploy_to_kubernetes
+from actor_rollback.tasks.logs import check_logs
 
 K8S = {'backend = "command"  ': 'backend = "kubernetes"  ', "poll_seconds = 2.0": "poll_seconds = 0.05",
        "rollout_timeout_seconds = 600": "rollout_timeout_seconds = 10"}
@@ -128,7 +128,7 @@ CANARY = "actor-system-canary"
 
 
 def test_a6_canary_is_a_deployment_beside_the_stable_one_with_the_flag_on_image(cluster, tmp_path):
-    from tasks.reintroduce import deploy_canary
+    from actor_rollback.tasks.reintroduce import deploy_canary
 
     ctx = k8s_ctx(tmp_path, step_id="A.6", **{"canary_env = {}": 'canary_env = { RUST_LOG = "debug" }'})
     result = deploy_canary(ctx)
@@ -148,7 +148,7 @@ def test_a6_canary_is_a_deployment_beside_the_stable_one_with_the_flag_on_image(
 
 
 def test_a6_a_rerun_replaces_the_existing_canary_instead_of_failing(cluster, tmp_path):
-    from tasks.reintroduce import deploy_canary
+    from actor_rollback.tasks.reintroduce import deploy_canary
 
     deploy_canary(k8s_ctx(tmp_path, step_id="A.6"))
     again = deploy_canary(k8s_ctx(tmp_path, step_id="A.6", **{"canary_replicas = 1": "canary_replicas = 2"}))
@@ -159,7 +159,7 @@ def test_a6_a_rerun_replaces_the_existing_canary_instead_of_failing(cluster, tmp
 
 
 def test_a6_stopping_the_canary_deletes_it_and_a_second_stop_is_already_done(cluster, tmp_path):
-    from tasks.reintroduce import deploy_canary, stop_canary
+    from actor_rollback.tasks.reintroduce import deploy_canary, stop_canary
 
     deploy_canary(k8s_ctx(tmp_path, step_id="A.6"))
     stopped = stop_canary(k8s_ctx(tmp_path, step_id="A.6"))
@@ -170,7 +170,7 @@ def test_a6_stopping_the_canary_deletes_it_and_a_second_stop_is_already_done(clu
 
 
 def test_a6_promote_sets_the_stable_deployment_to_the_reintroduced_version_flag_still_off(cluster, tmp_path):
-    from tasks.reintroduce import promote
+    from actor_rollback.tasks.reintroduce import promote
 
     result = promote(k8s_ctx(tmp_path, step_id="A.6"))
     assert result.status == "done" and result.name == "promote"
@@ -179,7 +179,7 @@ def test_a6_promote_sets_the_stable_deployment_to_the_reintroduced_version_flag_
 
 
 def test_a6_canary_without_the_configured_container_is_bad_input_and_creates_nothing(cluster, tmp_path):
-    from tasks.reintroduce import deploy_canary
+    from actor_rollback.tasks.reintroduce import deploy_canary
 
     ctx = k8s_ctx(tmp_path, step_id="A.6", **{'container = "actor-system"': 'container = "actor"'})
     with pytest.raises(BadInputError, match="no container 'actor'.*deploy.kubernetes.container"):

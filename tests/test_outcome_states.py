@@ -131,9 +131,9 @@ def test_a_rollback_emits_started_step_and_finished_events_naming_outcome_phase_
 
 def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_rollback_and_not_of_a_plan(
         sample, test_config, tmp_path, prefect_server):
-    from deployments.automations import OUTCOME_AUTOMATION, ensure_outcome_automation
+    from actor_rollback.deployments.automations import OUTCOME_AUTOMATION, ensure_outcome_automation
     from prefect.automations import Automation
-    from runbook.config import load_config
+    from actor_rollback.runbook.config import load_config
 
     sink = pager_block("tech-lead-outcomes")
     text = paged_config_text("custom-webhook/tech-lead-outcomes", ("tech-lead",)).replace(
@@ -160,7 +160,7 @@ def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_r
 
 
 def test_without_a_notify_block_the_automation_is_not_made_and_says_why(prefect_server):
-    from deployments.automations import ensure_outcome_automation
+    from actor_rollback.deployments.automations import ensure_outcome_automation
     from helpers import config
 
     lines = ensure_outcome_automation(config(**{"contacts.tech-lead.notify": []}))
@@ -172,7 +172,7 @@ def test_without_a_notify_block_the_automation_is_not_made_and_says_why(prefect_
 
 def test_a_flow_run_refused_as_bad_input_from_the_api_is_failed_with_the_rule_it_broke(sample, prefect_server):
     """The UI form and the API reach the flow without the CLI's checks: a bad incident id is a Failed run."""
-    from flows.phases import rollback_phase_1
+    from actor_rollback.flows.phases import rollback_phase_1
 
     state = rollback_phase_1(reason="x", repo=str(sample.repo), incident_id="../../etc", return_state=True)
     assert state.is_failed() and state.message.startswith("BAD INPUT (fix and rerun) — the incident id '../../etc'")
@@ -184,9 +184,9 @@ def test_a_flow_run_refused_as_bad_input_from_the_api_is_failed_with_the_rule_it
 
 
 def test_the_form_offers_the_phases_step_names_and_ids_as_a_multi_select_and_states_the_id_rules():
-    from flows.phases import PHASE_FLOWS
+    from actor_rollback.flows.phases import PHASE_FLOWS
     from prefect.utilities.callables import parameter_schema
-    from runbook.phases import step_choices
+    from actor_rollback.runbook.phases import step_choices
 
     for phase, flow in PHASE_FLOWS.items():
         schema = parameter_schema(flow.fn).model_dump_for_openapi()
@@ -198,3 +198,20 @@ def test_the_form_offers_the_phases_step_names_and_ids_as_a_multi_select_and_sta
             assert items["enum"] == step_choices(phase), (phase, items)
         assert "Letters, digits" in schema["properties"]["incident_id"]["description"]
     assert {"reset", "P4.3"} <= set(step_choices("4")) and "flag" in step_choices("1") and "P1.1" in step_choices("1")
+
+
+def test_a_needs_human_dry_run_or_drill_has_ended_when_completed_and_a_real_one_once_paused():
+    """A needs-human run is Completed for a moment before its hook pauses it; the hook leaves a dry run or a drill
+    Completed, and whoever waits for those (the lock, the benches) must see them ended, not wait forever."""
+    from types import SimpleNamespace
+
+    from prefect.states import Completed, Paused
+
+    from actor_rollback.flows.outcome import DRILL_TAG, NEEDS_HUMAN_KEY, has_ended
+
+    def run(state, *tags):
+        return SimpleNamespace(state=state, tags=["outcome:needs-human", *tags])
+
+    assert not has_ended(run(Completed()))  # its hook is about to pause it
+    assert has_ended(run(Completed(), "dry-run")) and has_ended(run(Completed(), DRILL_TAG))
+    assert has_ended(run(Paused(pause_key=NEEDS_HUMAN_KEY)))

@@ -14,7 +14,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-from deployments.sample import create_sample_workspace
+from actor_rollback.deployments.sample import create_sample_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +25,12 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     assert built.returncode == 0, built.stderr
     [wheel] = (tmp_path / "dist").glob("actor_rollback-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"runbook/rollback.toml", "deployments/entry.py", "deployments/sample/files/base/service/actor_system.py",
-            "deployments/sample/files/base/dot-cargo/config.toml",
-            "deployments/sample/files/phase4/modules/actor-core/src/lock_free.rs"} <= names
+    assert {"actor_rollback/runbook/rollback.toml", "actor_rollback/deployments/entry.py",
+            "actor_rollback/deployments/sample/files/base/service/actor_system.py",
+            "actor_rollback/deployments/sample/files/base/dot-cargo/config.toml",
+            "actor_rollback/deployments/sample/files/phase4/modules/actor-core/src/lock_free.rs"} <= names
+    # #29: one installed name — no `tasks`, `flows`, `runbook` or `deployments` at the top of site-packages
+    assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"actor_rollback"}, names
     # #19: the extras the image installs (docker/Dockerfile, checked in test_production_stack.py): a Kubernetes work
     # pool's worker and jobs need prefect-kubernetes, the HA server processes prefect-redis
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
@@ -48,11 +51,19 @@ def test_a_wheel_installed_outside_the_repository_plans_a_rollback_and_shows_the
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ACTOR_ROLLBACK_TEST_CONFIG")}
-    where = subprocess.run([str(python), "-c", "import runbook, deployments.sample as s; print(runbook.__file__); "
+    where = subprocess.run([str(python), "-c", "import actor_rollback.runbook as r, actor_rollback.deployments.sample as s; "
+                            "print(r.__file__); "
                             "print(len(s.template('base', 'service/actor_system.py')))"], cwd=elsewhere, capture_output=True, text=True, env=env)
     assert where.returncode == 0, where.stderr
     module_file, service_size = where.stdout.split()
     assert module_file.startswith(str(site)) and int(service_size) > 1000  # the wheel's files, not the repository's
+    # every module imports from the installed name alone (a bare `from tasks import …` would fail here, outside the
+    # repository, where it would pass in a checkout)
+    walk = subprocess.run([str(python), "-c", "import importlib, pkgutil, actor_rollback\n"
+                           "names = [m.name for m in pkgutil.walk_packages(actor_rollback.__path__, 'actor_rollback.')]\n"
+                           "[importlib.import_module(n) for n in names]\nprint(len(names))"],
+                          cwd=elsewhere, capture_output=True, text=True, env=env, timeout=300)
+    assert walk.returncode == 0 and int(walk.stdout) > 60, walk.stdout + walk.stderr
 
     sample = create_sample_workspace(tmp_path / "sample")
     cli = str(fresh / "bin" / "actor-rollback")

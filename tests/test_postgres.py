@@ -52,7 +52,7 @@ def start(api: str, repo: Path, incident: str, config: Path) -> subprocess.Popen
 
 def test_concurrent_rollbacks_of_different_targets_on_a_postgres_backed_server_with_the_per_target_limit(
         pg_prefect, postgres, tmp_path, test_config):
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     samples = [create_sample_workspace(tmp_path / f"sample{n}") for n in range(3)]
     # a deploy that takes a few seconds keeps each run on its target while the twin arrives

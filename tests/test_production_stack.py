@@ -82,7 +82,7 @@ def test_prometheus_config_and_the_runbook_alert_rules_pass_promtool_with_their_
 
 
 def test_every_alert_rule_maps_to_an_incident_kind_the_receiver_knows():
-    from runbook.config import load_config
+    from actor_rollback.runbook.config import load_config
 
     rules = yaml.safe_load((DOCKER / "prometheus" / "alert-rules.yml").read_text())["groups"][0]["rules"]
     names = {r["alert"] for r in rules}
@@ -134,20 +134,19 @@ def test_kubernetes_manifests_validate_and_rbac_grants_only_what_the_steps_call(
 
 
 def test_the_kubernetes_work_pool_deployments_point_at_real_flows():
-    import importlib
+    from prefect.flows import load_flow_from_entrypoint
 
     spec = yaml.safe_load((ROOT / "deployments" / "prefect-kubernetes.yaml").read_text())
     assert spec["definitions"]["work_pools"]["kubernetes"]["name"] == "rollback-kubernetes"
     for deployment in spec["deployments"]:
-        path, name = deployment["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
-        assert hasattr(flow, "to_deployment"), deployment["entrypoint"]
+        flow = load_flow_from_entrypoint(deployment["entrypoint"], use_placeholder_flow=False)  # as a job loads it
+        assert flow.fn.__module__.startswith("actor_rollback.flows."), deployment["entrypoint"]
         assert deployment["work_pool"]["name"] == "rollback-kubernetes"
 
 
 def test_grafana_dashboard_loads_and_its_queries_run_on_a_real_prometheus(prometheus):
     dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "actor-scheduler.json").read_text())
-    from runbook.config import load_config
+    from actor_rollback.runbook.config import load_config
 
     assert load_config(None).dashboards.grafana.endswith(f"/d/{dashboard['uid']}")  # X.2's link
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -162,9 +161,16 @@ def test_grafana_dashboard_loads_and_its_queries_run_on_a_real_prometheus(promet
 def test_dockerfile_installs_the_wheel_runs_unprivileged_and_bakes_no_secret():
     dockerfile = (DOCKER / "Dockerfile").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    for package in {p.split(".")[0] for p in packages}:
-        assert f"COPY {package}/ {package}/" in dockerfile, package
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {p.split(".")[0] for p in setuptools["packages"]} | set(setuptools["package-dir"].values())
+    for folder in folders:
+        assert f"COPY {folder}/ {folder}/" in dockerfile, folder
+    # the image keeps no source tree: the Kubernetes deployments name the installed package's modules, and the
+    # pull step's folder is the image's own
+    spec = yaml.safe_load((ROOT / "deployments" / "prefect-kubernetes.yaml").read_text())
+    assert all(":" not in d["entrypoint"] for d in spec["deployments"])
+    workdir = spec["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert dockerfile.strip().split("WORKDIR ")[-1].startswith(f"{workdir}\n")
     assert "COPY pyproject.toml README.md ./" in dockerfile  # rollback.toml is package data of runbook/
     assert "pip wheel --no-cache-dir --no-deps -w /tmp/wheels ." in dockerfile and " -e " not in dockerfile
     assert 'wheel="$(ls /tmp/wheels/actor_rollback-*.whl)"' in dockerfile

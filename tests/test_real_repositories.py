@@ -8,9 +8,9 @@ import yaml
 from helpers import config, context, refs, run_git
 from realistic_workspace import create_realistic_workspace
 
-from tasks.cargo_manifest import check_flag_gating, disable_feature_flag, remove_from_default, workspace_manifests
-from tasks.ci_workflow import disable_no_std_ci
-from tasks.git_repo import find_phase_merge, push_rollback, revert_merge
+from actor_rollback.tasks.cargo_manifest import check_flag_gating, disable_feature_flag, remove_from_default, workspace_manifests
+from actor_rollback.tasks.ci_workflow import disable_no_std_ci
+from actor_rollback.tasks.git_repo import find_phase_merge, push_rollback, revert_merge
 
 CORE = "modules/actor-core/Cargo.toml"
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from helpers import config
 
-from deployments.receiver import AlertReceiver, ReceiverSetupError, deployment_starter
+from actor_rollback.deployments.receiver import AlertReceiver, ReceiverSetupError, deployment_starter
 
 pytestmark = pytest.mark.prefect
 DATA = Path(__file__).resolve().parent / "data"
@@ -29,7 +29,7 @@ DEPLOYMENT = "triage/receiver-test"
 
 @pytest.fixture(scope="module")
 def deployment(prefect_server):
-    from flows.triage import triage
+    from actor_rollback.flows.triage import triage
 
     triage.to_deployment(name="receiver-test", parameters={"repo": "/nonexistent", "config": ""}).apply()
     return DEPLOYMENT

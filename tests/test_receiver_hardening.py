@@ -23,10 +23,10 @@ from helpers import config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deployments.intake import IntakeSpool
-from runbook.model import CLOCK_SKEW as DAY
-from runbook.model import EARLIEST_INCIDENT as EARLIEST
-from deployments.receiver import AlertReceiver
+from actor_rollback.deployments.intake import IntakeSpool
+from actor_rollback.runbook.model import CLOCK_SKEW as DAY
+from actor_rollback.runbook.model import EARLIEST_INCIDENT as EARLIEST
+from actor_rollback.deployments.receiver import AlertReceiver
 
 DATA = Path(__file__).resolve().parent / "data"
 HELPER = Path(__file__).resolve().parent / "receiver_process.py"
@@ -144,7 +144,7 @@ def test_accepted_alerts_survive_a_prefect_outage_and_a_sigkilled_receiver_exact
     (bench/intake_outage.py measures the same with a 2-minute outage; here it is 10 s.)"""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.triage import triage
+    from actor_rollback.flows.triage import triage
 
     home = tmp_path / "prefect-home"
     server, url = start_prefect_server(home, tmp_path / "outage-server.log", TMPDIR=str(tmp_path))
@@ -438,7 +438,7 @@ def test_the_receiver_speaks_tls_itself_when_given_a_certificate(monkeypatch, tm
 
 def test_the_receivers_token_is_read_from_the_file_its_FILE_variable_names(monkeypatch, tmp_path):
     """The Kubernetes secret-volume way (OPERATIONS, Secrets): the token never sits in an environment."""
-    from deployments.receiver import ReceiverSetupError
+    from actor_rollback.deployments.receiver import ReceiverSetupError
 
     monkeypatch.delenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", raising=False)
     monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN_FILE", str(tmp_path / "missing"))

@@ -13,8 +13,8 @@ import pytest
 from conftest import free_port
 from helpers import commit_change, config_variant, run_git
 
-from runbook.ids import derived_id
-from runbook.postmortem import TO_FILL
+from actor_rollback.runbook.ids import derived_id
+from actor_rollback.runbook.postmortem import TO_FILL
 
 pytestmark = pytest.mark.prefect
 
@@ -24,12 +24,12 @@ LONG_ID = ("REINT-1-" + "scheduler-fairness-bookkeeping-" * 3)[:90]
 
 def test_a6_refused_while_locked_or_without_an_adr_then_a_regressing_canary_rolls_itself_back(
         sample, test_config, prefect_server, tmp_path, monkeypatch):
-    from deployments.cli import run_phase_flow
-    from flows.outcome import data_of, run_flow
-    from flows.postmortem import postmortem
-    from flows.reintroduce import reintroduce
-    from flows.retry_lock import read_retry_lock
-    from runbook.config import load_config
+    from actor_rollback.deployments.cli import run_phase_flow
+    from actor_rollback.flows.outcome import data_of, run_flow
+    from actor_rollback.flows.postmortem import postmortem
+    from actor_rollback.flows.reintroduce import reintroduce
+    from actor_rollback.flows.retry_lock import read_retry_lock
+    from actor_rollback.runbook.config import load_config
 
     stable, canary = free_port(), free_port()
     monkeypatch.setenv("ACTOR_SERVICE_PORT", str(stable))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import config_variant, other_clone, run_git
 
-from flows.runner import FAULT_INJECT
-from runbook.phases import phase_steps
+from actor_rollback.flows.runner import FAULT_INJECT
+from actor_rollback.runbook.phases import phase_steps
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -45,7 +45,7 @@ def remote_state(sample) -> tuple[str, int, int]:
 @pytest.fixture(scope="module")
 def reference_state(tmp_path_factory, prefect_server, cargo_env, test_config):
     """The remote after one uninterrupted Phase 1 rollback of a fresh sample workspace."""
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     sample = create_sample_workspace(tmp_path_factory.mktemp("reference") / "sample")
     code, report, err = finish(start(sample.repo, "inc-ref"))
@@ -89,8 +89,8 @@ def test_two_concurrent_phase_1_runs_on_one_target_never_both_push(sample, tmp_p
 def test_two_rollbacks_of_one_target_on_different_prefect_servers_never_overlap(sample, tmp_path, prefect_server):
     """One run on the embedded (ephemeral) server of its own process, one on the session's server, on the same
     clone: the host lock makes the second wait, so their deploys never run at the same time."""
-    from tasks.host_lock import HostLock, target_key
-    from runbook.config import load_config
+    from actor_rollback.tasks.host_lock import HostLock, target_key
+    from actor_rollback.runbook.config import load_config
 
     deploys = tmp_path / "deploys"
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
@@ -123,8 +123,8 @@ def wait_until_held(repo: Path, config: Path, incident: str, timeout: float = 12
     """Until `incident`'s run holds the target (its lock record is written): no guess at how long a start takes."""
     from prefect.variables import Variable
 
-    from tasks.host_lock import target_key
-    from runbook.config import load_config
+    from actor_rollback.tasks.host_lock import target_key
+    from actor_rollback.runbook.config import load_config
 
     record = f"rollback_lock_{target_key(repo, load_config(config))}"
     deadline = time.monotonic() + timeout
@@ -160,7 +160,7 @@ def test_lock_records_survive_concurrent_writers_and_a_deleter(prefect_server):
 
     from prefect.variables import Variable
 
-    from flows.variables import put_variable
+    from actor_rollback.flows.variables import put_variable
 
     errors, stop = [], threading.Event()
 
@@ -199,8 +199,8 @@ def test_a_prefect_server_restart_mid_rollback_never_locks_the_target_forever(sa
     from prefect.variables import Variable
 
     from conftest import start_prefect_server, stop_process_group
-    from tasks.host_lock import target_key
-    from runbook.config import load_config
+    from actor_rollback.tasks.host_lock import target_key
+    from actor_rollback.runbook.config import load_config
 
     home = tmp_path / "restart-home"
     server, url = start_prefect_server(home, tmp_path / "restart-1.log", TMPDIR=str(tmp_path))

@@ -7,7 +7,7 @@ import logging
 import pytest
 from helpers import commit_change, run_git
 
-from deployments.cli import run_phase_flow
+from actor_rollback.deployments.cli import run_phase_flow
 
 pytestmark = pytest.mark.prefect
 

@@ -7,7 +7,7 @@ import pytest
 import re
 from pathlib import Path
 
-from runbook.phases import LAST_RESORT, PHASE_STEPS, PRECONDITIONS
+from actor_rollback.runbook.phases import LAST_RESORT, PHASE_STEPS, PRECONDITIONS
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 
@@ -47,9 +47,9 @@ def flow_step_calls() -> dict[str, list[str]]:
 
 
 def test_every_phase_flow_runs_its_runbook_steps_in_the_runbooks_order():
-    from runbook.config import load_config
-    from runbook.phases import describe
-    from tasks.registry import STEP_FUNCTIONS
+    from actor_rollback.runbook.config import load_config
+    from actor_rollback.runbook.phases import describe
+    from actor_rollback.tasks.registry import STEP_FUNCTIONS
 
     calls = flow_step_calls()
     assert set(calls) == set(PHASE_STEPS)

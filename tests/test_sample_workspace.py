@@ -9,9 +9,9 @@ import subprocess
 import pytest
 from conftest import git
 
-from runbook.config import load_config
-from tasks.cargo_manifest import find_gates, inspect_manifests
-from deployments.sample import POC_BRANCH, create_sample_workspace
+from actor_rollback.runbook.config import load_config
+from actor_rollback.tasks.cargo_manifest import find_gates, inspect_manifests
+from actor_rollback.deployments.sample import POC_BRANCH, create_sample_workspace
 
 CFG = load_config()
 MERGED_PHASES = ["1", "2A", "2B", "3", "4"]
@@ -117,7 +117,7 @@ def test_benches_build_and_run_offline_and_the_flag_makes_scheduling_slower(samp
 
 
 def test_the_sample_is_made_of_real_files_and_every_build_makes_the_same_commits(tmp_path):
-    from deployments.sample import stage_files, template
+    from actor_rollback.deployments.sample import stage_files, template
 
     first = create_sample_workspace(tmp_path / "one")
     second = create_sample_workspace(tmp_path / "two")
@@ -138,7 +138,7 @@ def test_the_template_tree_before_the_refactor_is_a_workspace_cargo_checks(cargo
     import shutil
     from importlib.resources import files
 
-    base = shutil.copytree(str(files("deployments.sample").joinpath("files", "base")), tmp_path / "base")
+    base = shutil.copytree(str(files("actor_rollback.deployments.sample").joinpath("files", "base")), tmp_path / "base")
     checked = subprocess.run(
         ["cargo", "check", "--offline", "--workspace", "--manifest-path", str(base / "Cargo.toml"),
          "--config", 'source.crates-io.replace-with="debian"',

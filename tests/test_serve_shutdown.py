@@ -69,7 +69,7 @@ def test_sigterm_hands_back_a_running_warm_triage_ends_a_deployment_run_exits_wi
         sample, test_config, tmp_path, prefect_server):
     from prefect.deployments import run_deployment
 
-    from deployments.sample import create_sample_workspace
+    from actor_rollback.deployments.sample import create_sample_workspace
 
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
                                          'command = "sleep 120"'})  # a deploy that outlasts the grace
@@ -133,7 +133,7 @@ def test_a_runner_killed_with_its_run_leaves_the_run_crashed_not_running(sample,
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from deployments.automations import ZOMBIE_AUTOMATION
+    from actor_rollback.deployments.automations import ZOMBIE_AUTOMATION
 
     config = config_variant(tmp_path, **{'command = "./scripts/deploy.sh production --version={version}"':
                                          'command = "sleep 300"', "crashed_after_seconds = 90":
@@ -172,7 +172,7 @@ def test_serve_started_while_prefect_is_down_takes_alerts_and_sets_itself_up_whe
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from deployments.automations import ZOMBIE_AUTOMATION
+    from actor_rollback.deployments.automations import ZOMBIE_AUTOMATION
 
     api_port, port = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}/api"
@@ -287,7 +287,7 @@ def test_f1_a_serve_just_started_takes_a_critical_and_turns_its_flag_off_before_
 
 def test_f1_the_flag_off_first_loads_no_prefect_and_no_pandas():
     """What the receiver runs before serve has loaded its flows imports neither (1.2 s and 0.3 s of start-up)."""
-    code = ("import sys, tasks.flag_off_first, deployments.receiver; "
+    code = ("import sys, actor_rollback.tasks.flag_off_first, actor_rollback.deployments.receiver; "
             "print(sorted(m for m in ('prefect', 'pandas', 'numpy') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]", loaded

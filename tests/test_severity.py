@@ -8,9 +8,9 @@ import pytest
 from helpers import config
 from pydantic import ValidationError
 
-from runbook.errors import BadInputError
-from runbook.model import Incident
-from runbook.severity import decide
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import Incident
+from actor_rollback.runbook.severity import decide
 
 pytestmark = pytest.mark.fast  # `make test-fast`: no service, no cargo, no git remote
 

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from flows.outcome import STATE_NAMES, data_of
+from actor_rollback.flows.outcome import STATE_NAMES, data_of
 from helpers import HttpSink, config_variant, paged_config_text, pager_block, run_git
 
-from runbook.model import Incident, TriageReport
+from actor_rollback.runbook.model import Incident, TriageReport
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -36,7 +36,7 @@ def triage_config(tmp_path: Path, **replacements: str) -> Path:
 
 
 def run_triage(sample, config: Path, **incident) -> TriageReport:
-    from flows.triage import triage
+    from actor_rollback.flows.triage import triage
     from prefect.client.orchestration import get_client
 
     skip = incident.pop("skip", None)
@@ -306,8 +306,8 @@ def test_f4_low_incidents_at_once_each_file_their_issue_in_a_commit_of_its_own_u
 
 
 def _receiver_with_flag_off_first(sample, config: Path, monkeypatch, tmp_path):
-    from deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
-    from runbook.config import load_config
+    from actor_rollback.deployments.receiver import AlertReceiver, WarmTriage, deployment_starter
+    from actor_rollback.runbook.config import load_config
 
     monkeypatch.setenv("ACTOR_ROLLBACK_RECEIVER_TOKEN", "flag-off-first-token-0123456789")
     full = load_config(str(config))
@@ -398,8 +398,8 @@ def test_f1_flag_off_first_waits_out_a_moments_hold_of_the_target_and_then_pushe
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.host_lock import HostLock, target_key
-    from runbook.config import load_config
+    from actor_rollback.tasks.host_lock import HostLock, target_key
+    from actor_rollback.runbook.config import load_config
 
     cfg = load_config(str(test_config))
     held = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(sample.repo, cfg))
@@ -420,8 +420,8 @@ def test_f1_flag_off_first_waits_out_a_moments_hold_of_the_target_and_then_pushe
 
 
 def _hold_target(sample, config: Path, incident: str):
-    from tasks.host_lock import HostLock, target_key
-    from runbook.config import load_config
+    from actor_rollback.tasks.host_lock import HostLock, target_key
+    from actor_rollback.runbook.config import load_config
 
     cfg = load_config(str(config))
     held = HostLock(Path(cfg.concurrency.host_lock_dir), target_key(sample.repo, cfg))
@@ -431,7 +431,7 @@ def _hold_target(sample, config: Path, incident: str):
 
 def _first_while_held(sample, config: Path, holder: str, incident: str) -> list:
     """The receiver's flag-off first for `incident` while `holder`'s rollback holds the target."""
-    import tasks.flag_off_first as first_module
+    import actor_rollback.tasks.flag_off_first as first_module
 
     held = _hold_target(sample, config, holder)
     try:
@@ -446,7 +446,7 @@ def test_f1_a_critical_on_a_target_another_rollback_holds_finds_the_flag_already
     """A second Critical on a target whose first Critical's rollback still holds it (its deploy): the flag is
     already off on the remote, so the receiver says so at once from the remote's commit — no wait for the lock
     (seen on the incident day: 1.5 s and 3.4 s), no write to the clone."""
-    import tasks.flag_off_first as first_module
+    import actor_rollback.tasks.flag_off_first as first_module
     from conftest import tree_digest
 
     first = first_module.flag_off_first(Incident(id="inc-crit-one", phase="1", kind="service-down"),
@@ -479,7 +479,7 @@ def test_f1_a_critical_on_a_held_target_whose_flag_is_still_on_remotely_leaves_i
                                                                                           monkeypatch):
     """The holder has not pushed the flag off (a High's rollback mid-revert): nothing is claimed from the remote;
     after the short wait the receiver leaves the flag-off to the Critical's run, which waits for the target."""
-    import tasks.flag_off_first as first_module
+    import actor_rollback.tasks.flag_off_first as first_module
 
     before = run_git(sample.origin, "rev-parse", "main")
     monkeypatch.setattr(first_module, "FIRST_LOCK_WAIT_SECONDS", 0.5)
@@ -491,14 +491,14 @@ def test_f1_the_run_records_a_flag_the_receiver_found_off_on_the_remote_at_the_t
                                                                                                  tmp_path):
     """The Critical's run (the target free again) finds flag and push done; its record says the receiver found them
     done on the remote before the run, and the time to mitigation counts that moment, not the run's check."""
-    import tasks.flag_off_first as first_module
+    import actor_rollback.tasks.flag_off_first as first_module
 
     config = triage_config(tmp_path)
     first_module.flag_off_first(Incident(id="inc-crit-a", phase="1", kind="service-down"), str(sample.repo),
                                  str(config))
     found = _first_while_held(sample, config, "inc-crit-a", "inc-crit-b")
     assert [r.status for r in found] == ["already-done", "already-done"], found
-    from flows.triage import triage
+    from actor_rollback.flows.triage import triage
 
     state = triage(incident=Incident(id="inc-crit-b", phase="1", kind="service-down"),
                                  repo=str(sample.repo), config=str(config), skip=["benchmarks"], done_first=found,
@@ -516,8 +516,8 @@ def test_f1_a_triage_run_in_another_process_still_records_when_the_receiver_push
                                                                                                  tmp_path):
     """A restart takes serve down after its receiver pushed a Critical's flag off but before it started the run; the
     next serve starts it with nothing in hand. The record kept beside the clone still gives the push's time."""
-    import tasks.flag_off_first as first_module
-    from flows.triage import triage
+    import actor_rollback.tasks.flag_off_first as first_module
+    from actor_rollback.flows.triage import triage
 
     config = triage_config(tmp_path)
     incident = Incident(id="inc-crit-restarted", phase="1", kind="service-down")

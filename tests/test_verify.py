@@ -16,7 +16,7 @@ pytestmark = pytest.mark.prefect
 
 def test_a_regression_found_on_schedule_starts_triage_with_its_evidence(sample, test_config, prefect_server, tmp_path,
                                                                       monkeypatch):
-    from flows.verify import verify
+    from actor_rollback.flows.verify import verify
 
     port = free_port()
     monkeypatch.setenv("ACTOR_SERVICE_PORT", str(port))
@@ -32,7 +32,7 @@ def test_a_regression_found_on_schedule_starts_triage_with_its_evidence(sample, 
         "medium_regression_pct = 5.0": "medium_regression_pct = 1000.0",
         'checks = ["monitor", "benchmarks"]': 'checks = ["monitor"]'})
     try:
-        from flows.outcome import data_of
+        from actor_rollback.flows.outcome import data_of
 
         state = verify(repo=str(sample.repo), config=str(config), phase="1", return_state=True)
     finally:

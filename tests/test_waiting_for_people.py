@@ -21,9 +21,9 @@ from prefect.input import read_flow_run_input
 from conftest import free_port
 from helpers import config_variant, paged_config_text, pager_block, run_git, wait_until
 
-from deployments.person_waits import PersonWaits
-from flows.outcome import has_ended, pause_key
-from runbook.config import load_config
+from actor_rollback.deployments.person_waits import PersonWaits
+from actor_rollback.flows.outcome import has_ended, pause_key
+from actor_rollback.runbook.config import load_config
 
 pytestmark = pytest.mark.prefect
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -158,7 +158,7 @@ def read_run(run_id):
 
 def needs_human_run(sample, test_config, incident: str):
     """A Phase 0 rollback: it ends needing a person (P0.2 review, P0.4 redesign), Paused with no process."""
-    from deployments.cli import run_phase_flow
+    from actor_rollback.deployments.cli import run_phase_flow
 
     report = run_phase_flow("0", sample.repo, "PoC abandoned", incident, False, [], [], "", test_config,
                             triggered_by="test")
@@ -171,7 +171,7 @@ def test_a_needs_human_run_asks_for_an_acknowledgement_and_the_uis_resume_closes
     from prefect.flow_runs import resume_flow_run
     from prefect.input import read_flow_run_input
 
-    from flows.outcome import ACK_KEYSET
+    from actor_rollback.flows.outcome import ACK_KEYSET
 
     run = needs_human_run(sample, test_config, "ack-ui")
     assert run.state.is_paused() and run.state.state_details.run_input_keyset == ACK_KEYSET  # Resume shows a form

@@ -9,10 +9,10 @@ was done). With --json exactly one JSON object goes to stdout; logs go to stderr
 
 from __future__ import annotations
 
-from deployments.cli import after, drill, incidents, rollback, server, service
-from deployments.cli.common import app
-from deployments.cli.rollback import run_phase_flow
-from deployments.compare_cli import compare_benchmarks
+from actor_rollback.deployments.cli import after, drill, incidents, rollback, server, service
+from actor_rollback.deployments.cli.common import app
+from actor_rollback.deployments.cli.rollback import run_phase_flow
+from actor_rollback.deployments.compare_cli import compare_benchmarks
 
 COMMAND_GROUPS = (rollback, incidents, after, service, server, drill)  # importing each registers its commands on `app`
 __all__ = ["app", "main", "run_phase_flow", "COMMAND_GROUPS"]
@@ -34,7 +34,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
     if command in NEEDS_PREFECT and not {"--help", "-h"} & set(sys.argv):
-        from deployments.local_server import ensure
+        from actor_rollback.deployments.local_server import ensure
 
         ensure(say=lambda line: print(line, file=sys.stderr, flush=True))
     app()

@@ -11,12 +11,12 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from deployments.cli.common import (ConfigOpt, JsonOpt, NowOpt, PhasesOpt, RepoOpt, app, config_for, config_path, err,
+from actor_rollback.deployments.cli.common import (ConfigOpt, JsonOpt, NowOpt, PhasesOpt, RepoOpt, app, config_for, config_path, err,
                                     out, print_report, quiet_prefect, refusing_bad_input, show, split, table_for)
-from runbook.config import config_parameter, normalize_phase
-from runbook.errors import BadInputError
-from runbook.ids import check_incident_id
-from runbook.model import EXIT_CODES, RollbackReport
+from actor_rollback.runbook.config import config_parameter, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import check_incident_id
+from actor_rollback.runbook.model import EXIT_CODES, RollbackReport
 
 
 @app.command("postmortem")
@@ -28,9 +28,9 @@ def postmortem_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """A.1/A.2: draft docs/postmortem/YYYY-MM-DD-phase-X-rollback.md and the ADR stub from Prefect's record."""
-    from flows.outcome import run_flow
-    from flows.postmortem import postmortem
-    from tasks.git_repo import open_workspace
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.postmortem import postmortem
+    from actor_rollback.tasks.git_repo import open_workspace
 
     quiet_prefect(as_json)
     cfg_path = config_path(config, repo)
@@ -56,9 +56,9 @@ def reintroduce(
     as_json: JsonOpt = False,
 ) -> None:
     """A.6: after the retry lock and with the ADR written, re-apply the phase behind its flag via a canary."""
-    from flows.outcome import run_flow
-    from flows.reintroduce import reintroduce as reintroduce_flow
-    from tasks.git_repo import open_workspace
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.reintroduce import reintroduce as reintroduce_flow
+    from actor_rollback.tasks.git_repo import open_workspace
 
     key = normalize_phase(phase)
     cfg_path = config_path(config, repo)
@@ -87,7 +87,7 @@ def audit(
     as_json: JsonOpt = False,
 ) -> None:
     """Every triage and rollback on the Prefect server: trigger, decision, approvals, outcome, duration."""
-    from flows.history import list_runs, triage_decisions
+    from actor_rollback.flows.history import list_runs, triage_decisions
 
     quiet_prefect(as_json)
     key = normalize_phase(phase) if phase else None
@@ -124,8 +124,8 @@ app.add_typer(lock_app, name="lock")
 
 
 def _locks(repo: Path, config: Path | None, phases: list[str] | None, as_json: bool):
-    from flows.retry_lock import read_retry_lock
-    from runbook.config import PHASES
+    from actor_rollback.flows.retry_lock import read_retry_lock
+    from actor_rollback.runbook.config import PHASES
 
     quiet_prefect(as_json)
     cfg = config_for(config, repo)
@@ -181,7 +181,7 @@ def lock_lift(repo: RepoOpt, phase: Annotated[str, typer.Option("--phase", help=
               reason: Annotated[str, typer.Option("--reason", help="Why the week of analysis is cut short (recorded)")],
               config: ConfigOpt = None) -> None:
     """Lift a retry lock early: a named person's decision, with the reason, kept in the record."""
-    from flows.retry_lock import lift_retry_lock
+    from actor_rollback.flows.retry_lock import lift_retry_lock
 
     quiet_prefect(False)
     lifted = lift_retry_lock(repo, config_for(config, repo), phase, approver, reason)

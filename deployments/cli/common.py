@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runbook.config import RollbackConfig, config_file, effective_config
-from runbook.errors import BadInputError
-from runbook.model import RollbackReport
+from actor_rollback.runbook.config import RollbackConfig, config_file, effective_config
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import RollbackReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Run the ActorScheduler rollback runbook as Prefect flows.")
@@ -155,7 +155,7 @@ def record_lines(report: RollbackReport) -> list[str]:
 def progress_shown(what: str, as_json: bool):
     """The long steps' progress (the metrics watch, the benchmark rounds) while a flow runs here: bars on a
     terminal, a plain line per tenth on stderr when piped, nothing with --json (stdout stays one object)."""
-    from tasks.progress import listening
+    from actor_rollback.tasks.progress import listening
 
     if as_json:
         yield

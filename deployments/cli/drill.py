@@ -10,10 +10,10 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from deployments.cli.common import ConfigOpt, JsonOpt, app, config_for, config_path, out, progress_shown, quiet_prefect, refusing_bad_input, split
-from runbook.config import config_parameter, normalize_phase
-from runbook.ids import check_incident_id
-from runbook.phases import select_steps
+from actor_rollback.deployments.cli.common import ConfigOpt, JsonOpt, app, config_for, config_path, out, progress_shown, quiet_prefect, refusing_bad_input, split
+from actor_rollback.runbook.config import config_parameter, normalize_phase
+from actor_rollback.runbook.ids import check_incident_id
+from actor_rollback.runbook.phases import select_steps
 
 
 @app.command()
@@ -28,9 +28,9 @@ def drill(
 ) -> None:
     """Rehearse a phase's rollback on a sandbox copy: the same flow, timed against the runbook's budgets; the real
     remote and clone are never changed. Exit 0 passed, 1 failed (what would stop a real rollback is named)."""
-    from flows.drill import drill as drill_flow
-    from flows.outcome import run_flow
-    from tasks.git_repo import open_workspace
+    from actor_rollback.flows.drill import drill as drill_flow
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.tasks.git_repo import open_workspace
 
     key = normalize_phase(phase)
     config_for(config, repo)  # a broken config is refused here, before any sandbox

@@ -15,11 +15,11 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from deployments.cli.common import (ConfigOpt, JsonOpt, app, bad_input, brief, config_for, config_path, out,
+from actor_rollback.deployments.cli.common import (ConfigOpt, JsonOpt, app, bad_input, brief, config_for, config_path, out,
                                     print_report, quiet_prefect, refusing_bad_input, split)
-from runbook.config import RollbackConfig, config_parameter, normalize_phase
-from runbook.errors import BadInputError
-from runbook.model import INCIDENT_KINDS
+from actor_rollback.runbook.config import RollbackConfig, config_parameter, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.model import INCIDENT_KINDS
 
 
 @app.command()
@@ -34,7 +34,7 @@ def approve(
     quiet_prefect(False)
     from prefect.flow_runs import resume_flow_run
 
-    from flows.outcome import NEEDS_HUMAN_KEY
+    from actor_rollback.flows.outcome import NEEDS_HUMAN_KEY
 
     run = _waiting_run(run_id)
     if not (run.state and run.state.is_paused()):
@@ -91,7 +91,7 @@ def ack(
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    from flows.outcome import NEEDS_HUMAN_KEY, Acknowledgement, close_acknowledged
+    from actor_rollback.flows.outcome import NEEDS_HUMAN_KEY, Acknowledgement, close_acknowledged
 
     try:
         answer = Acknowledgement(person=person, did=did, result=result).model_dump(include={"person", "did", "result"})
@@ -113,7 +113,7 @@ def ack(
 
 def _incidents_from_file(path: Path, cfg: RollbackConfig) -> list:
     """An alert file: an Alertmanager or Grafana webhook body, or one JSON incident."""
-    from runbook.alerts import alerts_to_incidents, generic_incident
+    from actor_rollback.runbook.alerts import alerts_to_incidents, generic_incident
 
     try:
         payload = json.loads(path.read_text())
@@ -145,10 +145,10 @@ def triage(
     as_json: JsonOpt = False,
 ) -> None:
     """Decide an incident's severity by the runbook's matrix (S.x) and act on it (F.1–F.4)."""
-    from runbook.ids import new_incident_id
-    from runbook.model import Incident, TriageReport
-    from runbook.severity import decide
-    from tasks.git_repo import open_workspace
+    from actor_rollback.runbook.ids import new_incident_id
+    from actor_rollback.runbook.model import Incident, TriageReport
+    from actor_rollback.runbook.severity import decide
+    from actor_rollback.tasks.git_repo import open_workspace
 
     cfg = config_for(config, repo)
     if (alert is None) == (kind is None):
@@ -168,8 +168,8 @@ def triage(
         reports = [TriageReport(incident=i, decision=d, dry_run=True) for i, d in zip(incidents, decisions)]
     else:
         quiet_prefect(as_json)
-        from flows.outcome import run_flow
-        from flows.triage import triage as triage_flow
+        from actor_rollback.flows.outcome import run_flow
+        from actor_rollback.flows.triage import triage as triage_flow
 
         cfg_file = config_path(config, repo)
         reports = [TriageReport.model_validate(run_flow(triage_flow, incident=i, repo=str(repo.resolve()),

@@ -11,13 +11,13 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from deployments.cli.common import (ConfigOpt, JsonOpt, app, config_for, config_path, err, out, print_report,
+from actor_rollback.deployments.cli.common import (ConfigOpt, JsonOpt, app, config_for, config_path, err, out, print_report,
                                     progress_shown, quiet_prefect, refusing_bad_input, split)
-from runbook.config import RollbackConfig, config_parameter, load_config, normalize_phase
-from runbook.errors import BadInputError
-from runbook.ids import check_incident_id
-from runbook.model import RollbackReport
-from runbook.phases import select_steps
+from actor_rollback.runbook.config import RollbackConfig, config_parameter, load_config, normalize_phase
+from actor_rollback.runbook.errors import BadInputError
+from actor_rollback.runbook.ids import check_incident_id
+from actor_rollback.runbook.model import RollbackReport
+from actor_rollback.runbook.phases import select_steps
 
 
 @app.command()
@@ -32,7 +32,7 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the phase's steps in order with their exact commands; changes nothing."""
-    from flows.plan import plan_phase
+    from actor_rollback.flows.plan import plan_phase
 
     cfg = config_for(config, repo)
     report = plan_phase(cfg, phase, repo, split(only), split(skip), merge)
@@ -54,8 +54,8 @@ def run_phase_flow(phase: str, repo: Path, reason: str, incident: str, dry_run: 
     """Run a phase's flow in this process (on PREFECT_API_URL, or Prefect's ephemeral server)."""
     from prefect import tags
 
-    from flows.outcome import run_flow
-    from flows.phases import PHASE_FLOWS
+    from actor_rollback.flows.outcome import run_flow
+    from actor_rollback.flows.phases import PHASE_FLOWS
 
     extra = {"terminal_approval": terminal_approval} if phase == "4" else {}
     with tags(f"phase:{phase}", f"incident:{incident}", "actor-rollback"):
@@ -88,7 +88,7 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a starter rollback.toml for this workspace: what was found, and what a person must fill in."""
-    from tasks.init_config import check_starter_config, scan_workspace
+    from actor_rollback.tasks.init_config import check_starter_config, scan_workspace
 
     target = output or repo / "rollback.toml"
     if target.exists() and not force:
@@ -128,8 +128,8 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a phase's rollback flow against the workspace."""
-    from runbook.ids import new_incident_id
-    from tasks.git_repo import open_workspace
+    from actor_rollback.runbook.ids import new_incident_id
+    from actor_rollback.tasks.git_repo import open_workspace
 
     key = normalize_phase(phase)
     cfg = config_for(config, repo)
@@ -148,7 +148,7 @@ def run(
     terminal_approval = ask_last_resort_at_terminal(cfg) if asks_reset else None
     triggered_by = f"cli:{os.environ.get('USER', 'unknown')}"
     if dry_run:  # the plan's checks here, recorded as the phase's flow run without the engine (flows/dry_record.py)
-        from flows.dry_record import recorded_dry_run
+        from actor_rollback.flows.dry_record import recorded_dry_run
 
         report = recorded_dry_run(cfg, key, repo.resolve(), reason, incident, split(only), split(skip), merge, {
             "reason": reason, "repo": str(repo.resolve()), "incident_id": incident, "dry_run": True,

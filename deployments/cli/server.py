@@ -9,7 +9,7 @@ import os
 import typer
 from rich.markup import escape
 
-from deployments.cli.common import JsonOpt, app, err, out
+from actor_rollback.deployments.cli.common import JsonOpt, app, err, out
 
 server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server used when PREFECT_API_URL is not set.")
 app.add_typer(server_app, name="server")
@@ -29,7 +29,7 @@ def _show(data: dict, as_json: bool) -> None:
 @server_app.command("status")
 def status(as_json: JsonOpt = False) -> None:
     """Where the local server is, its database, and when it stops on its own."""
-    from deployments.local_server import status as read
+    from actor_rollback.deployments.local_server import status as read
 
     data = read()
     if os.environ.get("PREFECT_API_URL"):
@@ -40,7 +40,7 @@ def status(as_json: JsonOpt = False) -> None:
 @server_app.command("start")
 def start(as_json: JsonOpt = False) -> None:
     """Start it now (commands that need Prefect start it on first use anyway)."""
-    from deployments.local_server import ensure, status as read
+    from actor_rollback.deployments.local_server import ensure, status as read
 
     os.environ.pop("PREFECT_API_URL", None)
     if ensure(say=lambda line: err.print(escape(line))) is None:
@@ -53,7 +53,7 @@ def start(as_json: JsonOpt = False) -> None:
 @server_app.command("stop")
 def stop(as_json: JsonOpt = False) -> None:
     """Stop it now; the next command that needs Prefect starts it again."""
-    from deployments.local_server import stop as end
+    from actor_rollback.deployments.local_server import stop as end
 
     was = end()
     if as_json:

@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from deployments.cli.common import (ConfigOpt, app, bad_input, config_for, config_path, out, print_report,
+from actor_rollback.deployments.cli.common import (ConfigOpt, app, bad_input, config_for, config_path, out, print_report,
                                     progress_shown, quiet_prefect, refusing_bad_input)
-from deployments.cli.rollback import run_phase_flow
-from runbook.model import EXIT_CODES
-from runbook.secrets import SecretError, secret
+from actor_rollback.deployments.cli.rollback import run_phase_flow
+from actor_rollback.runbook.model import EXIT_CODES
+from actor_rollback.runbook.secrets import SecretError, secret
 
 
 @app.command()
@@ -32,8 +32,8 @@ def serve(
                                                 "rollback-phase-1/NAME, …): one set per target on a shared server")] = None,
 ) -> None:
     """Serve the deployments (rollback-phase-<P>/manual, triage/alert, verify/scheduled) and the alert receiver."""
-    from deployments.serve import prepare_runner_environment
-    from tasks.git_repo import open_workspace
+    from actor_rollback.deployments.serve import prepare_runner_environment
+    from actor_rollback.tasks.git_repo import open_workspace
 
     cfg = config_for(config, repo)
     open_workspace(repo)
@@ -49,7 +49,7 @@ def serve(
         raise bad_input("serve needs a Prefect server that people can reach: set PREFECT_API_URL "
                          "(e.g. `prefect server start`, or `make serve` which starts one)", False)
     prepare_runner_environment(cfg.runner.heartbeat_seconds)
-    from deployments.serve import serve_rollbacks
+    from actor_rollback.deployments.serve import serve_rollbacks
 
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise bad_input(f"--name {name!r}: a deployment name of letters, digits, '.', '_' and '-', starting with a "
@@ -66,7 +66,7 @@ def automations(
 ) -> None:
     """Create or update the shipped automations on PREFECT_API_URL (serve does it too): failed and needs-human
     rollbacks notify runner.outcome_notify; runs whose heartbeats stopped end Crashed."""
-    from deployments.automations import ensure_outcome_automation, ensure_zombie_automation
+    from actor_rollback.deployments.automations import ensure_outcome_automation, ensure_zombie_automation
 
     cfg = config_for(config, repo)
     if not os.environ.get("PREFECT_API_URL"):
@@ -86,9 +86,9 @@ def demo(
     """Create the sample workspace, deploy its regressed head, roll back Phase 1 end to end, show the recovery."""
     import tempfile
 
-    from deployments.demo import deploy_regressed, prepare, stop_service, watch
-    from runbook.ids import new_incident_id
-    from tasks.git_repo import open_workspace, run_git
+    from actor_rollback.deployments.demo import deploy_regressed, prepare, stop_service, watch
+    from actor_rollback.runbook.ids import new_incident_id
+    from actor_rollback.tasks.git_repo import open_workspace, run_git
 
     root = dir or Path(tempfile.mkdtemp(prefix="actor-rollback-demo-"))
     demo_env = prepare(root)
@@ -114,7 +114,7 @@ def demo(
     remote_log = run_git(open_workspace(sample.repo), "log", "--oneline", "-3", "origin/main")
     out.print(f"\nThe remote's main now:\n{escape(remote_log)}")
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral server (database under PREFECT_HOME, ~/.prefect by default)"
-    from deployments.local_server import read_state
+    from actor_rollback.deployments.local_server import read_state
 
     local = read_state()
     if local and local.get("url") == os.environ.get("PREFECT_API_URL"):

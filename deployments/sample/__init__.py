@@ -26,7 +26,7 @@ MAIN_BRANCH = "main"
 POC_BRANCH = "feature/ready-queue-coordinator-poc"
 START_DATE = datetime(2025, 9, 1, 10, 0, tzinfo=timezone.utc)
 AUTHOR = ("Aiko Tanaka", "aiko@example.com")
-TEMPLATES = files("deployments.sample").joinpath("files")
+TEMPLATES = files("actor_rollback.deployments.sample").joinpath("files")
 CORE = "modules/actor-core"
 
 
