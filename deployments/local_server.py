@@ -10,7 +10,10 @@ it, and stops it (and itself) after `ACTOR_ROLLBACK_SERVER_IDLE_MINUTES` (60) wi
 with no flow run in progress; `actor-rollback server stop` stops it now, `server status` says where it is and
 when it will stop. `ACTOR_ROLLBACK_LOCAL_SERVER=off` keeps Prefect's ephemeral server instead (one per command).
 Its state is `$PREFECT_HOME/actor-rollback-server.json`; two commands starting at once start one server (a file
-lock). Nothing here imports Prefect: the command that asks pays nothing for a server that is already up.
+lock). Nothing here imports Prefect, nor httpx (the tool's HTTP client elsewhere): the health and idle checks
+are two loopback GETs, for which urllib costs 24 ms of import where httpx costs 92 ms, paid by every command that
+asks and by the keeper process that lives beside the server; the command that asks pays nothing for a server
+that is already up.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One flow per phase of the runbook (section 2), each reading like its page.
+"""One flow per phase of the runbook (section 2); its steps, in order, are the page's (runbook/phases.py).
 
 Every flow takes the same parameters, which the Prefect UI shows as a form; the run is named
 `rollback-phase-<P>-<incident>` and is itself the audit record of what was done and why.
@@ -18,7 +18,7 @@ from actor_rollback.flows.outcome import bad_input_state, pause_for_a_person
 from actor_rollback.flows.runner import PhaseRun, default_incident_id
 from actor_rollback.runbook.errors import BadInputError
 from actor_rollback.runbook.ids import MAX_LENGTH
-from actor_rollback.runbook.phases import step_choices
+from actor_rollback.runbook.phases import phase_steps, step_choices
 
 
 def _run_name() -> str:
@@ -31,7 +31,8 @@ def rollback_flow(phase: str):
     (`only` and `skip` a multi-select of the phase's step names and IDs), and input refused as a Failed run."""
 
     def decorate(fn):
-        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + PARAMETER_DOCS  # read by Prefect when the flow is made
+        # read by Prefect when the flow is made: the UI shows the phase's page, then the form's help
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + _page(phase) + PARAMETER_DOCS
         steps = list[Literal[tuple(step_choices(phase))]]  # the form renders an enum list as a multi-select
         fn.__annotations__.update(only=steps, skip=steps)
 
@@ -50,6 +51,14 @@ def rollback_flow(phase: str):
         return made
 
     return decorate
+
+
+def _page(phase: str) -> str:
+    """The phase's steps in the runbook's order (runbook/phases.py, which the run follows), for the flow's
+    description."""
+    steps = [f"{spec.id} {spec.name}: {spec.title}" + ("" if spec.automated else " (a person)")
+             for spec in phase_steps(phase)]
+    return "\n\nSteps, in order: " + "; ".join(steps) + "."
 
 
 def _json_parameters(made, parameters: dict) -> dict:
@@ -110,10 +119,7 @@ def rollback_phase_0(reason: str, repo: str, incident_id: str = "", dry_run: boo
     """Phase 0 — design / prototype: the branch never reached main, so archive it and redesign."""
     with PhaseRun("0", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("archive")  # P0.1
-        run.step("review")  # P0.2 (a person)
-        run.step("adr")  # P0.3
-        run.step("redesign")  # P0.4 (a person)
+        run.all_steps()
     return run.finish()
 
 
@@ -125,14 +131,7 @@ def rollback_phase_1(reason: str, repo: str, incident_id: str = "", dry_run: boo
     """Phase 1 — ReadyQueueCoordinator: flag off, revert the merge, push, CI, deploy, watch, verify."""
     with PhaseRun("1", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("flag")  # P1.1  flag off, immediately
-        run.step("gating")  # P1.1b the old ReadyQueueScheduler path is still there
-        run.step("find-merge")  # P1.2a
-        run.step("revert")  # P1.2b git revert -m 1
-        run.step("push")  # P1.2b
-        run.ci_then_deploy("ci", "deploy")  # P1.2c green, then P1.3a
-        run.parallel("monitor", "logs")  # P1.3b ∥ P1.3c
-        run.step("benchmarks")  # P1.C3 within ±2 %
+        run.all_steps()
     return run.finish()
 
 
@@ -144,14 +143,7 @@ def rollback_phase_2a(reason: str, repo: str, incident_id: str = "", dry_run: bo
     """Phase 2A — WorkerExecutor: flag off, revert, restore the worker config, push, deploy, check queues."""
     with PhaseRun("2A", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("flag")  # P2A.1
-        run.step("find-merge")  # P2A.2
-        run.step("revert")  # P2A.2
-        run.step("config")  # P2A.3 [scheduler] back to the Phase 1 settings
-        run.step("push")  # P2A.2
-        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
-        run.parallel("monitor", "logs")  # P2A.4 worker tasks, P2A.5 pending messages
-        run.step("benchmarks")
+        run.all_steps()
     return run.finish()
 
 
@@ -163,14 +155,7 @@ def rollback_phase_2b(reason: str, repo: str, incident_id: str = "", dry_run: bo
     """Phase 2B — MessageInvoker: flag off, revert, confirm ActorCell handles messages directly."""
     with PhaseRun("2B", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("flag")  # P2B.1
-        run.step("find-merge")  # P2B.2
-        run.step("revert")  # P2B.2
-        run.step("code-checks")  # P2B.2 invoke_message back, P2B.3 no middleware chain
-        run.step("push")
-        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
-        run.parallel("monitor", "logs")
-        run.step("benchmarks")
+        run.all_steps()
     return run.finish()
 
 
@@ -182,14 +167,7 @@ def rollback_phase_3(reason: str, repo: str, incident_id: str = "", dry_run: boo
     """Phase 3 — runtime abstraction and no_std: back to the Tokio path, no_std out of CI."""
     with PhaseRun("3", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("flag")  # P3.2 the cfg(not) Tokio path
-        run.step("gating")  # P3.2
-        run.step("ci-file")  # P3.3 no_std build disabled in CI
-        run.step("push")
-        run.step("build")  # P3.1 pinned to Tokio
-        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
-        run.parallel("monitor", "logs")
-        run.step("embedded")  # P3.4 (a person)
+        run.all_steps()
     return run.finish()
 
 
@@ -206,16 +184,7 @@ def rollback_phase_4(reason: str, repo: str, incident_id: str = "", dry_run: boo
     """
     with PhaseRun("4", repo, reason, incident_id, dry_run, only, skip, merge, config, severity, incident_started_at,
                   done_before) as run:
-        run.step("find-merge")  # P4.1
-        run.step("revert")  # P4.1
-        run.step("flag")  # P4.2
-        run.step("push")
-        run.ci_then_deploy("ci", "deploy")  # CI green, then deploy
-        run.parallel("monitor", "logs")
-        run.step("benchmarks")
-        if any(spec.name == "reset" for spec, _ in run.selection):
-            run.approve_last_resort(terminal_approval)  # every contact told; a person says yes
-            run.step("reset")  # P4.3 last resort
+        run.all_steps(terminal_approval)  # P4.3 only when selected by name, after a person's approval
     return run.finish()
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from actor_rollback.runbook.checklist import judge_checklist
 from actor_rollback.runbook.config import RollbackConfig, normalize_phase
 from actor_rollback.runbook.model import RollbackReport, StepResult
-from actor_rollback.runbook.phases import LAST_RESORT, NEEDS, PRECONDITIONS, describe, select_steps
+from actor_rollback.runbook.phases import LAST_RESORT, NEEDS, PRECONDITIONS, select_steps
 from actor_rollback.tasks.context import StepContext
 from actor_rollback.tasks.git_repo import open_workspace
 from actor_rollback.tasks.preconditions import check_precondition
-from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.tasks.registry import describe, evidence_sources, execute_step, step_function
 
 
 def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: list[str] | None = None,
@@ -49,7 +49,7 @@ def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: 
             steps.append(StepResult(id=spec.id, name=spec.name, status="blocked", evidence=[
                 f"needs what {NEEDS[spec.name]} would establish, and that step would fail or is blocked"]))
         else:
-            result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS.get(spec.name))
+            result = execute_step(spec, ctx.for_step(spec.id), step_function(spec.name))
             ctx.facts.update(result.data)
             if result.status in ("would-fail", "blocked"):
                 would_fail.add(spec.name)
@@ -57,7 +57,7 @@ def plan_phase(cfg: RollbackConfig, phase: str, repo: Path | None = None, only: 
     if phase == "4" and all(spec.name != "reset" for spec, _ in selection):
         steps.append(last_resort(ctx, cfg, repo is not None))
     return RollbackReport(phase=phase, incident=incident, dry_run=True, steps=steps, config_source=cfg.source,
-                          checklist=judge_checklist(cfg.phase(phase).checklist, steps, dry_run=True))
+                          checklist=judge_checklist(cfg.phase(phase).checklist, steps, evidence_sources(), dry_run=True))
 
 
 def last_resort(ctx: StepContext, cfg: RollbackConfig, checked: bool) -> StepResult:
@@ -68,7 +68,7 @@ def last_resort(ctx: StepContext, cfg: RollbackConfig, checked: bool) -> StepRes
     if not checked:
         return StepResult(id=LAST_RESORT.id, name=LAST_RESORT.name, status="skipped", data={"last_resort": "not-selected"},
                           evidence=[gate, *describe(LAST_RESORT, cfg, "4")])
-    result = execute_step(LAST_RESORT, ctx.for_step(LAST_RESORT.id), STEP_FUNCTIONS.get(LAST_RESORT.name))
+    result = execute_step(LAST_RESORT, ctx.for_step(LAST_RESORT.id), step_function(LAST_RESORT.name))
     result.evidence = [*result.evidence, gate] if result.status == "would-fail" else [gate, *result.evidence]
     result.data = {**result.data, "last_resort": "not-selected"}
     return result

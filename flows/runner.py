@@ -1,9 +1,10 @@
 """What every phase flow shares: run the runbook's steps in order, stop safely, leave the record.
 
 A phase flow opens `with PhaseRun(...) as run:` (which holds the target's lock) and calls
-`run.step(name)` — or `run.parallel(a, b)` for independent steps — in the runbook's order. A
-failed step stops the rest (they are reported as not run), a step not automated yet is handed
-to a person with its exact commands, and the checklist is judged from the steps' own evidence.
+`run.all_steps()`: the phase's steps in runbook/phases.py's order — two at once where the runbook has them
+independent (`alongside_next`), P4.3 after a person's approval. A failed step stops the rest (they are
+reported as not run), a step not automated yet is handed to a person with its exact commands, and the
+checklist is judged from the steps' own evidence.
 """
 
 from __future__ import annotations
@@ -23,23 +24,16 @@ from actor_rollback.flows.report_text import checklist_markdown, run_tags, steps
 from actor_rollback.flows.outcome import add_tags, emit, emit_step, is_drill, outcome_state, rollback_resource
 from actor_rollback.flows.target_lock import one_rollback_per_target
 from actor_rollback.runbook.checklist import judge_checklist
-from actor_rollback.runbook.config import RollbackConfig, effective_config, normalize_phase
-from actor_rollback.runbook.errors import BadInputError
 from actor_rollback.runbook.ids import check_incident_id, new_incident_id
 from actor_rollback.runbook.model import RollbackReport, StepResult
-from actor_rollback.runbook.phases import NEEDS, StepSpec, select_steps
+from actor_rollback.runbook.phases import NEEDS, StepSpec
+from actor_rollback.runbook.request import check_request
 from actor_rollback.tasks.commands import end_commands_on_sigterm
 from actor_rollback.tasks.context import StepContext, artifact_key
 from actor_rollback.tasks.host_lock import TargetBusy, target_name
-from actor_rollback.tasks.registry import execute_step
-from actor_rollback.tasks.steps import STEP_TASKS, step_call, step_result
+from actor_rollback.tasks.registry import changes_target, evidence_sources, execute_step, milestone
+from actor_rollback.tasks.steps import step_call, step_result, step_task
 from actor_rollback.tasks.work_tree import WorkTree, leftover_note, unpublished, working_in_own_tree
-
-# Time to mitigation: when these steps finish, the mitigation has reached that point.
-MILESTONES = {"flag": "flag off committed", "push": "pushed", "deploy": "deploy done"}
-
-# The steps that change the target: once one of them has run, the phase's reintroduction is locked (A.4).
-CHANGES = ("flag", "revert", "reset", "archive")
 
 # Fault injection for the kill-and-rerun tests: "kill-before:<step name>" SIGKILLs this process.
 FAULT_INJECT = "ACTOR_ROLLBACK_FAULT_INJECT"
@@ -56,16 +50,12 @@ class PhaseRun:
                  only: list[str] | None = None, skip: list[str] | None = None, merge: str = "",
                  config: str = "", severity: str = "", incident_started_at: str = "",
                  done_before: list[dict] | None = None) -> None:
-        self.phase = normalize_phase(phase)
-        self.cfg: RollbackConfig = effective_config(config, repo)
-        self.selection = select_steps(self.phase, only, skip)
         # the UI form and the API reach here without the CLI's checks: refuse before anything changes
-        incident = check_incident_id(incident_id or default_incident_id())
-        if not reason.strip():
-            raise BadInputError("the reason is empty; say why the rollback is done (it goes into every commit)")
+        request = check_request(phase, repo, reason, incident_id, only, skip, config)
+        self.phase, self.cfg, self.selection = request.phase, request.cfg, request.selection
         self.ctx = StepContext(repo=Path(repo).resolve(), cfg=self.cfg, phase=self.phase,
-                               incident=incident, reason=reason,
-                               dry_run=dry_run, merge_override=merge)
+                               incident=request.incident or check_incident_id(default_incident_id()),
+                               reason=reason, dry_run=dry_run, merge_override=merge)
         self.severity = severity
         self.results: list[StepResult] = []
         self.retry_lock = None  # A.4, set when the run changed the target
@@ -123,6 +113,22 @@ class PhaseRun:
 
     # ------------------------------------------------------------ steps
 
+    def all_steps(self, terminal_approval: dict | None = None) -> None:
+        """Every step of the phase in the runbook's order (runbook/phases.py): a step with `alongside_next` runs
+        at the same time as the one after it (monitor ∥ logs; CI ∥ deploy only with `ci.gate_deploy = false` —
+        faster, and a red CI may ship, which the plan says — else CI green first, then the deploy: a failed CI
+        stops the run before anything ships); one that needs `approval` asks a person first (P4.3)."""
+        while self._queue:
+            spec = self._queue[0][0]
+            together = spec.alongside_next == "always" or (
+                spec.alongside_next == "unless-ci-gates" and not self.cfg.ci.gate_deploy)
+            if together and len(self._queue) > 1:
+                self.parallel(spec.name, self._queue[1][0].name)
+                continue
+            if spec.approval:
+                self.approve_last_resort(terminal_approval)
+            self.step(spec.name)
+
     def step(self, name: str) -> StepResult:
         spec, runs = self._next(name)
         result = self._blocked(spec, runs) or self._execute(spec)
@@ -136,7 +142,7 @@ class PhaseRun:
         pending = []
         for spec, runs in specs:
             blocked = self._blocked(spec, runs)
-            task = STEP_TASKS.get(spec.name)
+            task = step_task(spec.name)
             if blocked is None and task is not None:
                 self._maybe_die(spec)
                 future = task.submit(self.ctx.for_step(spec.id))
@@ -152,13 +158,6 @@ class PhaseRun:
         for (spec, _), result in zip(specs, results):
             self._record(spec, result)
         return results
-
-    def ci_then_deploy(self, ci: str, deploy: str) -> list[StepResult]:
-        """The runbook's order: CI green (step 2.4), then the deploy (step 3) — a failed CI stops the run before
-        anything ships. `ci.gate_deploy = false` runs them at once (faster; a red CI may ship, and the plan says so)."""
-        if self.cfg.ci.gate_deploy:
-            return [self.step(ci), self.step(deploy)]
-        return self.parallel(ci, deploy)
 
     def _next(self, name: str) -> tuple[StepSpec, bool]:
         spec, runs = self._queue.pop(0)
@@ -189,9 +188,9 @@ class PhaseRun:
         result = self._as_done_before(result)
         self.ctx.facts.update(result.data)
         self.results.append(result)
-        milestone = MILESTONES.get(spec.name)
-        if milestone and result.status in ("done", "already-done") and not self.ctx.dry_run:
-            self.milestones.setdefault(milestone, result.finished_at or datetime.now(timezone.utc))
+        mark = milestone(spec.name)
+        if mark and result.status in ("done", "already-done") and not self.ctx.dry_run:
+            self.milestones.setdefault(mark, result.finished_at or datetime.now(timezone.utc))
         self.logger.info("%s %s: %s", result.id, result.name, result.status)
         emit_step(self.resource, result)
         if result.status in ("would-fail", "blocked"):  # a dry run goes on, so one call shows everything that is wrong
@@ -236,7 +235,8 @@ class PhaseRun:
         report = RollbackReport(
             phase=self.phase, incident=self.ctx.incident, dry_run=self.ctx.dry_run, reason=self.ctx.reason,
             steps=self.results,
-            checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, self.ctx.dry_run),
+            checklist=judge_checklist(self.cfg.phase(self.phase).checklist, self.results, evidence_sources(),
+                                      self.ctx.dry_run),
             flow_run_id=self._run_id(),
             leftovers=self.leftovers, config_source=self.cfg.source,
         )
@@ -264,9 +264,9 @@ class PhaseRun:
         # Counted from the incident's first change of the target: done by this run (or by the receiver for it),
         # or by an earlier run of the same incident (its commits on the remote) — never by a run that found the
         # target rolled back by someone else, and a rerun never extends it.
-        done = [s.finished_at for s in report.steps if s.name in CHANGES and s.status == "done" and s.finished_at]
+        done = [s.finished_at for s in report.steps if changes_target(s.name) and s.status == "done" and s.finished_at]
         earlier = first_change_of_incident(open_workspace(self.ctx.repo), self.ctx) if any(
-            s.name in CHANGES and s.status == "already-done" for s in report.steps) else None
+            changes_target(s.name) and s.status == "already-done" for s in report.steps) else None
         since = min([*done, *([earlier] if earlier else [])], default=None)
         if since is None:
             return None

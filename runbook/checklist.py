@@ -9,27 +9,19 @@ from __future__ import annotations
 from actor_rollback.runbook.config import ChecklistSpec
 from actor_rollback.runbook.model import ChecklistItem, StepResult
 
-# Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed).
-EVIDENCE_SOURCES: dict[str, tuple[str, str | None]] = {
-    "P1.C1": ("flag", None),
-    "P1.C2": ("gating", "old_path"),
-    "P1.C3": ("benchmarks", "benchmarks"),
-    "P1.C4": ("monitor", "error_rate"),
-    "P1.C5": ("ci", None),
-    "P2A.4": ("monitor", "worker_tasks"),
-    "P2A.5": ("monitor", "pending_messages"),
-    "P2B.C1": ("code-checks", "present"),
-    "P2B.C2": ("code-checks", "absent"),
-}
+# Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed): each step
+# declares the items it proves (tasks/declare.py), and tasks/registry.py::EVIDENCE_SOURCES collects them.
+EvidenceSources = dict[str, tuple[str, "str | None"]]
 
 
-def judge_item(spec: ChecklistSpec, steps: list[StepResult], dry_run: bool = False) -> ChecklistItem:
+def judge_item(spec: ChecklistSpec, steps: list[StepResult], sources: EvidenceSources,
+               dry_run: bool = False) -> ChecklistItem:
     def item(status: str, *evidence: str) -> ChecklistItem:
         return ChecklistItem(id=spec.id, item=spec.item, status=status, evidence=list(evidence))
 
     if dry_run:
         return item("unverified", "dry run: nothing was changed, so nothing is verified")
-    source = EVIDENCE_SOURCES.get(spec.id)
+    source = sources.get(spec.id)
     if source is None:
         return item("unverified", "no automated check for this item: verify it by hand and record it")
     name, fact = source
@@ -50,5 +42,6 @@ def judge_item(spec: ChecklistSpec, steps: list[StepResult], dry_run: bool = Fal
     return item("pass", *evidence)
 
 
-def judge_checklist(specs: list[ChecklistSpec], steps: list[StepResult], dry_run: bool = False) -> list[ChecklistItem]:
-    return [judge_item(spec, steps, dry_run) for spec in specs]
+def judge_checklist(specs: list[ChecklistSpec], steps: list[StepResult], sources: EvidenceSources,
+                    dry_run: bool = False) -> list[ChecklistItem]:
+    return [judge_item(spec, steps, sources, dry_run) for spec in specs]

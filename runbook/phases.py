@@ -1,27 +1,39 @@
-"""Each phase's rollback as an ordered list of runbook steps, and what each step will do.
+"""Each phase's rollback as an ordered list of runbook steps: the runbook's page, which the phase's flow follows.
 
-`describe` gives the exact commands, file edits and queries a step performs under a given
-configuration, so that `actor-rollback plan` and dry runs show the truth without touching
-anything. IDs come from docs/runbook/STEPS.md; a step ID may cover two named steps (P1.2b is the revert
-and its push).
+Step names are one typed set (`StepName`); what a step does and what a plan says of it is declared beside its
+function (tasks/declare.py). IDs come from docs/runbook/STEPS.md; a step ID may cover two named steps (P1.2b is
+the revert and its push).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from actor_rollback.runbook.config import PhaseConfig, RollbackConfig, normalize_phase
+from actor_rollback.runbook.config import RollbackConfig, normalize_phase
 from actor_rollback.runbook.errors import BadInputError
+
+
+StepName = Literal[
+    "archive", "review", "adr", "redesign",  # Phase 0
+    "flag", "gating", "find-merge", "revert", "push", "ci", "deploy", "monitor", "logs", "benchmarks",
+    "config", "code-checks", "ci-file", "build", "embedded", "reset",
+    "pre-flag-off", "pre-old-path", "pre-baseline",  # Phase 1's preconditions, which a plan checks
+]
 
 
 @dataclass(frozen=True)
 class StepSpec:
     id: str
-    name: str  # what --only / --skip accept, besides the ID
+    name: StepName  # what --only / --skip accept, besides the ID
     title: str
     automated: bool = True  # False: a human does it; the run reports needs-human with the commands
     pending_issue: int | None = None  # automated by a later issue; until then the run says so
     check: bool = False  # only looks; an unresolved check does not stop the steps after it
+    # runs at the same time as the next step: always (monitor ∥ logs), or unless `ci.gate_deploy` puts the
+    # deploy after a green CI (the runbook's order: CI, then deploy)
+    alongside_next: Literal["", "always", "unless-ci-gates"] = ""
+    approval: bool = False  # a person approves it first (P4.3), whatever else was selected
 
 
 def _flag_step(step_id: str) -> StepSpec:
@@ -42,9 +54,10 @@ def _push_step(step_id: str) -> StepSpec:
 def _deliver_steps(monitor_id: str = "P1.3b") -> list[StepSpec]:
     # The runbook spells CI, deploy and logs out once, in Phase 1, and says "as in Phase 1" after.
     return [
-        StepSpec("P1.2c", "ci", "Confirm CI is green"),
+        StepSpec("P1.2c", "ci", "Confirm CI is green", alongside_next="unless-ci-gates"),
         StepSpec("P1.3a", "deploy", "Deploy the rollback version"),
-        StepSpec(monitor_id, "monitor", "Watch throughput, latency, CPU/memory and error rate", check=True),
+        StepSpec(monitor_id, "monitor", "Watch throughput, latency, CPU/memory and error rate", check=True,
+                 alongside_next="always"),
         StepSpec("P1.3c", "logs", "Count error lines in a bounded window of the service's logs", check=True),
     ]
 
@@ -101,7 +114,8 @@ PHASE_STEPS: dict[str, list[StepSpec]] = {
 }
 
 # Phase 4's last resort runs only when asked for by name and approved by a person.
-LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease")
+LAST_RESORT = StepSpec("P4.3", "reset", "Last resort: reset main to the Phase 0 baseline with --force-with-lease",
+                       approval=True)
 
 # The phase's preconditions (the runbook's P1.pre*): a plan shows their verdict on the workspace.
 PRECONDITIONS: dict[str, list[StepSpec]] = {
@@ -155,84 +169,3 @@ def select_steps(phase: str, only: list[str] | None = None, skip: list[str] | No
 
 def deploy_version(cfg: RollbackConfig, phase: str) -> str:
     return cfg.phase(phase).deploy_version or f"rollback-phase{normalize_phase(phase).lower()}"
-
-
-def describe(spec: StepSpec, cfg: RollbackConfig, phase: str) -> list[str]:
-    """The exact commands / edits / queries of one step under this configuration."""
-    p: PhaseConfig = cfg.phase(phase)
-    main, remote, flag = cfg.main_branch, cfg.remote, cfg.flag
-    greps = " ".join(f'--grep="{pattern}"' for pattern in p.merge_patterns)
-    version = deploy_version(cfg, phase)
-    match spec.name:
-        case "flag":
-            return [f'edit every workspace Cargo.toml whose [features] default lists "{flag}": remove it '
-                    "(TOML-aware, formatting kept)",
-                    f'git commit -m "rollback(<incident>): {spec.id} remove {flag} from default features"']
-        case "gating":
-            return [f'list #[cfg(feature = "{flag}")] sites and their #[cfg(not(feature = "{flag}"))] counterparts; '
-                    f"the old path ({p.old_path}) must remain when the flag is off"]
-        case "find-merge":
-            return [f"git fetch {remote}",
-                    f"git log {main} --first-parent --merges -i --fixed-strings {greps}  (exactly one match)"]
-        case "revert":
-            return ["git revert -m 1 <merge>  (skipped when 'This reverts commit <merge>' is already in the history)"]
-        case "push":
-            target = main if cfg.git.push == "direct" else "rollback/<incident>"
-            return [f"git push {remote} HEAD:{target}  (on rejection: fetch, replay, retry up to "
-                    f"{cfg.git.push_attempts} times; never --force)"]
-        case "ci":
-            if cfg.ci.check == "command":
-                again = " — not again for a commit whose CI already passed here" if cfg.ci.remember_pass else ""
-                return [f"{cfg.ci.command}  (timeout {cfg.ci.timeout_seconds} s){again}"]
-            return [f"poll {cfg.ci.status_url} until the combined status is success"]
-        case "deploy":
-            order = ("only after CI is green (P1.2c); a failed CI stops the run before this" if cfg.ci.gate_deploy else
-                     "RISK: at the same time as CI (ci.gate_deploy = false) — a failing CI does not stop this deploy")
-            if cfg.deploy.backend == "command":
-                return [cfg.deploy.command.format(version=version) + f"  (timeout {cfg.deploy.timeout_seconds} s)",
-                        order]
-            k = cfg.deploy.kubernetes
-            return [f"patch deployment/{k.deployment} -n {k.namespace}: container {k.container} image "
-                    f"{k.image.format(version=version)}; wait for the rollout ({k.rollout_timeout_seconds} s)", order]
-        case "monitor":
-            source = cfg.monitoring.prometheus_url or cfg.monitoring.metrics_url or "(no metrics source configured)"
-            return [f"query {source}: {name} = {query}" for name, query in cfg.monitoring.queries.items()]
-        case "logs":
-            return [f"last {cfg.logs.tail_lines} lines of pods {cfg.deploy.kubernetes.label_selector}; "
-                    f"lines matching {cfg.logs.error_pattern!r} must be <= {cfg.logs.max_error_lines}"]
-        case "benchmarks":
-            b = cfg.benchmarks
-            against = (f"{b.baseline_ref} built and benched in the same run, round by round" if b.baseline_ref
-                       else f"{b.baseline}, round by round")
-            return [*b.commands, f"compare with {against} (±{b.tolerance_pct:g} %) until every benchmark is decided "
-                                 f"or {b.budget_minutes:g} min of measuring is spent"]
-        case "config" if p.restore:
-            values = ", ".join(f"{k} = {v!r}" for k, v in p.restore.values.items())
-            return [f"set [{p.restore.table}] {values} in {p.restore.file} (formatting kept)", "git commit"]
-        case "code-checks" if p.code_checks:
-            c = p.code_checks
-            return [f"{c.file} must contain {c.present} and must not contain {c.absent}"]
-        case "ci-file":
-            return [f"disable the jobs/steps of {p.ci_file} that build {', '.join(p.ci_disable_targets)} "
-                    "(YAML-aware, keeps the job graph valid)", "git commit"]
-        case "build":
-            return [p.tokio_build]
-        case "archive":
-            return [f"git tag archive/{p.branch} {remote}/{p.branch}", f"git push {remote} archive/{p.branch}",
-                    f"git push {remote} --delete {p.branch}"]
-        case "reset":
-            return [f'git tag {p.baseline_tag} <commit whose message contains "{p.baseline_commit_pattern}">',
-                    f"git push {remote} {main}:refs/backup/<incident>",
-                    f"git reset --hard {p.baseline_tag}",
-                    f"git push --force-with-lease={main}:<remote head> {remote} {main}  (after human approval)"]
-        case "adr":
-            return [f"write {cfg.after.adr_dir}/NNNN-<title>.md from the ADR template"]
-        case "pre-flag-off":
-            return [f'"{flag}" must be in no [features] default of the workspace (P1.1 makes it so)']
-        case "pre-old-path":
-            return [f"{p.old_path} must still be selected somewhere with the flag off"]
-        case "pre-baseline":
-            return [f"{cfg.benchmarks.baseline} must exist"
-                    + (f" (or benchmarks.baseline_ref = {cfg.benchmarks.baseline_ref!r})" if cfg.benchmarks.baseline_ref
-                       else "")]
-    return [spec.title]

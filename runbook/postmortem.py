@@ -84,11 +84,12 @@ def render_postmortem(history: IncidentHistory, deadline_hours: int, adr_link: s
         lines.append(f"- Pushed: `{pushed}`")
     if h.started and h.ended:
         lines.append(f"- Rollback duration: {(h.ended - h.started).total_seconds():.1f} s")
-    marks = {m["milestone"]: m["seconds"] for m in h.mitigation}
-    if "pushed" in marks or "deploy done" in marks:
+    marks = {m["milestone"]: m["seconds"] for m in h.mitigation}  # in the order reached
+    reached = {name: seconds for name, seconds in marks.items() if name not in ("run started", "incident started")}
+    if reached:  # the marks the steps declare (tasks/declare.py: flag off committed, pushed, deploy done)
         since = "the incident's start" if "incident started" in marks else "the run's start"
         lines.append("- Time to mitigation (from " + since + "): " + ", ".join(
-            f"{name} +{marks[name]:.2f} s" for name in ("flag off committed", "pushed", "deploy done") if name in marks))
+            f"{name} +{seconds:.2f} s" for name, seconds in reached.items()))
     lines += ["", "## Timeline (UTC, from Prefect's record)", "", "| time | event | duration | status |",
               "|---|---|---|---|"]
     for entry in sorted(h.timeline, key=lambda e: e.at):

@@ -12,6 +12,7 @@ from git import GitCommandError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.runbook.postmortem import DATED_ADR, adr_file_slug, next_adr, render_adr
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import head_text, open_workspace, publish_new_files, run_git
 
 
@@ -44,6 +45,8 @@ def adr_stub(ctx: StepContext, title: str, context: str, link: str) -> tuple[str
     return f"{folder}/{name}", render_adr(template, number, title, day, context, link)
 
 
+@declare_step("adr", describe=lambda spec, cfg, phase: [
+    f"write {cfg.after.adr_dir}/NNNN-<title>.md from the ADR template"])
 def record_design_change(ctx: StepContext) -> StepResult:
     """P0.3: the prototype's design change as an ADR stub, committed and pushed once."""
     title = f"Phase {ctx.phase} rollback {ctx.incident}: design change"

@@ -31,6 +31,7 @@ from actor_rollback.tasks.bench_files import markdown_report, note, read_baselin
 from actor_rollback.tasks.cargo_resolve import cargo_resolves
 from actor_rollback.tasks.commands import command_record, require_program, run_bounded, secret_names
 from actor_rollback.tasks.context import StepContext, artifact_key, in_prefect_run, step_logger
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import open_workspace, run_git
 from actor_rollback.tasks.progress import StepProgress, table_in_place
 
@@ -292,6 +293,15 @@ def _why_stop(state: Rounds, out_of_time: bool, budget_minutes: float) -> str:
     return ""
 
 
+def _describe_benchmarks(spec, cfg, phase) -> list[str]:
+    b = cfg.benchmarks
+    against = (f"{b.baseline_ref} built and benched in the same run, round by round" if b.baseline_ref
+               else f"{b.baseline}, round by round")
+    return [*b.commands, f"compare with {against} (±{b.tolerance_pct:g} %) until every benchmark is decided "
+                         f"or {b.budget_minutes:g} min of measuring is spent"]
+
+
+@declare_step("benchmarks", describe=_describe_benchmarks, evidence={"P1.C3": "benchmarks"})
 def verify_benchmarks(ctx: StepContext) -> StepResult:
     """P1.C3 / A.3: bench the current tree against the baseline, round after round, until every benchmark has a
     verdict that holds at ALPHA however many looks were taken — or the time budget is spent (`unverifiable`)."""

@@ -21,6 +21,7 @@ import tomlkit
 from actor_rollback.runbook.errors import BadInputError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, run_git, sync_with_remote
 from actor_rollback.tasks.paths import writable
 
@@ -132,6 +133,14 @@ def remove_from_default(text: str, flag: str, members: frozenset[str] = frozense
     return edited
 
 
+def _describe_flag(spec, cfg, phase) -> list[str]:
+    return [f'edit every workspace Cargo.toml whose [features] default lists "{cfg.flag}": remove it '
+            "(TOML-aware, formatting kept)",
+            f'git commit -m "rollback(<incident>): {spec.id} remove {cfg.flag} from default features"']
+
+
+@declare_step("flag", describe=_describe_flag, evidence={"P1.C1": None}, milestone="flag off committed",
+              changes_target=True)
 def disable_feature_flag(ctx: StepContext) -> StepResult:
     """P1.1 (and P2A.1, P2B.1, P3.2, P4.2): the flag out of every default feature set, committed."""
     flag = ctx.cfg.flag
@@ -412,6 +421,12 @@ def _is_module_inclusion(item: str) -> bool:
     return re.match(r"(pub(\(crate\))? )?mod \w+;", item) is not None or item.startswith(("use ", "pub use "))
 
 
+def _describe_gating(spec, cfg, phase) -> list[str]:
+    return [f'list #[cfg(feature = "{cfg.flag}")] sites and their #[cfg(not(feature = "{cfg.flag}"))] counterparts; '
+            f"the old path ({cfg.phase(phase).old_path}) must remain when the flag is off"]
+
+
+@declare_step("gating", describe=_describe_gating, evidence={"P1.C2": "old_path"})
 def check_flag_gating(ctx: StepContext) -> StepResult:
     """P1.1b: the new path behind cfg(feature), the old one behind cfg(not(feature)) or ungated."""
     flag, old = ctx.cfg.flag, ctx.phase_cfg.old_path

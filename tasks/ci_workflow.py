@@ -32,6 +32,7 @@ from ruamel.yaml.error import YAMLError
 from actor_rollback.runbook.errors import BadInputError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
 from actor_rollback.tasks.paths import writable
 
@@ -577,6 +578,9 @@ def changed_lines(before: str, after: str) -> list[str]:
             if line[:1] in "+-" and not line.startswith(("+++", "---"))]
 
 
+@declare_step("ci-file", describe=lambda spec, cfg, phase: [
+    f"disable the jobs/steps of {cfg.phase(phase).ci_file} that build {', '.join(cfg.phase(phase).ci_disable_targets)} "
+    "(YAML-aware, keeps the job graph valid)", "git commit"])
 def disable_no_std_ci(ctx: StepContext) -> StepResult:
     """P3.3: the no_std build out of CI, committed once; evidence says exactly what was disabled."""
     p = ctx.phase_cfg

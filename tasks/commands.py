@@ -23,6 +23,7 @@ from actor_rollback.runbook.model import StepResult
 from actor_rollback.runbook.phases import deploy_version
 from actor_rollback.runbook.secrets import redact_text, secret, secret_values
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import DECLARED, declare_step
 
 TAIL_LINES = 15
 
@@ -41,8 +42,12 @@ ALWAYS_SECRET = ("ACTOR_ROLLBACK_RECEIVER_TOKEN", "GITHUB_TOKEN", "PREFECT_API_K
 
 
 def secret_names(cfg) -> set[str]:
-    names = {*ALWAYS_SECRET, cfg.receiver.token_env, cfg.receiver.hmac_secret_env, cfg.ci.token_env,
-             cfg.triage.issue_token_env}
+    """The environment variables holding the tool's secrets: the ways in's (the receiver's token and HMAC secret,
+    the issue tracker's token) and each step's, as its declaration names them."""
+    from actor_rollback.tasks import registry  # noqa: F401  (every step's declaration, whoever asks first)
+
+    names = {*ALWAYS_SECRET, cfg.receiver.token_env, cfg.receiver.hmac_secret_env, cfg.triage.issue_token_env,
+             *(name for d in DECLARED.values() if d.secrets for name in d.secrets(cfg))}
     return {name for name in names if name}
 
 
@@ -273,6 +278,14 @@ def _last_output(lines: list[str]) -> str:
     return "last output: " + " | ".join(lines) if lines else "it printed nothing (stdout and stderr were read)"
 
 
+def _describe_ci(spec, cfg, phase) -> list[str]:
+    if cfg.ci.check == "command":
+        again = " — not again for a commit whose CI already passed here" if cfg.ci.remember_pass else ""
+        return [f"{cfg.ci.command}  (timeout {cfg.ci.timeout_seconds} s){again}"]
+    return [f"poll {cfg.ci.status_url} until the combined status is success"]
+
+
+@declare_step("ci", describe=_describe_ci, secrets=lambda cfg: [cfg.ci.token_env], evidence={"P1.C5": None})
 def check_ci(ctx: StepContext) -> StepResult:
     """P1.2c / P1.C5: CI is green — the configured command passes, or the forge's status says success."""
     ci = ctx.cfg.ci
@@ -379,6 +392,7 @@ def _head(ctx: StepContext) -> str:
     return out.stdout.strip()
 
 
+@declare_step("build", describe=lambda spec, cfg, phase: [cfg.phase(phase).tokio_build])
 def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
     """P3.1: the build pinned to the Tokio runtime."""
     command = ctx.phase_cfg.tokio_build
@@ -400,6 +414,18 @@ def build_pinned_to_tokio(ctx: StepContext) -> StepResult:
     return _result(ctx, "build", outcome, ctx.cfg.ci.timeout_seconds, "the Tokio-pinned build failed")
 
 
+def _describe_deploy(spec, cfg, phase) -> list[str]:
+    version = deploy_version(cfg, phase)
+    order = ("only after CI is green (P1.2c); a failed CI stops the run before this" if cfg.ci.gate_deploy else
+             "RISK: at the same time as CI (ci.gate_deploy = false) — a failing CI does not stop this deploy")
+    if cfg.deploy.backend == "command":
+        return [cfg.deploy.command.format(version=version) + f"  (timeout {cfg.deploy.timeout_seconds} s)", order]
+    k = cfg.deploy.kubernetes
+    return [f"patch deployment/{k.deployment} -n {k.namespace}: container {k.container} image "
+            f"{k.image.format(version=version)}; wait for the rollout ({k.rollout_timeout_seconds} s)", order]
+
+
+@declare_step("deploy", describe=_describe_deploy, milestone="deploy done")
 def deploy_with_command(ctx: StepContext) -> StepResult:
     """P1.3a: the runbook's deploy script with the rollback version (or the Kubernetes backend)."""
     deploy = ctx.cfg.deploy

@@ -9,6 +9,7 @@ import tomlkit
 from actor_rollback.runbook.errors import BadInputError, StepError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import commit_files, head_text, open_workspace, sync_with_remote
 from actor_rollback.tasks.paths import writable
 
@@ -34,6 +35,15 @@ def restored_text(text: str, table: str, values: dict) -> str:
     return edited
 
 
+def _describe_config(spec, cfg, phase) -> list[str]:
+    restore = cfg.phase(phase).restore
+    if not restore:
+        return []
+    values = ", ".join(f"{k} = {v!r}" for k, v in restore.values.items())
+    return [f"set [{restore.table}] {values} in {restore.file} (formatting kept)", "git commit"]
+
+
+@declare_step("config", describe=_describe_config)
 def restore_scheduler_config(ctx: StepContext) -> StepResult:
     """P2A.3: `[scheduler]` back to the Phase 1 settings, formatting kept, committed once."""
     spec = ctx.phase_cfg.restore
@@ -95,6 +105,13 @@ def _resumable(ctx: StepContext) -> dict[str, str]:
         return {}
 
 
+def _describe_code_checks(spec, cfg, phase) -> list[str]:
+    c = cfg.phase(phase).code_checks
+    return [f"{c.file} must contain {c.present} and must not contain {c.absent}"] if c else []
+
+
+@declare_step("code-checks", describe=_describe_code_checks,
+              evidence={"P2B.C1": "present", "P2B.C2": "absent"})
 def check_phase_code(ctx: StepContext) -> StepResult:
     """P2B.2 / P2B.3: after the revert, the direct path is back and the middleware chain gone."""
     checks = ctx.phase_cfg.code_checks

@@ -18,7 +18,7 @@ from actor_rollback.runbook.severity import decide
 from actor_rollback.tasks.cargo_manifest import flag_off_on_remote
 from actor_rollback.tasks.context import StepContext
 from actor_rollback.tasks.host_lock import TargetBusy, holding_host_lock
-from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.tasks.registry import execute_step, step_function
 from actor_rollback.tasks.work_tree import git_common_dir, working_in_own_tree
 
 
@@ -90,7 +90,7 @@ def _flag_off_in_own_tree(ctx: StepContext, specs: list) -> list[StepResult]:
     results: list[StepResult] = []
     with working_in_own_tree(ctx, log=lambda line: None):
         for spec in specs:
-            result = execute_step(spec, ctx.for_step(spec.id), STEP_FUNCTIONS[spec.name])
+            result = execute_step(spec, ctx.for_step(spec.id), step_function(spec.name))
             results.append(result)
             if result.status not in ("done", "already-done"):
                 break  # the rollback run does it again and says why

@@ -12,6 +12,7 @@ from git import GitCommandError
 from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.context import Approval, StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.git_repo import ensure_safe_to_change, fetch, open_workspace, remote_ref, run_git, unpushed_commits
 
 
@@ -51,6 +52,13 @@ def _plan_archive(repo, ctx: StepContext, branch: str, tag: str) -> StepResult:
         f"git branch -D {branch}"])
 
 
+def _describe_archive(spec, cfg, phase) -> list[str]:
+    branch, remote = cfg.phase(phase).branch, cfg.remote
+    return [f"git tag archive/{branch} {remote}/{branch}", f"git push {remote} archive/{branch}",
+            f"git push {remote} --delete {branch}"]
+
+
+@declare_step("archive", describe=_describe_archive, changes_target=True)
 def archive_branch(ctx: StepContext) -> StepResult:
     """P0.1: tag archive/<branch> at its tip, push the tag, delete the branch here and on the remote."""
     repo = open_workspace(ctx.repo)
@@ -103,6 +111,15 @@ def archive_branch(ctx: StepContext) -> StepResult:
                       data={"archive_tag": tag, "archived": tip})
 
 
+def _describe_reset(spec, cfg, phase) -> list[str]:
+    p, main, remote = cfg.phase(phase), cfg.main_branch, cfg.remote
+    return [f'git tag {p.baseline_tag} <commit whose message contains "{p.baseline_commit_pattern}">',
+            f"git push {remote} {main}:refs/backup/<incident>",
+            f"git reset --hard {p.baseline_tag}",
+            f"git push --force-with-lease={main}:<remote head> {remote} {main}  (after human approval)"]
+
+
+@declare_step("reset", describe=_describe_reset, changes_target=True)
 def reset_to_phase_0_baseline(ctx: StepContext, approval: Approval | None = None) -> StepResult:
     """P4.3, the last resort: main back to the "Phase 0 start" commit, only with a person's approval."""
     approval = approval or ctx.approval

@@ -18,6 +18,7 @@ from git import GitCommandError, Repo
 from actor_rollback.runbook.errors import BadInputError, ConflictError, StepError, TransientError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.paths import writable
 
 
@@ -203,6 +204,13 @@ def replay_onto_remote(repo: Repo, ctx: StepContext) -> None:
 # ---------------------------------------------------------------- P1.2a find the phase merge
 
 
+def _describe_find_merge(spec, cfg, phase) -> list[str]:
+    greps = " ".join(f'--grep="{pattern}"' for pattern in cfg.phase(phase).merge_patterns)
+    return [f"git fetch {cfg.remote}",
+            f"git log {cfg.main_branch} --first-parent --merges -i --fixed-strings {greps}  (exactly one match)"]
+
+
+@declare_step("find-merge", describe=_describe_find_merge)
 def find_phase_merge(ctx: StepContext) -> StepResult:
     """The phase's merge: merge commits on the first-parent history matching any pattern."""
     repo = open_workspace(ctx.repo)
@@ -274,6 +282,8 @@ def find_revert_of(repo: Repo, ctx: StepContext, sha: str) -> str | None:
     return None
 
 
+@declare_step("revert", changes_target=True, describe=lambda spec, cfg, phase: [
+    "git revert -m 1 <merge>  (skipped when 'This reverts commit <merge>' is already in the history)"])
 def revert_merge(ctx: StepContext) -> StepResult:
     """`git revert -m 1 <merge>`, once: an existing revert of the merge means already done."""
     repo = open_workspace(ctx.repo)
@@ -410,6 +420,13 @@ def _commit(repo: Repo, ctx: StepContext, message: str) -> None:
     )
 
 
+def _describe_push(spec, cfg, phase) -> list[str]:
+    target = cfg.main_branch if cfg.git.push == "direct" else "rollback/<incident>"
+    return [f"git push {cfg.remote} HEAD:{target}  (on rejection: fetch, replay, retry up to "
+            f"{cfg.git.push_attempts} times; never --force)"]
+
+
+@declare_step("push", describe=_describe_push, milestone="pushed")
 def push_rollback(ctx: StepContext) -> StepResult:
     """Push the rollback commits; on a non-fast-forward, fetch, replay and retry. Never force."""
     repo = open_workspace(ctx.repo)

@@ -9,8 +9,8 @@ incident id as the idempotency key, so a tracker that honours it files one issue
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+
+import httpx
 
 from actor_rollback.runbook.errors import BadInputError, StepError, TransientError
 from actor_rollback.runbook.model import Decision, Incident, StepResult
@@ -54,15 +54,15 @@ def _post_issue(ctx: StepContext, incident: Incident, text: str) -> StepResult:
         headers["Authorization"] = f"Bearer {token}"
     body = json.dumps({"title": text.splitlines()[0].lstrip("# "), "body": text, "labels": ["actor-rollback", f"phase:{incident.phase}"],
                        "incident": incident.id}).encode()
-    request = urllib.request.Request(cfg.issue_url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer = response.read(2000).decode(errors="replace")
-    except urllib.error.HTTPError as exc:  # the URL is shown, the token never
-        if exc.code >= 500:
-            raise TransientError(f"the issue tracker {cfg.issue_url} answered {exc.code}") from None
-        raise StepError(f"the issue tracker {cfg.issue_url} refused the issue: HTTP {exc.code}") from None
-    except OSError as exc:
-        raise TransientError(f"the issue tracker {cfg.issue_url} is unreachable ({exc})") from None
+        response = httpx.post(cfg.issue_url, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:  # unreachable, refused, timed out, TLS: the URL is shown, the token never
+        raise TransientError(f"the issue tracker {cfg.issue_url} is unreachable ({type(exc).__name__}: {exc})") \
+            from None
+    if response.status_code >= 500:
+        raise TransientError(f"the issue tracker {cfg.issue_url} answered {response.status_code}")
+    if not response.is_success:  # a refusal, or a redirect: no issue was made where it was asked for
+        raise StepError(f"the issue tracker {cfg.issue_url} refused the issue: HTTP {response.status_code}")
+    answer = response.text[:2000]
     return StepResult(id="F.4", name="register-issue", status="done",
                       evidence=[f"POST {cfg.issue_url}: {answer[:200]}"], data={"issue": cfg.issue_url})

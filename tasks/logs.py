@@ -17,6 +17,7 @@ from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.attempts import with_attempts
 from actor_rollback.tasks.commands import require_program, run_bounded, secret_names
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.kubernetes_deploy import kubernetes_clients
 
 SHOWN_LINES = 5
@@ -111,6 +112,9 @@ def _log_source_there(ctx: StepContext) -> str:
     return f"runs: {logs.command}"
 
 
+@declare_step("logs", describe=lambda spec, cfg, phase: [
+    f"last {cfg.logs.tail_lines} lines of pods {cfg.deploy.kubernetes.label_selector}; "
+    f"lines matching {cfg.logs.error_pattern!r} must be <= {cfg.logs.max_error_lines}"])
 def check_logs(ctx: StepContext) -> StepResult:
     """P1.3c: per source, the error lines of the recent window against the threshold."""
     logs = ctx.cfg.logs

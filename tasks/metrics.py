@@ -23,6 +23,7 @@ from actor_rollback.runbook.errors import BadInputError
 from actor_rollback.runbook.model import StepResult
 from actor_rollback.tasks.attempts import with_attempts
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import declare_step
 from actor_rollback.tasks.progress import StepProgress, wait_with_progress
 
 Verdict = str  # "pass" | "fail" | "unverified"
@@ -312,6 +313,13 @@ def regression_pct(readings: list[Reading], ctx: StepContext) -> float | None:
     return worst
 
 
+def _describe_monitor(spec, cfg, phase) -> list[str]:
+    source = cfg.monitoring.prometheus_url or cfg.monitoring.metrics_url or "(no metrics source configured)"
+    return [f"query {source}: {name} = {query}" for name, query in cfg.monitoring.queries.items()]
+
+
+@declare_step("monitor", describe=_describe_monitor,
+      evidence={"P1.C4": "error_rate", "P2A.4": "worker_tasks", "P2A.5": "pending_messages"})
 def watch_metrics(ctx: StepContext) -> StepResult:
     """Watch throughput, latency, CPU/memory and error rate after the deploy; judge each."""
     m = ctx.cfg.monitoring

@@ -10,6 +10,17 @@ from actor_rollback.runbook.model import StepResult
 from actor_rollback.runbook.phases import StepSpec
 from actor_rollback.tasks.cargo_manifest import old_path_active, find_gates, inspect_manifests
 from actor_rollback.tasks.context import StepContext
+from actor_rollback.tasks.declare import described
+
+
+# what a plan without a workspace says each precondition will check
+described("pre-flag-off")(lambda spec, cfg, phase: [
+    f'"{cfg.flag}" must be in no [features] default of the workspace (P1.1 makes it so)'])
+described("pre-old-path")(lambda spec, cfg, phase: [f"{cfg.phase(phase).old_path} must still be selected somewhere "
+                                                    "with the flag off"])
+described("pre-baseline")(lambda spec, cfg, phase: [
+    f"{cfg.benchmarks.baseline} must exist" + (f" (or benchmarks.baseline_ref = {cfg.benchmarks.baseline_ref!r})"
+                                               if cfg.benchmarks.baseline_ref else "")])
 
 
 def _verdict(spec: StepSpec, holds: bool, evidence: list[str]) -> StepResult:

@@ -1,5 +1,6 @@
-"""The automated runbook steps by name, as plain functions of a StepContext, and how one step is
-run so that it always ends in a StepResult (no Prefect here: `plan` uses it too)."""
+"""The runbook's steps as their declarations say (tasks/declare.py): the function, what a plan says, the checklist
+items proved, the milestones, by step name; and how one step is run so that it always ends in a StepResult (no
+Prefect here: `plan` uses it too)."""
 
 from __future__ import annotations
 
@@ -7,42 +8,53 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
+from actor_rollback.runbook.checklist import EvidenceSources
 from actor_rollback.runbook.errors import StepError
 from actor_rollback.runbook.model import StepResult
-from actor_rollback.runbook.phases import StepSpec, describe
-from actor_rollback.tasks.adr import record_design_change
-from actor_rollback.tasks.benchmarks import verify_benchmarks
-from actor_rollback.tasks.cargo_manifest import check_flag_gating, disable_feature_flag
-from actor_rollback.tasks.ci_workflow import disable_no_std_ci
-from actor_rollback.tasks.commands import build_pinned_to_tokio, check_ci, deploy_with_command, redact, secret_names
-from actor_rollback.tasks.config_files import check_phase_code, restore_scheduler_config
+from actor_rollback.runbook.phases import StepSpec
+# the modules that declare steps (tasks/declare.py): imported, their declarations are made; a new one goes here
+from actor_rollback.tasks import (adr, benchmarks, cargo_manifest, ci_workflow, commands,  # noqa: F401
+                                  config_files, git_refs, git_repo, logs, metrics, preconditions)
+from actor_rollback.tasks.commands import redact, secret_names
 from actor_rollback.tasks.context import StepContext
-from actor_rollback.tasks.git_refs import archive_branch, reset_to_phase_0_baseline
-from actor_rollback.tasks.git_repo import find_phase_merge, push_rollback, revert_merge
-from actor_rollback.tasks.logs import check_logs
-from actor_rollback.tasks.metrics import watch_metrics
+from actor_rollback.tasks.declare import DECLARED
 
 StepFunction = Callable[[StepContext], StepResult]
 
-STEP_FUNCTIONS: dict[str, StepFunction] = {
-    "flag": disable_feature_flag,  # P1.1 P2A.1 P2B.1 P3.2 P4.2
-    "gating": check_flag_gating,  # P1.1b P3.2
-    "find-merge": find_phase_merge,  # P1.2a P2A.2 P2B.2 P4.1
-    "revert": revert_merge,  # P1.2b P2A.2 P2B.2 P4.1
-    "push": push_rollback,  # P1.2b
-    "ci": check_ci,  # P1.2c
-    "deploy": deploy_with_command,  # P1.3a (command or Kubernetes backend)
-    "monitor": watch_metrics,  # P1.3b P1.C4 P2A.4 P2A.5 X.3
-    "logs": check_logs,  # P1.3c
-    "benchmarks": verify_benchmarks,  # P1.C3 A.3
-    "config": restore_scheduler_config,  # P2A.3
-    "code-checks": check_phase_code,  # P2B.2 P2B.3
-    "ci-file": disable_no_std_ci,  # P3.3
-    "build": build_pinned_to_tokio,  # P3.1
-    "archive": archive_branch,  # P0.1
-    "adr": record_design_change,  # P0.3
-    "reset": reset_to_phase_0_baseline,  # P4.3: without an approval it only reports needs-human
-}
+
+def step_function(name: str) -> StepFunction | None:
+    """The function declared for the step `name`; None for a person's step."""
+    declared = DECLARED.get(name)
+    return declared.function if declared else None
+
+
+def automated_steps() -> set[str]:
+    return {name for name, d in DECLARED.items() if d.function}
+
+
+def evidence_sources() -> EvidenceSources:
+    """Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed)."""
+    return {item: (name, fact) for name, d in DECLARED.items() for item, fact in d.evidence.items()}
+
+
+def milestone(name: str) -> str | None:
+    """The time-to-mitigation mark the step `name` sets when it is done ("pushed"), if any."""
+    declared = DECLARED.get(name)
+    return declared.milestone if declared else None
+
+
+def changes_target(name: str) -> bool:
+    """Whether the step `name` changes the target (once it has, the phase's reintroduction is locked, A.4)."""
+    declared = DECLARED.get(name)
+    return bool(declared and declared.changes_target)
+
+
+def describe(spec: StepSpec, cfg, phase: str) -> list[str]:
+    """The exact commands / edits / queries of one step under this configuration (its declaration's `describe`),
+    so that a plan and a dry run show the truth without touching anything; else the step's title."""
+    declared = DECLARED.get(spec.name)
+    said = declared.describe(spec, cfg, phase) if declared and declared.describe else []
+    return said or [spec.title]
 
 
 def execute_step(spec: StepSpec, ctx: StepContext, call: StepFunction | None) -> StepResult:

@@ -17,8 +17,9 @@ from prefect.states import Completed, Failed, State
 
 from actor_rollback.runbook.errors import StepError
 from actor_rollback.runbook.model import StepResult
+from actor_rollback.tasks.commands import redact, secret_names
 from actor_rollback.tasks.context import StepContext
-from actor_rollback.tasks.registry import STEP_FUNCTIONS
+from actor_rollback.tasks.registry import step_function
 
 
 def retry_only_transient(task: Task, task_run, state) -> bool:
@@ -45,8 +46,10 @@ def step_result(data: Any) -> StepResult:
 
 def rollback_task(fn: Callable[[StepContext], StepResult]) -> Task:
     @functools.wraps(fn)  # Prefect reads fn's signature through the wrapper
-    def run_step(*args, **kwargs) -> State:
-        return step_state(fn(*args, **kwargs))
+    def run_step(ctx: StepContext, *args, **kwargs) -> State:  # as Prefect binds fn's own parameters
+        result = fn(ctx, *args, **kwargs)  # its secrets out before its headline becomes the task run's state message
+        result.evidence = redact(result.evidence, secret_names(ctx.cfg))
+        return step_state(result)
 
     return task(
         run_step,
@@ -61,14 +64,24 @@ def rollback_task(fn: Callable[[StepContext], StepResult]) -> Task:
     )
 
 
-STEP_TASKS: dict[str, Task] = {name: rollback_task(fn) for name, fn in STEP_FUNCTIONS.items()}
+_TASKS: dict[str, Task] = {}
+
+
+def step_task(name: str) -> Task | None:
+    """The named step's Prefect task (one per step, made when first asked for); None when it is not automated."""
+    fn = step_function(name)
+    if fn is None:
+        return None
+    if name not in _TASKS or _TASKS[name].fn.__wrapped__ is not fn:
+        _TASKS[name] = rollback_task(fn)
+    return _TASKS[name]
 
 
 def run_step_task(name: str, ctx: StepContext) -> StepResult:
     """Run a step's task in this flow run and wait: its StepResult, whatever its task run's state."""
-    return step_result(STEP_TASKS[name](ctx, return_state=True).result(raise_on_failure=False))
+    return step_result(step_task(name)(ctx, return_state=True).result(raise_on_failure=False))
 
 
 def step_call(name: str) -> Callable[[StepContext], StepResult] | None:
     """For `execute_step`: the named step as a task run, or None when it is not automated."""
-    return functools.partial(run_step_task, name) if name in STEP_TASKS else None
+    return functools.partial(run_step_task, name) if step_function(name) else None

@@ -9,7 +9,8 @@ from helpers import config_variant
 
 from actor_rollback.deployments.cli import run_phase_flow
 from actor_rollback.runbook.config import load_config
-from actor_rollback.runbook.phases import PHASE_STEPS, describe
+from actor_rollback.runbook.phases import PHASE_STEPS
+from actor_rollback.tasks.registry import describe
 
 pytestmark = pytest.mark.prefect
 CI_LINE = 'command = "cargo test --workspace"'

@@ -17,7 +17,7 @@ from actor_rollback.runbook.ids import IncidentIdError, check_incident_id
 from actor_rollback.tasks.cargo_manifest import disable_feature_flag
 from actor_rollback.tasks.commands import check_ci
 from actor_rollback.tasks.git_repo import find_phase_merge, publish_new_files, push_rollback, revert_merge
-from actor_rollback.tasks.registry import STEP_FUNCTIONS, execute_step
+from actor_rollback.tasks.registry import execute_step, step_function
 from actor_rollback.runbook.phases import phase_steps
 
 CLI = str(Path(sys.executable).parent / "actor-rollback")
@@ -118,7 +118,7 @@ def signing_fails(sample):
 def test_a_failed_flag_commit_leaves_the_tree_and_the_index_as_they_were(signing_fails):
     repo = signing_fails.repo
     before = (refs(repo), (repo / "modules/actor-core/Cargo.toml").read_text())
-    result = execute_step(phase_steps("1")[0], context(repo, step_id="P1.1"), STEP_FUNCTIONS["flag"])
+    result = execute_step(phase_steps("1")[0], context(repo, step_id="P1.1"), step_function("flag"))
     assert result.status == "failed"
     assert run_git(repo, "status", "--porcelain") == "", "nothing staged, nothing modified"
     assert (refs(repo), (repo / "modules/actor-core/Cargo.toml").read_text()) == before

@@ -31,35 +31,47 @@ def test_the_fidelity_table_accounts_for_every_runbook_step():
     assert missing == [], f"docs/FIDELITY.md says nothing of {missing}"
 
 
-def flow_step_calls() -> dict[str, list[str]]:
-    """Each phase flow's `run.step(…)` / `run.parallel(…)` / `run.ci_then_deploy(…)` names, in order, read from flows/phases.py's source."""
-    import ast
+def test_step_names_are_one_typed_set_and_every_automated_step_is_declared_beside_its_function_in_tasks():
+    from typing import get_args
 
-    source = ast.parse((Path(__file__).resolve().parents[1] / "flows" / "phases.py").read_text())
-    calls: dict[str, list[str]] = {}
-    for fn in source.body:
-        if isinstance(fn, ast.FunctionDef) and fn.name.startswith("rollback_phase_"):
-            phase = fn.name.removeprefix("rollback_phase_").upper()
-            calls[phase] = [arg.value for node in ast.walk(fn) if isinstance(node, ast.Call)
-                            and isinstance(node.func, ast.Attribute) and node.func.attr in ("step", "parallel", "ci_then_deploy")
-                            for arg in node.args if isinstance(arg, ast.Constant)]
-    return calls
+    from actor_rollback.runbook.phases import StepName
+    from actor_rollback.tasks.declare import DECLARED
+    from actor_rollback.tasks.registry import automated_steps
+
+    specs = [spec for steps in [*PHASE_STEPS.values(), *PRECONDITIONS.values(), [LAST_RESORT]] for spec in steps]
+    assert {spec.name for spec in specs} == set(get_args(StepName)), "StepName is the names the phases use"
+    automated = {spec.name for spec in specs if spec.automated and spec.pending_issue is None} - {
+        spec.name for steps in PRECONDITIONS.values() for spec in steps}
+    assert automated == automated_steps(), "a step the runbook automates has no function, or a function no step"
+    assert all(d.function.__module__.startswith("actor_rollback.tasks.") for d in DECLARED.values() if d.function)
 
 
-def test_every_phase_flow_runs_its_runbook_steps_in_the_runbooks_order():
+def test_a_plan_says_what_every_declared_step_will_do_not_only_its_title():
     from actor_rollback.runbook.config import load_config
-    from actor_rollback.runbook.phases import describe
-    from actor_rollback.tasks.registry import STEP_FUNCTIONS
+    from actor_rollback.tasks.declare import DECLARED
+    from actor_rollback.tasks.registry import describe
 
-    calls = flow_step_calls()
-    assert set(calls) == set(PHASE_STEPS)
-    for phase, steps in PHASE_STEPS.items():
-        expected = [spec.name for spec in steps] + (["reset"] if phase == "4" else [])
-        assert calls[phase] == expected, f"phase {phase}: the flow calls {calls[phase]}, the runbook has {expected}"
-    specs = [spec for steps in PHASE_STEPS.values() for spec in steps] + [LAST_RESORT]
-    automated = {spec.name for spec in specs if spec.automated and spec.pending_issue is None}
-    assert automated == set(STEP_FUNCTIONS), "a step the runbook automates has no function, or a function no step"
     cfg = load_config()
-    for phase, steps in PHASE_STEPS.items():  # `plan` can say what each step will do
+    for phase, steps in [*PHASE_STEPS.items(), *PRECONDITIONS.items(), ("4", [LAST_RESORT])]:
         for spec in steps:
-            assert describe(spec, cfg, phase), f"describe() says nothing of {phase} {spec.name}"
+            said = describe(spec, cfg, phase)
+            assert said, f"describe() says nothing of {phase} {spec.name}"
+            if spec.name in DECLARED:
+                assert said != [spec.title], f"{phase} {spec.name}: its declaration's describe says only the title"
+
+
+def test_each_checklist_item_a_step_declares_it_proves_is_in_the_shipped_checklist_and_its_fact_is_set_by_it():
+    import inspect
+    import sys
+
+    from actor_rollback.runbook.config import load_config
+    from actor_rollback.tasks.registry import evidence_sources, step_function
+
+    cfg = load_config()
+    items = {item.id for phase in PHASE_STEPS for item in cfg.phase(phase).checklist}
+    sources = evidence_sources()
+    assert set(sources) <= items, f"declared evidence for items no phase lists: {sorted(set(sources) - items)}"
+    for item, (name, fact) in sources.items():
+        module = sys.modules[step_function(name).__module__]
+        assert fact is None or f'"{fact}"' in inspect.getsource(module), (
+            f"{item}: the {name} step's module never sets the fact {fact!r} it is said to prove")

@@ -13,11 +13,10 @@ from rich.markup import escape
 
 from actor_rollback.deployments.cli.common import (ConfigOpt, JsonOpt, app, config_for, config_path, err, out, print_report,
                                     progress_shown, quiet_prefect, refusing_bad_input, split)
-from actor_rollback.runbook.config import RollbackConfig, config_parameter, load_config, normalize_phase
+from actor_rollback.runbook.config import RollbackConfig, config_parameter, load_config
 from actor_rollback.runbook.errors import BadInputError
-from actor_rollback.runbook.ids import check_incident_id
 from actor_rollback.runbook.model import RollbackReport
-from actor_rollback.runbook.phases import select_steps
+from actor_rollback.runbook.request import check_request
 
 
 @app.command()
@@ -131,14 +130,9 @@ def run(
     from actor_rollback.runbook.ids import new_incident_id
     from actor_rollback.tasks.git_repo import open_workspace
 
-    key = normalize_phase(phase)
-    cfg = config_for(config, repo)
-    select_steps(key, split(only), split(skip))
+    request = check_request(phase, repo, reason, incident, split(only), split(skip), config)
+    key, cfg = request.phase, request.cfg
     open_workspace(repo)
-    if not reason.strip():
-        raise BadInputError("--reason is empty; say why the rollback is done (it goes into every commit)")
-    if incident:
-        check_incident_id(incident)
     incident = incident or new_incident_id()
     if not (yes or dry_run or as_json) and sys.stdin.isatty():
         typer.confirm(f"Roll back phase {key} ({cfg.phase(key).title}) in {repo} for {incident}?", abort=True)
