@@ -129,7 +129,7 @@ def test_a_rollback_emits_started_step_and_finished_events_naming_outcome_phase_
     assert ci.resource["status"] == "failed" and ci.resource["step-id"] == "P1.2c"
 
 
-def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_rollback_and_not_of_a_plan(
+def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_rollback_not_of_a_plan_or_a_drill(
         sample, test_config, tmp_path, prefect_server):
     from actor_rollback.deployments.automations import OUTCOME_AUTOMATION, ensure_outcome_automation
     from prefect.automations import Automation
@@ -145,6 +145,14 @@ def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_r
         time.sleep(2)  # the triggers service loads new automations every few seconds
         cli_run("1", "--repo", str(sample.repo), "--reason", "plan", "--incident", "auto-plan", "--dry-run",
                 "--config", str(cfg_path))
+        from prefect import tags
+
+        from actor_rollback.deployments.cli import run_phase_flow
+
+        with tags("drill"):  # a rehearsal's failure: the drill reports it itself, nobody is paged for it
+            drilled = run_phase_flow("1", sample.repo, "drill", "auto-drill", False, ["ci"], [], "", cfg_path,
+                                     triggered_by="test")
+        assert drilled.outcome == "failed", drilled.steps
         _, failed = cli_run("1", "--repo", str(sample.repo), "--reason", "ci red", "--incident", "auto-failed",
                             "--only", "ci", "--config", str(cfg_path))
         _, needs = cli_run("0", "--repo", str(sample.repo), "--reason", "PoC abandoned", "--incident", "auto-human",
@@ -157,6 +165,7 @@ def test_the_shipped_automation_tells_the_tech_lead_of_a_failed_or_needs_human_r
     assert "NEEDS-HUMAN" in got_needs["subject"] and "P0.2" in got_needs["text"]
     assert failed["flow_run_id"] in got_failed["text"] and needs["flow_run_id"] in got_needs["text"]  # links the run
     assert not any("auto-plan" in b["subject"] for b in sink.bodies)  # a plan is nobody's emergency
+    assert not any("auto-drill" in b["subject"] for b in sink.bodies)  # the failed drill ran before the failed run
 
 
 def test_without_a_notify_block_the_automation_is_not_made_and_says_why(prefect_server):
