@@ -219,7 +219,7 @@ class PhaseRun:
         from actor_rollback.flows.approval import ask_for_approval
 
         if self.ctx.dry_run or self.stopped_by is not None or not any(
-                spec.name == "reset" and runs for spec, runs in self._queue):
+                spec.approval and runs for spec, runs in self._queue):
             return
         approval, evidence = ask_for_approval(self.cfg, self.ctx.incident, self.ctx.reason, given)
         self.ctx.approval = approval

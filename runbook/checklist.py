@@ -10,7 +10,7 @@ from actor_rollback.runbook.config import ChecklistSpec
 from actor_rollback.runbook.model import ChecklistItem, StepResult
 
 # Checklist ID → (the step whose result proves it, the fact in that step's data, if one is needed): each step
-# declares the items it proves (tasks/declare.py), and tasks/registry.py::EVIDENCE_SOURCES collects them.
+# declares the items it proves (tasks/declare.py), and tasks/registry.py::evidence_sources collects them.
 EvidenceSources = dict[str, tuple[str, "str | None"]]
 
 

@@ -44,13 +44,19 @@ DECLARED: dict[str, Declared] = {}
 def _declare(entry: Declared) -> None:
     if entry.name not in get_args(StepName):
         raise ValueError(f"step {entry.name!r} is not one of runbook/phases.py's StepName; add it there")
-    if entry.name in DECLARED and DECLARED[entry.name].function is not entry.function:
+    earlier = DECLARED.get(entry.name)
+    if earlier is not None and (entry.function is None or earlier.function is not entry.function):
         raise ValueError(f"step {entry.name!r} is declared twice")
+    claimed = {item: d.name for d in DECLARED.values() if d.name != entry.name for item in d.evidence}
+    for item in entry.evidence:
+        if item in claimed:  # one step's result proves an item: two would make its verdict the later import's
+            raise ValueError(f"checklist item {item} is proved by the step {claimed[item]!r} already, not by "
+                             f"{entry.name!r} too")
     DECLARED[entry.name] = entry
 
 
 def declare_step(name: StepName, *, describe: Describe | None = None, secrets=None, evidence: dict | None = None,
-         milestone: str | None = None, changes_target: bool = False):
+                 milestone: str | None = None, changes_target: bool = False):
     """Declare the decorated function as the runbook step `name` (see the module's docstring)."""
 
     def register(function):

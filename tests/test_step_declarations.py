@@ -97,3 +97,8 @@ def test_a_step_name_outside_the_typed_set_or_declared_twice_is_refused_at_impor
         declare.declare_step("status-pgae")(lambda ctx: None)
     with pytest.raises(ValueError, match="declared twice"):
         declare.declare_step("flag")(lambda ctx: None)
+    with pytest.raises(ValueError, match="declared twice"):
+        declare.described("flag")(lambda spec, cfg, phase: [])  # a describe alone never replaces a step's function
+    with pytest.raises(ValueError, match="P1.C1 is proved by the step 'flag' already"):
+        declare.declare_step("embedded", evidence={"P1.C1": None})(lambda ctx: None)
+    assert "embedded" not in declare.DECLARED and declare.DECLARED["flag"].function is not None
